@@ -1,0 +1,42 @@
+# Setup is part of every target: a fresh machine needs only `make quickstart` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data quickstart test test-fast dashboard clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch drags in several GB of CUDA wheels
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist when apt can install it; otherwise hwnas
+# downloads the official files (MD5-checked) on first use, as searches/quickstart.yaml allows.
+data:
+	@if [ -d $(FASHION_MNIST) ]; then echo "Fashion-MNIST: $(FASHION_MNIST)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
+	    || echo "apt could not install dataset-fashion-mnist; hwnas will download Fashion-MNIST"; \
+	else echo "no apt as root: hwnas will download Fashion-MNIST on first use"; fi
+
+quickstart: setup data
+	$(BIN)/hwnas search quickstart
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+dashboard: setup
+	$(BIN)/hwnas dashboard runs/quickstart
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,184 @@
+"""Search configuration (``searches/*.yaml``): frozen, validated on load.
+
+>>> cfg = load_search_config("quickstart")
+>>> cfg.search.profile
+'cpu'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from nas._schema import check, check_choices, from_mapping
+from nas.errors import UserError
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
+BLOCK_TYPES = ("ir", "sh")
+OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
+              "parameters": "minimize", "peak_memory_mb": "minimize"}
+BUDGET_KEYS = ("latency_ms", "peak_memory_mb", "macs")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    dir: str | None = None
+    download: bool = False
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(self.dataset in DATASETS, "data.dataset", self.dataset, ", ".join(DATASETS))
+        check(0.0 < self.val_fraction < 0.5, "data.val_fraction", self.val_fraction, "0 < x < 0.5")
+        check(self.dataset != "image-folder" or self.dir is not None, "data.dir", self.dir,
+              "a folder or .tar.gz path (required for image-folder)")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    chs: int
+    stride: int = 1
+    depths: tuple[int, ...] = (1,)
+    block_types: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check(self.chs >= 8, "space.stages[].chs", self.chs, "integers >= 8")
+        check(self.stride in (1, 2), "space.stages[].stride", self.stride, "1, 2")
+        check(bool(self.depths) and min(self.depths) >= 1, "space.stages[].depths", self.depths, "integers >= 1")
+        check_choices(self.block_types or (), "space.stages[].block_types", BLOCK_TYPES)
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    stages: tuple[StageConfig, ...]
+    resolutions: tuple[int, ...] = (28,)
+    widths: tuple[float, ...] = (0.5, 0.75, 1.0)
+    stem_chs: int = 16
+    stem_stride: int = 1
+    head_chs: int = 128
+    block_types: tuple[str, ...] = BLOCK_TYPES
+    kernels: tuple[int, ...] = (3, 5, 7)
+    exp_ratios: tuple[int, ...] = (1, 3, 4, 6)
+    groups: tuple[int, ...] = (1, 2, 3, 4, 8)
+
+    def __post_init__(self) -> None:
+        check(bool(self.stages), "space.stages", self.stages, "a non-empty list of stages")
+        for w in self.widths:
+            check(0.25 <= w <= 1.4, "space.widths", w, "numbers from 0.25 to 1.4")
+        for r in self.resolutions:
+            check(r >= 8, "space.resolutions", r, "integers >= 8")
+        check_choices(self.block_types, "space.block_types", BLOCK_TYPES)
+        check_choices(self.kernels, "space.kernels", (3, 5, 7))
+        check_choices(self.exp_ratios, "space.exp_ratios", (1, 3, 4, 6))
+        check_choices(self.groups, "space.groups", (1, 2, 3, 4, 8))
+        check(self.stem_stride in (1, 2), "space.stem_stride", self.stem_stride, "1, 2")
+        for name in ("resolutions", "widths", "block_types", "kernels", "exp_ratios", "groups"):
+            check(bool(getattr(self, name)), f"space.{name}", getattr(self, name), "a non-empty list")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 2
+    train_subset: int | None = None
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 0.003
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, "train.epochs", self.epochs, "integers >= 1")
+        check(self.train_subset is None or self.train_subset >= 1, "train.train_subset", self.train_subset,
+              "null (all) or integers >= 1")
+        check(self.batch_size >= 1, "train.batch_size", self.batch_size, "integers >= 1")
+        check(self.optimizer in ("adamw", "sgd"), "train.optimizer", self.optimizer, "adamw, sgd")
+        check(self.lr > 0, "train.lr", self.lr, "numbers > 0")
+        check(self.schedule in ("onecycle", "cosine", "constant"), "train.schedule", self.schedule,
+              "onecycle, cosine, constant")
+        check(0 <= self.label_smoothing < 1, "train.label_smoothing", self.label_smoothing, "0 <= x < 1")
+        check(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "auto, cpu, cuda")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    latency_ms: float | None = None
+    peak_memory_mb: float | None = None
+    macs: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in BUDGET_KEYS:
+            value = getattr(self, key)
+            check(value is None or value > 0, f"search.budgets.{key}", value, "null or numbers > 0")
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    trials: int = 12
+    sampler: str = "nsga2"
+    population: int = 8
+    objectives: tuple[str, ...] = ("accuracy", "latency_ms", "macs")
+    profile: str = "cpu"
+    precision: str = "fp32"
+    budgets: Budgets = field(default_factory=Budgets)
+
+    def __post_init__(self) -> None:
+        check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")
+        check(self.sampler in ("nsga2", "tpe"), "search.sampler", self.sampler, "nsga2, tpe")
+        check(self.population >= 2, "search.population", self.population, "integers >= 2")
+        check_choices(self.objectives, "search.objectives", OBJECTIVES)
+        check("accuracy" in self.objectives, "search.objectives", self.objectives, "lists that include accuracy")
+        check(len(set(self.objectives)) == len(self.objectives), "search.objectives", self.objectives,
+              "lists without repeats")
+        check(self.precision == "fp32", "search.precision", self.precision, "fp32 (fp16/int8 come with compression)")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str
+    space: SpaceConfig
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchSection = field(default_factory=SearchSection)
+
+    def __post_init__(self) -> None:
+        check(bool(self.name) and "/" not in self.name, "name", self.name, "a non-empty name without '/'")
+
+
+def bundled_searches() -> dict[str, Path]:
+    """Search files shipped with the package (``searches/*.yaml``), by stem."""
+    root = resources.files("searches")
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_search_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a bundled search such as ``quickstart``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = bundled_searches()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    raise UserError(f"search config {str(name_or_path)!r} not found; give a YAML path or one of: "
+                    f"{', '.join(sorted(bundled))}")
+
+
+def parse_search_config(data: object, *, where: str = "") -> SearchConfig:
+    return from_mapping(SearchConfig, data, where)
+
+
+def load_search_config(name_or_path: str | Path) -> SearchConfig:
+    path = resolve_search_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return parse_search_config(data)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None

@@ -1,0 +1,160 @@
+"""One trial: sample -> price -> gate on budgets -> train -> export -> measure the exported file.
+
+Everything needed to rebuild and judge the trial goes into its user attrs (see README, "Trial
+attributes"). The builder never sees Optuna and the space never builds modules: this module wires
+them together.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+
+from nas.arch import ArchSpec
+from nas.builder import build
+from nas.config import OBJECTIVES, Budgets, SearchConfig
+from nas.costs import ModelCosts, count_costs
+from nas.data import Splits
+from nas.export import DeployInfo, onnx_accuracy, to_onnx
+from nas.latency import LatencyMeasurement, measure_latency
+from nas.profiles import HardwareProfile
+from nas.space import SearchSpace
+from nas.train import train
+
+log = logging.getLogger(__name__)
+
+
+def budget_violations(metrics: dict[str, float], budgets: Budgets) -> dict[str, float]:
+    """Relative excess over each budget that applies: ``value / budget - 1`` (<= 0 is feasible)."""
+    out = {}
+    for key, limit in (("latency_ms", budgets.latency_ms), ("peak_memory_mb", budgets.peak_memory_mb),
+                       ("macs", budgets.macs)):
+        if limit is not None and key in metrics:
+            out[key] = metrics[key] / limit - 1.0
+    return out
+
+
+def describe_violations(violations: dict[str, float], metrics: dict[str, float], budgets: Budgets) -> str:
+    over = [f"{k} {metrics[k]:.4g} > {getattr(budgets, k):.4g}" for k, v in violations.items() if v > 0]
+    return "; ".join(over)
+
+
+def cost_attrs(costs: ModelCosts) -> dict[str, float | int]:
+    return {"macs": costs.macs, "parameters": costs.params, "weight_mb": round(costs.weight_mb, 6),
+            "peak_activation_mb": round(costs.peak_activation_mb, 6), "peak_memory_mb": round(costs.memory_mb, 6)}
+
+
+@dataclass
+class TrialRunner:
+    """The Optuna objective of a search. Callable on a trial; returns the objective values."""
+
+    cfg: SearchConfig
+    profile: HardwareProfile
+    splits: Splits
+    run_dir: Path
+    on_start: Callable[[int, str], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.space = SearchSpace(self.cfg.space, in_chs=self.splits.preprocess.channels,
+                                 num_classes=len(self.splits.classes))
+
+    def trial_dir(self, number: int) -> Path:
+        return self.run_dir / "trials" / f"{number:04d}"
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+
+    def _measure(self, onnx_bytes: bytes, spec: ArchSpec) -> LatencyMeasurement:
+        lat = self.profile.latency
+        return measure_latency(onnx_bytes, (1, spec.in_chs, spec.resolution, spec.resolution),
+                               threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats)
+
+    def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
+        started = time.perf_counter()
+        spec = self.space.sample(trial)
+        seed = self.cfg.seed * 100_003 + trial.number
+        info = DeployInfo.for_arch(spec, self.splits.preprocess, self.splits.classes)
+        trial.set_user_attr("arch", spec.format())
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("profile", self.profile.name)
+        trial.set_user_attr("profile_version", self.profile.version)
+        trial.set_user_attr("precision", self.cfg.search.precision)
+        if self.on_start:
+            self.on_start(trial.number, spec.format())
+        torch.manual_seed(seed)
+        model = build(spec)
+        costs = count_costs(spec, precision=self.cfg.search.precision, model=model)
+        metrics: dict[str, float] = dict(cost_attrs(costs))
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        if self.cfg.search.budgets.latency_ms is not None:
+            # Dense fp32 latency does not depend on the weights: time the untrained export.
+            metrics["latency_ms"] = self._measure(to_onnx(model, info), spec).median_ms
+        self._gate(trial, metrics, started)
+
+        losses = train(model, self.splits.x_train, self.splits.y_train, preprocess=self.splits.preprocess,
+                       resolution=spec.resolution, cfg=self.cfg.train, seed=seed)
+        trial.set_user_attr("train_loss", [round(v, 5) for v in losses])
+        trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 2))
+        return self._judge_artifact(trial, model, spec, info, metrics, started)
+
+    def _gate(self, trial: optuna.Trial, metrics: dict[str, float], started: float) -> None:
+        budgets = self.cfg.search.budgets
+        violations = budget_violations(metrics, budgets)
+        if any(v > 0 for v in violations.values()):
+            for key, value in violations.items():
+                trial.set_constraint(key, value)
+            reason = describe_violations(violations, metrics, budgets)
+            trial.set_user_attr("feasible", False)
+            trial.set_user_attr("rejected_before_training", True)
+            trial.set_user_attr("infeasible_reason", reason)
+            if "latency_ms" in metrics:
+                trial.set_user_attr("latency_ms", round(metrics["latency_ms"], 4))
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+            raise optuna.TrialPruned(f"over budget before training: {reason}")
+
+    def _judge_artifact(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec, info: DeployInfo,
+                        metrics: dict[str, float], started: float) -> tuple[float, ...]:
+        """Export, then take accuracy and latency from the exported file itself."""
+        out = self.trial_dir(trial.number)
+        out.mkdir(parents=True, exist_ok=True)
+        onnx_bytes = to_onnx(model, info)
+        (out / "model.onnx").write_bytes(onnx_bytes)
+        torch.save(model.state_dict(), out / "weights.pt")
+        latency = self._measure(onnx_bytes, spec)
+        splits = self.splits
+        val_acc = onnx_accuracy(onnx_bytes, splits.x_val, splits.y_val, preprocess=splits.preprocess,
+                                resolution=spec.resolution)
+        test_acc = onnx_accuracy(onnx_bytes, splits.x_test, splits.y_test, preprocess=splits.preprocess,
+                                 resolution=spec.resolution)
+        metrics.update(latency_ms=latency.median_ms, accuracy=val_acc)
+        violations = budget_violations(metrics, self.cfg.search.budgets)
+        for key, value in violations.items():
+            trial.set_constraint(key, value)
+        feasible = all(v <= 0 for v in violations.values())
+        attrs = {"val_accuracy": round(val_acc, 5), "test_accuracy": round(test_acc, 5),
+                 "latency_ms": round(latency.median_ms, 4), "latency_p90_ms": round(latency.p90_ms, 4),
+                 "latency_kind": "measured", "latency_how": latency.describe(), "feasible": feasible,
+                 "rejected_before_training": False, "onnx_path": str(Path("trials") / out.name / "model.onnx"),
+                 "weights_path": str(Path("trials") / out.name / "weights.pt"), "file_bytes": len(onnx_bytes),
+                 "seconds": round(time.perf_counter() - started, 2)}
+        if not feasible:
+            attrs["infeasible_reason"] = describe_violations(violations, metrics, self.cfg.search.budgets)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return tuple(float(metrics[name]) for name in self.cfg.search.objectives)
+
+
+def directions(objectives: tuple[str, ...]) -> list[str]:
+    return [OBJECTIVES[name] for name in objectives]

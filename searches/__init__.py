@@ -1,0 +1,1 @@
+"""Search configurations shipped with hwnas: one YAML file per experiment (package data, no code)."""

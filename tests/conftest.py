@@ -1,0 +1,61 @@
+"""Shared fixtures: small datasets the tests generate in the real file formats."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def write_idx(path: Path, array: np.ndarray, *, compress: bool) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def pattern_images(labels: np.ndarray, size: int, rng: np.random.Generator, channels: int = 1) -> np.ndarray:
+    """Learnable images: a bright square whose position encodes the class, plus noise."""
+    n = len(labels)
+    images = rng.integers(0, 60, size=(n, size, size, channels)).astype(np.int32)
+    cell = size // 4
+    for i, label in enumerate(labels):
+        r, c = divmod(int(label) % 16, 4)
+        images[i, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell, :] += 180
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
+def make_idx_dataset(root: Path, *, n_train: int = 1000, n_test: int = 200, size: int = 16, compress: bool = True,
+                     seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        write_idx(root / f"{prefix}-images-idx3-ubyte", pattern_images(labels, size, rng)[..., 0], compress=compress)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels, compress=compress)
+    return root
+
+
+@pytest.fixture(scope="session")
+def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_idx_dataset(tmp_path_factory.mktemp("idx"))
+
+
+def tiny_config(data_dir: Path, **search: object) -> dict:
+    """A search config small enough to train a trial in a second or two."""
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"dataset": "mnist", "dir": str(data_dir), "val_fraction": 0.2},
+        "space": {
+            "resolutions": [12, 16], "widths": [0.5, 1.0], "stem_chs": 8, "stem_stride": 1, "head_chs": 32,
+            "groups": [1, 2], "kernels": [3, 5], "exp_ratios": [1, 3],
+            "stages": [{"chs": 8, "stride": 1, "depths": [1]}, {"chs": 16, "stride": 2, "depths": [1, 2]}],
+        },
+        "train": {"epochs": 3, "batch_size": 50, "lr": 0.02},
+        "search": {"trials": 3, "population": 4, **search},
+    }

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from nas.arch import ArchError, parse
+
+CANONICAL = [
+    "in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16-head_c64-fc_c10",
+    "in_c3_r32-stem_k3_s2_c24-ir_r2_k5_s2_e6_c24-sh_r2_s2_g2_c48-sh_r1_s1_g3_c96-head_c256-fc_c100",
+    "in_c1_r20-stem_k5_s1_c8-sh_r3_s1_g8_c64-ir_r4_k7_s2_e4_c40-head_c128-fc_c2",
+]
+
+
+@pytest.mark.parametrize("text", CANONICAL)
+def test_round_trip(text: str) -> None:
+    assert parse(text).format() == text
+
+
+def test_parse_fields() -> None:
+    spec = parse(CANONICAL[1])
+    assert (spec.in_chs, spec.resolution, spec.stem_chs, spec.stem_stride) == (3, 32, 24, 2)
+    assert [s.kind for s in spec.stages] == ["ir", "sh", "sh"]
+    assert (spec.stages[0].kernel, spec.stages[0].exp_ratio, spec.stages[0].repeats) == (5, 6, 2)
+    assert spec.stages[1].groups == 2 and spec.num_classes == 100 and spec.head_chs == 256
+
+
+@pytest.mark.parametrize("text, named", [
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_x4_c16-head_c64-fc_c10", "'x4'"),          # unknown token
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_typo-head_c64-fc_c10", "'typo'"),          # malformed token
+    ("in_c1_r28-stem_k3_s1_c16-xx_r1_k3_s1_e1_c16-head_c64-fc_c10", "'xx'"),             # unknown kind
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_c16-head_c64-fc_c10", "lacks e"),             # missing token
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_k5_s1_e1_c16-head_c64-fc_c10", "repeated token 'k5'"),
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k4_s1_e1_c16-head_c64-fc_c10", "kernel 4"),         # even kernel
+    ("in_c1_r28-stem_k3_s3_c16-ir_r1_k3_s1_e1_c16-head_c64-fc_c10", "stride 3"),
+    ("in_c1_r28-stem_k3_s1_c16-sh_r1_s1_g3_c16-head_c64-fc_c10", "groups 3"),            # 16 % 3
+    ("in_c1_r28-stem_k3_s1_c16-ir_r0_k3_s1_e1_c16-head_c64-fc_c10", "r0"),
+    ("in_c1_r28-stem_k3_s1_c016-ir_r1_k3_s1_e1_c16-head_c64-fc_c10", "c016"),            # non-canonical
+    ("stem_k3_s1_c16-in_c1_r28-ir_r1_k3_s1_e1_c16-head_c64-fc_c10", "in-stem"),          # order
+    ("in_c1_r28-stem_k3_s1_c16-head_c64-fc_c10", "at least one stage"),
+    ("in_c1_r2-stem_k3_s2_c16-ir_r1_k3_s2_e1_c16-head_c64-fc_c10", "total stride 4"),
+])
+def test_rejects_and_names_the_problem(text: str, named: str) -> None:
+    with pytest.raises(ArchError, match=None) as info:
+        parse(text)
+    assert named in str(info.value)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from nas.arch import parse
+from nas.blocks import ChannelShuffle, InvertedResidual, ShuffleUnit
+from nas.builder import build, fuse_bn
+
+
+@pytest.mark.parametrize("block, in_chs, out_chs, stride, expect", [
+    (dict(kind="ir", k=3, exp_ratio=1), 16, 16, 1, True),
+    (dict(kind="ir", k=5, exp_ratio=6), 16, 24, 2, False),
+    (dict(kind="ir", k=7, exp_ratio=4), 24, 24, 1, True),
+    (dict(kind="sh", groups=2), 32, 32, 1, "add"),
+    (dict(kind="sh", groups=4), 16, 64, 2, "concat"),
+    (dict(kind="sh", groups=8), 32, 64, 1, "plain"),
+    (dict(kind="sh", groups=3), 16, 48, 2, "plain"),   # (48 - 16) % 3 != 0: no concat shortcut
+])
+def test_block_shapes_and_shortcuts(block: dict, in_chs: int, out_chs: int, stride: int, expect: object) -> None:
+    kind = block.pop("kind")
+    if kind == "ir":
+        module = InvertedResidual(in_chs, out_chs, stride=stride, **block)
+        assert module.residual is expect
+    else:
+        module = ShuffleUnit(in_chs, out_chs, stride=stride, **block)
+        assert module.mode == expect
+    y = module(torch.randn(2, in_chs, 12, 12))
+    assert y.shape == (2, out_chs, 12 // stride, 12 // stride)
+
+
+def test_channel_shuffle_interleaves_groups() -> None:
+    x = torch.arange(6.0).view(1, 6, 1, 1)
+    assert ChannelShuffle(2)(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+
+
+def test_network_output_and_strides() -> None:
+    spec = parse("in_c3_r32-stem_k3_s2_c16-ir_r2_k5_s2_e6_c24-sh_r2_s2_g2_c48-head_c64-fc_c7")
+    model = build(spec).eval()
+    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 7)
+    assert model.head(model.blocks(model.stem(torch.randn(1, 3, 32, 32)))).shape == (1, 64, 4, 4)
+    assert len(model.blocks) == 4
+
+
+def test_fuse_bn_keeps_outputs() -> None:
+    spec = parse("in_c1_r16-stem_k3_s1_c8-ir_r1_k3_s1_e3_c8-sh_r1_s2_g2_c16-head_c32-fc_c10")
+    model = build(spec)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(16, 1, 16, 16))  # move BN running stats away from identity
+    model.eval()
+    x = torch.randn(4, 1, 16, 16)
+    fused = fuse_bn(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    torch.testing.assert_close(fused(x), model(x), atol=1e-5, rtol=1e-4)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+import optuna_dashboard
+import pytest
+import yaml
+
+from nas.cli import main
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("command", [[], ["search"], ["front"], ["export"], ["dashboard"]])
+def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: hwnas" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "no-such-config"], "search config 'no-such-config' not found"),
+    (["front", "no-such-run"], "no-such-run is not a run folder"),
+    (["search", "quickstart", "--trials", "0"], "--trials 0 not allowed"),
+])
+def test_user_errors_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hwnas: error: ") and message in err and err.count("\n") == 1
+
+
+def test_bad_key_in_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_config(tmp_path)
+    data["search"]["budget"] = {}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["search", str(path)]) == 2
+    assert "search: unknown key 'budget'; allowed: trials, sampler" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_front_export_and_dashboard_on_a_run(tmp_path: Path, idx_dir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(idx_dir, trials=2)))
+    run = tmp_path / "run"
+    assert main(["search", str(cfg), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["front", str(run)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["export", str(run), "--trial", "1"]) == 0
+    assert "exported trial 1: " in capsys.readouterr().out
+    exported = run / "models" / "0001"
+    assert (exported / "model.onnx").stat().st_size > 0
+    assert json.loads((exported / "metrics.json").read_text())["trial"] == 1
+    assert main(["export", str(run), "--trial", "99"]) == 2
+    assert "trial 99 has no exported model; allowed: completed trials" in capsys.readouterr().err
+
+    app = optuna_dashboard.wsgi(f"sqlite:///{run / 'study.db'}")
+
+    def get(path: str) -> dict:
+        env: dict = {}
+        setup_testing_defaults(env)
+        env.update(PATH_INFO=path, REQUEST_METHOD="GET")
+        status: list[str] = []
+        body = b"".join(app(env, lambda s, h, exc=None: status.append(s)))
+        assert status[0].startswith("200")
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    study = get(f"/api/studies/{summary['study_id']}")
+    assert len(study["trials"]) == 2
+    for trial in study["trials"]:
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert attrs["arch"].startswith("in_c1_r") and "macs" in attrs and "peak_memory_mb" in attrs

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import hashlib
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nas import datasets
+from nas.datasets import load_cifar10_batches, load_idx_dataset, load_image_folder, read_idx
+from nas.errors import UserError
+from tests.conftest import make_idx_dataset, write_idx
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_round_trip(tmp_path: Path, compress: bool) -> None:
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a-idx3-ubyte", array, compress=compress)
+    path = tmp_path / ("a-idx3-ubyte.gz" if compress else "a-idx3-ubyte")
+    np.testing.assert_array_equal(read_idx(path), array)
+
+
+def test_idx_rejects_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "bad").write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x02ab")
+    with pytest.raises(UserError, match="not an unsigned-byte idx file"):
+        read_idx(tmp_path / "bad")
+    (tmp_path / "short").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
+    with pytest.raises(UserError, match="shape \\(5,\\) but the file holds 2 bytes"):
+        read_idx(tmp_path / "short")
+
+
+def test_idx_dataset_shapes(tmp_path: Path) -> None:
+    raw = load_idx_dataset("fashion-mnist", make_idx_dataset(tmp_path, n_train=50, n_test=20, size=8))
+    assert raw.x_train.shape == (50, 8, 8, 1) and raw.x_test.shape == (20, 8, 8, 1)
+    assert raw.y_train.dtype == np.int64 and raw.classes[0] == "T-shirt/top"
+
+
+def test_missing_files_without_download_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="idx files not found .* set data.download: true"):
+        load_idx_dataset("fashion-mnist", tmp_path / "empty")
+
+
+def test_download_verifies_checksums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = make_idx_dataset(tmp_path / "server", n_train=30, n_test=10, size=8)
+    sums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in source.iterdir()}
+    monkeypatch.setitem(datasets.REMOTE, "mnist", ("unused", sums))
+    raw = load_idx_dataset("mnist", tmp_path / "got", download_ok=True, base_url=source.as_uri() + "/")
+    assert raw.x_train.shape == (30, 8, 8, 1)
+    bad = dict(sums, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
+    monkeypatch.setitem(datasets.REMOTE, "mnist", ("unused", bad))
+    with pytest.raises(UserError, match="checksum mismatch for t10k-labels-idx1-ubyte.gz"):
+        load_idx_dataset("mnist", tmp_path / "got2", download_ok=True, base_url=source.as_uri() + "/")
+    assert not (tmp_path / "got2" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_cifar_python_batches(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
+        batch = {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": list(range(n))}
+        with open(root / name, "wb") as f:
+            pickle.dump(batch, f)
+    raw = load_cifar10_batches(tmp_path)
+    assert raw.x_train.shape == (20, 32, 32, 3) and raw.x_test.shape == (3, 32, 32, 3)
+    first = pickle.load(open(root / "data_batch_1", "rb"), encoding="bytes")[b"data"][0]
+    np.testing.assert_array_equal(raw.x_train[0, :, :, 0].ravel(), first[:1024])  # red plane first
+
+
+def _image_folder(root: Path) -> None:
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((6, 6, 3), i * 40, dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+
+
+def test_image_folder_and_tarball(tmp_path: Path) -> None:
+    _image_folder(tmp_path / "set")
+    raw = load_image_folder(tmp_path / "set", cache_dir=tmp_path / "cache")
+    assert raw.classes == ("cat", "dog") and raw.x_train.shape == (6, 6, 6, 3)
+    assert raw.y_test.tolist() == [0, 0, 1, 1]
+    with tarfile.open(tmp_path / "set.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "set", arcname="set")
+    packed = load_image_folder(tmp_path / "set.tar.gz", cache_dir=tmp_path / "cache2")
+    np.testing.assert_array_equal(packed.x_train, raw.x_train)
+    cached = load_image_folder(tmp_path / "set.tar.gz", cache_dir=tmp_path / "cache2")
+    np.testing.assert_array_equal(cached.x_test, raw.x_test)
+
+
+def test_image_folder_needs_splits(tmp_path: Path) -> None:
+    (tmp_path / "flat" / "cat").mkdir(parents=True)
+    with pytest.raises(UserError, match="needs train/<class>/ and test/<class>/"):
+        load_image_folder(tmp_path / "flat", cache_dir=tmp_path / "cache")

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from nas.arch import parse
+from nas.builder import build
+from nas.data import split, to_tensor
+from nas.datasets import load_idx_dataset
+from nas.export import DeployInfo, onnx_accuracy, read_metadata, to_onnx
+from nas.latency import measure_latency
+from tests.conftest import make_idx_dataset
+
+
+def test_export_carries_deploy_metadata_and_matches_torch(tmp_path: Path) -> None:
+    raw = load_idx_dataset("fashion-mnist", make_idx_dataset(tmp_path, n_train=100, n_test=60, size=16))
+    s = split(raw, val_fraction=0.1, seed=0)
+    spec = parse("in_c1_r12-stem_k3_s1_c8-sh_r1_s2_g2_c16-ir_r1_k3_s1_e3_c16-head_c32-fc_c10")
+    model = build(spec).eval()
+    info = DeployInfo.for_arch(spec, s.preprocess, s.classes)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(to_onnx(model, info))
+    onnx.checker.check_model(onnx.load(str(path)))
+    meta = read_metadata(path)
+    assert meta["hwnas.arch"] == spec.format()
+    assert json.loads(meta["hwnas.input_shape"]) == [1, 1, 12, 12]
+    assert meta["hwnas.resize"].startswith("bilinear (antialiased) from 16x16 to 12x12")
+    assert json.loads(meta["hwnas.mean"]) == list(s.preprocess.mean)
+    assert json.loads(meta["hwnas.classes"])[9] == "Ankle boot"
+    assert meta["hwnas.channel_order"] == "gray" and meta["hwnas.precision"] == "fp32"
+    with torch.no_grad():
+        torch_acc = float((model(to_tensor(s.x_test, s.preprocess, 12)).argmax(1).numpy() == s.y_test).mean())
+    assert onnx_accuracy(path, s.x_test, s.y_test, preprocess=s.preprocess, resolution=12, batch_size=7) == torch_acc
+
+
+def test_latency_measurement_records_conditions(tmp_path: Path) -> None:
+    spec = parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2")
+    info = DeployInfo(arch=spec.format(), input_shape=(1, 1, 8, 8), resize="none", mean=(0.0,), std=(1.0,),
+                      channel_order="gray", classes=("a", "b"))
+    m = measure_latency(to_onnx(build(spec), info), (1, 1, 8, 8), threads=1, warmup=2, repeats=9)
+    assert 0 < m.median_ms <= m.p90_ms and m.threads == 1 and m.repeats == 9
+    assert "1 thread(s)" in m.describe() and "onnxruntime" in m.runtime
+    assert np.isfinite(m.median_ms)
