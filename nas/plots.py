@@ -23,7 +23,7 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, *, budgets: dict[str, 
             ax.plot(rejected[x], [0.02] * len(rejected), "|", color="tab:red", ms=14,
                     transform=ax.get_xaxis_transform(), label="rejected before training")
         ordered = front.sort_values(x)
-        ax.plot(ordered[x], ordered["accuracy"] * 100, "-o", color="tab:blue", label="Pareto front")
+        ax.plot(ordered[x], ordered["accuracy"] * 100, "-o", color="tab:blue", label="Pareto front (all objectives)")
         for _, row in ordered.iterrows():
             ax.annotate(str(int(row["trial"])), (row[x], row["accuracy"] * 100), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")

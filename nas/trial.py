@@ -103,10 +103,11 @@ class TrialRunner:
             metrics["latency_ms"] = self._measure(to_onnx(model, info), spec).median_ms
         self._gate(trial, metrics, started)
 
+        train_started = time.perf_counter()
         losses = train(model, self.splits.x_train, self.splits.y_train, preprocess=self.splits.preprocess,
                        resolution=spec.resolution, cfg=self.cfg.train, seed=seed)
         trial.set_user_attr("train_loss", [round(v, 5) for v in losses])
-        trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 2))
+        trial.set_user_attr("train_seconds", round(time.perf_counter() - train_started, 2))
         return self._judge_artifact(trial, model, spec, info, metrics, started)
 
     def _gate(self, trial: optuna.Trial, metrics: dict[str, float], started: float) -> None:

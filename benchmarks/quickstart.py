@@ -1,0 +1,97 @@
+"""Quickstart acceptance benchmark: time `hwnas search quickstart` from scratch, then check every
+front model independently: the ONNX file loads in onnxruntime and its test accuracy, re-measured
+here from the file alone (preprocessing read from its metadata), matches the recorded figure.
+
+    .venv/bin/python benchmarks/quickstart.py            # fresh run in runs/bench-quickstart
+    .venv/bin/python benchmarks/quickstart.py --reuse    # only verify an existing run
+
+Writes benchmarks/results/quickstart.md and quickstart.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from nas.config import load_search_config
+from nas.data import Preprocess, load_raw, to_tensor
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def verify(run_dir: Path) -> pd.DataFrame:
+    cfg = load_search_config("quickstart")
+    raw = load_raw(cfg.data, cache_dir=run_dir.parent / ".cache")
+    front = pd.read_csv(run_dir / "front.csv")
+    rows = []
+    for row in front.itertuples():
+        path = run_dir / row.onnx_path
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        meta = sess.get_modelmeta().custom_metadata_map
+        shape = json.loads(meta["hwnas.input_shape"])
+        pre = Preprocess(source_size=raw.x_test.shape[1], channels=shape[1], mean=tuple(json.loads(meta["hwnas.mean"])),
+                         std=tuple(json.loads(meta["hwnas.std"])), channel_order=meta["hwnas.channel_order"])
+        correct = 0
+        for start in range(0, len(raw.y_test), 1000):
+            x = to_tensor(raw.x_test[start:start + 1000], pre, shape[-1]).numpy()
+            logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+            correct += int((logits.argmax(1) == raw.y_test[start:start + 1000]).sum())
+        measured = correct / len(raw.y_test)
+        rows.append({"trial": row.trial, "arch": row.arch, "recorded_accuracy": row.accuracy,
+                     "remeasured_accuracy": measured, "delta_points": round(100 * (measured - row.accuracy), 3),
+                     "latency_ms": row.latency_ms, "macs": row.macs, "params": row.params,
+                     "peak_memory_mb": row.peak_memory_mb, "loads": True})
+    return pd.DataFrame(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reuse", action="store_true", help="verify the existing run without searching")
+    parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-quickstart"))
+    args = parser.parse_args()
+    run_dir = Path(args.run_dir)
+    seconds = None
+    if not args.reuse:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        start = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "hwnas"), "search", "quickstart", "--out", str(run_dir)],
+                       check=True)
+        seconds = time.perf_counter() - start
+    table = verify(run_dir)
+    trials = pd.read_csv(run_dir / "trials.csv")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    table.to_csv(RESULTS / "quickstart.csv", index=False)
+    lines = [
+        "# Quickstart benchmark", "",
+        f"Command: `.venv/bin/python benchmarks/quickstart.py` on {platform.machine()} with "
+        f"{len(os.sched_getaffinity(0))} CPU cores, onnxruntime {ort.__version__}.", "",
+        f"- search wall time (12 trials, setup already done): "
+        f"{'%.0f s' % seconds if seconds is not None else 'not timed (--reuse)'}",
+        f"- trials: {len(trials)} ({(trials['state'] == 'COMPLETE').sum()} trained, "
+        f"{(trials['state'] == 'PRUNED').sum()} rejected before training, {(trials['state'] == 'FAIL').sum()} failed)",
+        f"- Pareto rows: {len(table)}; best test accuracy {100 * table['recorded_accuracy'].max():.2f}%",
+        f"- largest |recorded - re-measured| accuracy: {table['delta_points'].abs().max():.3f} points "
+        "(re-measured from the ONNX file alone, preprocessing read from its metadata)",
+        "- latency: measured on this host, onnxruntime CPU, batch 1, 1 thread, median of 50 runs", "",
+        table.to_markdown(index=False),
+    ]
+    (RESULTS / "quickstart.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    ok = len(table) >= 3 and table["recorded_accuracy"].max() >= 0.85 and table["delta_points"].abs().max() <= 0.5
+    print("acceptance:", "met" if ok else "NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
