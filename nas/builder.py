@@ -11,36 +11,55 @@ import torch
 from torch import nn
 
 from nas.arch import ArchSpec, StageSpec
-from nas.blocks import ConvBnAct, InvertedResidual, ShuffleUnit
+from nas.blocks import (ConvBnAct, FBNetBlock, InvertedResidual, ShuffleUnit, ShuffleV2Unit, depthwise_separable,
+                        skip)
 
 
 class Net(nn.Module):
-    """stem -> stages -> 1x1 head conv -> global average pool -> linear classifier."""
+    """stem [-> max pool] -> stages -> [1x1 head conv] -> global average pool -> linear classifier."""
 
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.stem = ConvBnAct(spec.in_chs, spec.stem_chs, spec.stem_kernel, stride=spec.stem_stride)
+        stem: list[nn.Module] = [ConvBnAct(spec.in_chs, spec.stem_chs, spec.stem_kernel, stride=spec.stem_stride,
+                                           hswish=spec.stem_hswish)]
+        if spec.stem_pool:
+            stem.append(nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*stem)
         blocks: list[nn.Module] = []
         in_chs = spec.stem_chs
         for stage in spec.stages:
             for i in range(stage.repeats):
-                blocks.append(_block(stage, in_chs, stride=stage.stride if i == 0 else 1))
+                first = i == 0
+                blocks.append(_block(stage, in_chs, stride=stage.stride if first else 1, first=first))
                 in_chs = stage.out_chs
         self.blocks = nn.Sequential(*blocks)
-        self.head = ConvBnAct(in_chs, spec.head_chs)
+        self.head = ConvBnAct(in_chs, spec.head_chs, hswish=spec.head_hswish) if spec.head_chs else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(spec.head_chs, spec.num_classes)
+        self.classifier = nn.Linear(spec.head_chs or in_chs, spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.stem(x)))
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-def _block(stage: StageSpec, in_chs: int, *, stride: int) -> nn.Module:
+def _block(stage: StageSpec, in_chs: int, *, stride: int, first: bool) -> nn.Module:
+    out = stage.out_chs
     if stage.kind == "ir":
-        return InvertedResidual(in_chs, stage.out_chs, k=stage.kernel, stride=stride, exp_ratio=stage.exp_ratio)
-    return ShuffleUnit(in_chs, stage.out_chs, stride=stride, groups=stage.groups)
+        return InvertedResidual(in_chs, out, k=stage.kernel, stride=stride, exp_ratio=stage.exp_ratio, se=stage.se,
+                                hswish=stage.hswish)
+    if stage.kind == "ds":
+        return depthwise_separable(in_chs, out, k=stage.kernel, stride=stride, se=stage.se, hswish=stage.hswish)
+    if stage.kind == "sh":
+        return ShuffleUnit(in_chs, out, stride=stride, groups=stage.groups,
+                           first_grouped=stage.first_grouped or not first)
+    if stage.kind == "sh2":
+        return ShuffleV2Unit(in_chs, out, stride=stride)
+    if stage.kind == "fb":
+        return FBNetBlock(in_chs, out, k=stage.kernel, stride=stride, exp_ratio=stage.exp_ratio, groups=stage.groups)
+    if stage.kind == "skip":
+        return skip(in_chs, out, stride=stride)
+    raise AssertionError(f"builder has no block for kind {stage.kind!r}")  # parse() admits no other kind
 
 
 def build(spec: ArchSpec) -> Net:
@@ -49,6 +68,8 @@ def build(spec: ArchSpec) -> Net:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)

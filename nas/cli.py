@@ -103,6 +103,31 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    import json
+
+    from nas.costs import count_costs
+    from nas.zoo import zoo_entries
+
+    for name, value in (("--classes", args.classes), ("--in-channels", args.in_channels),
+                        ("--resolution", args.resolution)):
+        if value is not None and value < 1:
+            raise UserError(f"{name} {value} not allowed; allowed: integers >= 1")
+    rows = []
+    for entry in zoo_entries(classes=args.classes, in_chs=args.in_channels or 3, resolution=args.resolution):
+        costs = count_costs(entry.spec)
+        rows.append({"name": entry.name, "family": entry.family, "width": entry.width, "resolution": entry.resolution,
+                     "groups": entry.groups, "arch": entry.spec.format(), "macs": costs.macs,
+                     "parameters": costs.params, "weight_mb": round(costs.weight_mb, 3),
+                     "peak_activation_mb": round(costs.peak_activation_mb, 3)})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        print(f"{r['name']:32s} {r['macs'] / 1e6:9.1f}M MACs {r['parameters'] / 1e6:7.3f}M params  {r['arch']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware neural architecture search.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log library details")
@@ -130,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=cmd_dashboard)
+    p = sub.add_parser("zoo", help="list reference architectures with MACs and parameters",
+                       description="List reference families (MobileNetV1/V2, ShuffleNetV1/V2, FBNet) as arch strings "
+                                   "of the grammar, with fvcore MACs and parameters.")
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    p.add_argument("--classes", type=int, help="classifier outputs (default: 1000; FBNet CIFAR rows: 100)")
+    p.add_argument("--in-channels", type=int, help="input channels (default 3)")
+    p.add_argument("--resolution", type=int, help="input resolution for every row (default: each row's own)")
+    p.set_defaults(func=cmd_zoo)
     return parser
 
 

@@ -12,12 +12,13 @@ Conventions (the same for every model, so figures compare):
   biases) times the bytes of the precision.
 - **Peak activation memory** is the largest total of live tensors at any step of the forward
   pass in execution order (batch 1, input and output included). A tensor is live from the op that
-  makes it to its last reader. Activations and reshapes are counted in place (runtimes fuse them
-  into the producing op). Memory sizes are in MB of 10^6 bytes.
+  makes it to its last reader. Activations, reshapes and channel splits are counted in place
+  (runtimes fuse them into the producing op or make views). Memory sizes are in MB of 10^6 bytes.
 """
 from __future__ import annotations
 
 import copy
+import operator
 import logging
 from dataclasses import dataclass
 
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 _MAC_OPS = {"conv", "linear", "matmul", "addmm", "bmm", "einsum"}
 _IN_PLACE_MODULES = (nn.Identity, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Flatten)
-_IN_PLACE_METHODS = {"unflatten", "transpose", "flatten", "view", "reshape", "relu", "relu_"}
-_IN_PLACE_FUNCTIONS = {torch.flatten, torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6}
+_IN_PLACE_METHODS = {"unflatten", "transpose", "flatten", "view", "reshape", "relu", "relu_", "chunk"}
+_IN_PLACE_FUNCTIONS = {torch.flatten, torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6,
+                       operator.getitem}
 
 
 @dataclass(frozen=True)
@@ -96,29 +98,34 @@ def _aliases_input(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return False
 
 
+def _elements(node: fx.Node) -> int | None:
+    meta = node.meta.get("tensor_meta")
+    return meta.shape.numel() if hasattr(meta, "shape") else None
+
+
 def peak_activation_elements(model: nn.Module, x: torch.Tensor) -> int:
     """Largest number of tensor elements live at once over a forward pass (see module doc)."""
     graph_module = fx.symbolic_trace(model)
     ShapeProp(graph_module).propagate(x)
     modules = dict(graph_module.named_modules())
-    nodes = [n for n in graph_module.graph.nodes if "tensor_meta" in n.meta]
     order = {n: i for i, n in enumerate(graph_module.graph.nodes)}
-    buffer_of: dict[fx.Node, fx.Node] = {}
+    buffer_of: dict[fx.Node, fx.Node] = {}  # node -> the node whose buffer holds its value
     size: dict[fx.Node, int] = {}
     end: dict[fx.Node, int] = {}
-    for node in nodes:
+    for node in graph_module.graph.nodes:
         inputs = [a for a in node.all_input_nodes if a in buffer_of]
         if inputs and _aliases_input(node, modules):
             buffer_of[node] = buffer_of[inputs[0]]
-        else:
+        elif _elements(node) is not None:
             buffer_of[node] = node
-            size[node] = node.meta["tensor_meta"].shape.numel()
-        last = max((order[u] for u in node.users), default=len(order))
+            size[node] = _elements(node)  # type: ignore[assignment]
+        else:
+            continue
         owner = buffer_of[node]
+        last = max((order[u] for u in node.users), default=len(order))
         end[owner] = max(end.get(owner, order[node]), last)
     peak = 0
-    for node in nodes:
-        step = order[node]
-        live = sum(size[b] for b in size if order[b] <= step <= end[b])
+    for step in range(len(order)):
+        live = sum(n for b, n in size.items() if order[b] <= step <= end[b])
         peak = max(peak, live)
     return peak

@@ -18,17 +18,10 @@ import math
 from optuna.trial import BaseTrial
 
 from nas.arch import ArchSpec, StageSpec, validate
+from nas.blocks import make_divisible
 from nas.config import SpaceConfig
 
 CHANNEL_DIVISOR = 8
-
-
-def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
-    """Round to the nearest multiple of ``divisor`` without losing more than 10% (as timm does)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
 
 
 class SearchSpace:

@@ -8,6 +8,9 @@ CANONICAL = [
     "in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16-head_c64-fc_c10",
     "in_c3_r32-stem_k3_s2_c24-ir_r2_k5_s2_e6_c24-sh_r2_s2_g2_c48-sh_r1_s1_g3_c96-head_c256-fc_c100",
     "in_c1_r20-stem_k5_s1_c8-sh_r3_s1_g8_c64-ir_r4_k7_s2_e4_c40-head_c128-fc_c2",
+    "in_c3_r224-stem_k3_s2_c24_mp1-sh_r4_s2_g3_c240_fg0-sh2_r1_s2_c116-sh2_r3_s1_c116-fc_c1000",
+    "in_c3_r64-stem_k3_s2_c16_hs1-ir_r1_k3_s1_e4_c16_se1_hs1-ds_r2_k5_s2_c32_se1-head_c128_hs1-fc_c10",
+    "in_c3_r32-stem_k3_s1_c16-fb_r1_k5_s1_e1_g2_c16-skip_s2_c24-fb_r1_k3_s1_e6_g1_c24-head_c64-fc_c100",
 ]
 
 
@@ -38,9 +41,24 @@ def test_parse_fields() -> None:
     ("stem_k3_s1_c16-in_c1_r28-ir_r1_k3_s1_e1_c16-head_c64-fc_c10", "in-stem"),          # order
     ("in_c1_r28-stem_k3_s1_c16-head_c64-fc_c10", "at least one stage"),
     ("in_c1_r2-stem_k3_s2_c16-ir_r1_k3_s2_e1_c16-head_c64-fc_c10", "total stride 4"),
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16_se0-head_c64-fc_c10", "se0 in"),           # default spelled out
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16_se2-head_c64-fc_c10", "must be se0 or se1"),
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16_hs1_se1-head_c64-fc_c10", "out of order"),
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_s1_k3_e1_c16-head_c64-fc_c10", "out of order"),
+    ("in_c1_r28-stem_k3_s1_c16-sh2_r1_s1_c32-head_c64-fc_c10", "keeps its 16 input channels"),
+    ("in_c1_r28-stem_k3_s1_c16-sh2_r1_s2_c33-head_c64-fc_c10", "must be even"),
+    ("in_c1_r28-stem_k3_s1_c16-fb_r1_k3_s1_e1_g3_c24-head_c64-fc_c10", "divide by groups 3"),
 ])
 def test_rejects_and_names_the_problem(text: str, named: str) -> None:
     with pytest.raises(ArchError, match=None) as info:
         parse(text)
     assert named in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_optional_parts_and_flags() -> None:
+    spec = parse(CANONICAL[3])
+    assert spec.stem_pool and spec.head_chs is None and not spec.stages[0].first_grouped
+    spec = parse(CANONICAL[4])
+    assert spec.stem_hswish and spec.head_hswish and spec.stages[0].se and spec.stages[0].hswish
+    assert spec.stages[1].kind == "ds" and spec.stages[1].se and not spec.stages[1].hswish

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nas.arch import parse
-from nas.blocks import ChannelShuffle, InvertedResidual, ShuffleUnit
+from nas.blocks import ChannelShuffle, FBNetBlock, InvertedResidual, ShuffleUnit, ShuffleV2Unit, skip
 from nas.builder import build, fuse_bn
 
 
@@ -55,3 +55,34 @@ def test_fuse_bn_keeps_outputs() -> None:
     fused = fuse_bn(copy.deepcopy(model))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     torch.testing.assert_close(fused(x), model(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("part, in_chs, out_chs, stride", [
+    ("ds_r1_k3_s2_c32", 16, 32, 2),
+    ("ds_r1_k5_s1_c16_se1_hs1", 16, 16, 1),
+    ("sh2_r1_s2_c48", 24, 48, 2),
+    ("sh2_r1_s1_c24", 24, 24, 1),
+    ("fb_r1_k3_s1_e1_g2_c16", 16, 16, 1),
+    ("fb_r1_k5_s2_e6_g1_c24", 16, 24, 2),
+    ("skip_s1_c16", 16, 16, 1),
+    ("skip_s2_c24", 16, 24, 2),
+    ("ir_r1_k3_s1_e4_c16_se1_hs1", 16, 16, 1),
+])
+def test_every_block_kind_builds_with_the_right_shape(part: str, in_chs: int, out_chs: int, stride: int) -> None:
+    spec = parse(f"in_c3_r16-stem_k3_s1_c{in_chs}-{part}-fc_c5")
+    model = build(spec).eval()
+    block = model.blocks[0]
+    x = torch.randn(2, in_chs, 16, 16)
+    assert block(x).shape == (2, out_chs, 16 // stride, 16 // stride)
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+
+
+def test_block_internals() -> None:
+    assert isinstance(skip(16, 16, stride=1), torch.nn.Identity)
+    assert FBNetBlock(16, 16, k=3, stride=1, exp_ratio=1, groups=2).residual
+    unit = ShuffleV2Unit(24, 24, stride=1)
+    assert unit.left is None and unit.right[0][0].in_channels == 12
+    fb = FBNetBlock(16, 16, k=3, stride=1, exp_ratio=3, groups=2)
+    assert fb.body[0][0].groups == 2 and isinstance(fb.body[1], ChannelShuffle)
+    shv1 = build(parse("in_c3_r64-stem_k3_s2_c24_mp1-sh_r2_s2_g3_c240_fg0-fc_c10"))
+    assert shv1.blocks[0].branch[0][0].groups == 1 and shv1.blocks[1].branch[0][0].groups == 3

@@ -7,7 +7,8 @@ import pytest
 
 from nas.arch import parse
 from nas.config import parse_search_config
-from nas.space import SearchSpace, make_divisible
+from nas.blocks import make_divisible
+from nas.space import SearchSpace
 from tests.conftest import tiny_config
 
 
