@@ -222,9 +222,6 @@ def _validate_stage(stage: StageSpec, in_chs: int) -> None:
     elif stage.kind == "sh2":
         if out % 2:
             raise ArchError(f"{name!r}: channels {out} must be even (the unit splits them in two)")
-        if stage.stride == 1 and in_chs != out:
-            raise ArchError(f"{name!r}: a stride-1 ShuffleNetV2 unit keeps its {in_chs} input channels; "
-                            f"change channels with s2")
     elif stage.kind == "fb" and (in_chs * stage.exp_ratio % g or out * stage.exp_ratio % g or out % g):
         raise ArchError(f"{name!r}: expanded channels {in_chs}*{stage.exp_ratio} and output {out} must "
                         f"divide by groups {g}")

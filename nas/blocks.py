@@ -129,15 +129,16 @@ class ShuffleUnit(nn.Module):
 
 
 class ShuffleV2Unit(nn.Module):
-    """ShuffleNetV2 unit. Stride 1: split channels in half, transform one half (1x1, 3x3 dw, 1x1),
-    concat, shuffle. Stride 2: both branches see the whole input (left: 3x3 dw s2, 1x1; right: 1x1,
-    3x3 dw s2, 1x1), each makes out/2 channels; concat, shuffle."""
+    """ShuffleNetV2 unit. Channels kept at stride 1: split channels in half, transform one half
+    (1x1, 3x3 dw, 1x1), concat, shuffle. Otherwise (stride 2, or new channel count): both branches
+    see the whole input (left: 3x3 dw, 1x1; right: 1x1, 3x3 dw, 1x1), each makes out/2 channels;
+    concat, shuffle."""
 
     def __init__(self, in_chs: int, out_chs: int, *, stride: int) -> None:
         super().__init__()
         half = out_chs // 2
-        self.stride = stride
-        branch_in = in_chs if stride == 2 else half
+        two_branch = stride == 2 or in_chs != out_chs
+        branch_in = in_chs if two_branch else half
         self.right = nn.Sequential(
             ConvBnAct(branch_in, half),
             ConvBnAct(half, half, 3, stride=stride, groups=half, act=False),
@@ -146,7 +147,7 @@ class ShuffleV2Unit(nn.Module):
         self.left = nn.Sequential(
             ConvBnAct(in_chs, in_chs, 3, stride=stride, groups=in_chs, act=False),
             ConvBnAct(in_chs, half),
-        ) if stride == 2 else None
+        ) if two_branch else None
         self.shuffle = ChannelShuffle(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from nas.config import load_search_config
+from nas.config import SearchConfig, load_search_config
 from nas.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -25,49 +25,97 @@ def _run_storage(run_dir: Path, storage: str | None) -> str:
     return saved.read_text().strip() if saved.exists() else default_storage(run_dir)
 
 
-def _load_run_study(run_dir: Path, storage: str | None) -> optuna.Study:
-    from nas.study import load_run_config, open_study
+def _load_run(run_dir: Path, storage: str | None) -> tuple[SearchConfig, optuna.Study | None, optuna.Study | None]:
+    """A run folder's config, search study and baselines study (either may not exist yet)."""
+    from nas.baselines import baselines_study_name
+    from nas.study import find_study, load_run_config
 
     cfg = load_run_config(run_dir)
-    return open_study(cfg, _run_storage(run_dir, storage), create=False)
+    url = _run_storage(run_dir, storage)
+    search, baselines = find_study(cfg, url, cfg.name), find_study(cfg, url, baselines_study_name(cfg))
+    if search is None and baselines is None:
+        raise UserError(f"{run_dir} holds no study yet; run hwnas search or hwnas baselines first")
+    return cfg, search, baselines
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from nas.progress import Progress
-    from nas.report import write_outputs
-    from nas.study import FINISHED, check_run_config, default_storage, open_study, run_search
+def _prepare_run(args: argparse.Namespace) -> tuple[SearchConfig, Path, str]:
+    """Config (with --trials applied), run folder and storage URL of a search or baselines command."""
+    from nas.study import check_run_config
 
     cfg = load_search_config(args.config)
-    if args.trials is not None:
+    if getattr(args, "trials", None) is not None:
         if args.trials < 1:
             raise UserError(f"--trials {args.trials} not allowed; allowed: integers >= 1")
         cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, trials=args.trials))
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
     check_run_config(run_dir, cfg)
-    storage = args.storage or default_storage(run_dir)
     if args.storage:
         (run_dir / "storage.url").write_text(args.storage + "\n")
+    return cfg, run_dir, args.storage or _run_storage(run_dir, None)
+
+
+def _finish_run(cfg: SearchConfig, run_dir: Path, storage: str) -> None:
+    from nas.report import write_outputs
+
+    _, search, baselines = _load_run(run_dir, storage)
+    front = write_outputs(run_dir, budgets=dataclasses.asdict(cfg.search.budgets), search=search, baselines=baselines)
+    n_search = int((front["source"] == "search").sum())
+    print(f"front: {run_dir / 'front.csv'} ({n_search} Pareto-optimal feasible trials"
+          f"{', %d baselines' % (len(front) - n_search) if baselines else ''}); plot: {run_dir / 'front.png'}; "
+          f"models: {run_dir / 'models'}; all trials: {run_dir / 'trials.csv'}")
+    if len(front):
+        print(_front_text(front))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from nas.progress import Progress
+    from nas.study import FINISHED, open_study, run_search
+
+    cfg, run_dir, storage = _prepare_run(args)
     done = sum(t.state in FINISHED for t in open_study(cfg, storage).trials)
     progress = Progress(total=cfg.search.trials, already_done=done)
     print(f"hwnas search {cfg.name}: {cfg.search.trials} trials ({done} already finished), profile "
           f"{cfg.search.profile}, objectives {', '.join(cfg.search.objectives)}, run folder {run_dir}", flush=True)
     try:
-        result = run_search(cfg, run_dir, storage=storage,
-                            callbacks=[lambda s, t: print(progress.line(s, t), flush=True)],
-                            on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
+        run_search(cfg, run_dir, storage=storage, callbacks=[lambda s, t: print(progress.line(s, t), flush=True)],
+                   on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
     except KeyboardInterrupt:
         print(f"interrupted; completed trials are kept in {storage}. Run the same command to resume.")
         return 130
-    front = write_outputs(result.study, run_dir, budgets=dataclasses.asdict(cfg.search.budgets))
-    print(f"front: {run_dir / 'front.csv'} ({len(front)} Pareto-optimal feasible trials); plot: "
-          f"{run_dir / 'front.png'}; models: {run_dir / 'models'}; all trials: {run_dir / 'trials.csv'}")
-    if len(front):
-        print(_front_text(front))
+    _finish_run(cfg, run_dir, storage)
+    return 0
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from nas.baselines import baseline_grid, baselines_study_name, run_baselines
+    from nas.profiles import load_profile
+    from nas.progress import Progress
+    from nas.study import FINISHED, find_study, load_splits
+
+    cfg, run_dir, storage = _prepare_run(args)
+    splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
+    grid = baseline_grid(cfg, in_chs=splits.preprocess.channels, classes=len(splits.classes))
+    existing = find_study(cfg, storage, baselines_study_name(cfg))
+    done = {t.user_attrs.get("baseline") for t in (existing.trials if existing else []) if t.state in FINISHED}
+    progress = Progress(total=len(grid), already_done=sum(b.name in done for b in grid))
+    print(f"hwnas baselines {cfg.name}: {len(grid)} handcrafted networks ({progress.already_done} already finished), "
+          f"same data and training budget as the search, budgets {'ignored' if args.ignore_budgets else 'applied'}",
+          flush=True)
+    try:
+        run_baselines(cfg, run_dir, storage=storage, profile=load_profile(cfg.search.profile), splits=splits,
+                      ignore_budgets=args.ignore_budgets,
+                      callbacks=(lambda s, t: print(progress.line(s, t), flush=True),),
+                      on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted; finished baselines are kept in {storage}. Run the same command to resume.")
+        return 130
+    _finish_run(cfg, run_dir, storage)
     return 0
 
 
 def _front_text(front) -> str:  # noqa: ANN001 - a pandas DataFrame
-    shown = front[["trial", "accuracy", "latency_ms", "macs", "params", "peak_memory_mb", "arch"]].copy()
+    shown = front[["source", "trial", "name", "accuracy", "latency_ms", "macs", "params", "peak_memory_mb",
+                   "arch"]].copy()
     shown["accuracy"] = (shown["accuracy"] * 100).round(2)
     return shown.to_string(index=False)
 
@@ -75,7 +123,8 @@ def _front_text(front) -> str:  # noqa: ANN001 - a pandas DataFrame
 def cmd_front(args: argparse.Namespace) -> int:
     from nas.report import front_table
 
-    front = front_table(_load_run_study(Path(args.run_dir), args.storage))
+    _, search, baselines = _load_run(Path(args.run_dir), args.storage)
+    front = front_table(search, baselines)
     print(_front_text(front) if len(front) else "no feasible completed trials yet")
     return 0
 
@@ -84,8 +133,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from nas.report import export_trial_files
 
     run_dir = Path(args.run_dir)
+    _, search, _ = _load_run(run_dir, args.storage)
+    if search is None:
+        raise UserError(f"{run_dir} holds no search study; allowed: runs made by hwnas search")
     try:
-        path = export_trial_files(_load_run_study(run_dir, args.storage), run_dir, args.trial)
+        path = export_trial_files(search, run_dir, args.trial)
     except KeyError as exc:
         raise UserError(str(exc.args[0])) from None
     print(f"exported trial {args.trial}: {path} (with arch.txt and metrics.json)")
@@ -96,7 +148,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
     run_dir = Path(args.run_dir)
-    _load_run_study(run_dir, args.storage)  # fail early on a folder that holds no study
+    _load_run(run_dir, args.storage)  # fail early on a folder that holds no study
     storage = _run_storage(run_dir, args.storage)
     print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {storage} (Ctrl-C to stop)", flush=True)
     optuna_dashboard.run_server(storage, host=args.host, port=args.port)
@@ -138,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite file study.db in the run folder)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.set_defaults(func=cmd_search)
+    p = sub.add_parser("baselines", help="train handcrafted baselines beside a search",
+                       description="Train and evaluate the config's handcrafted grid (MobileNetV2 width x resolution, "
+                                   "ShuffleNetV1 groups, ShuffleNetV2 widths, fitted to the input size) with the "
+                                   "search's data, training budget and budgets; resumable; shown in front.csv/png.")
+    p.add_argument("config", help="a searches/*.yaml path or the name of a bundled search")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite file study.db in the run folder)")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--ignore-budgets", action="store_true",
+                   help="train over-budget baselines too (recorded as infeasible) instead of rejecting them")
+    p.set_defaults(func=cmd_baselines)
     p = sub.add_parser("front", help="print the Pareto front of a run", description="Print the Pareto front of a run.")
     p.add_argument("run_dir")
     p.add_argument("--storage", help="Optuna storage URL if the run used one")

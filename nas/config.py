@@ -16,7 +16,7 @@ from nas._schema import check, check_choices, from_mapping
 from nas.errors import UserError
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
-BLOCK_TYPES = ("ir", "sh")
+BLOCK_TYPES = ("ir", "ds", "sh", "sh2", "fb")
 OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
               "parameters": "minimize", "peak_memory_mb": "minimize"}
 BUDGET_KEYS = ("latency_ms", "peak_memory_mb", "macs")
@@ -58,10 +58,12 @@ class SpaceConfig:
     stem_chs: int = 16
     stem_stride: int = 1
     head_chs: int = 128
-    block_types: tuple[str, ...] = BLOCK_TYPES
+    block_types: tuple[str, ...] = ("ir", "sh")
     kernels: tuple[int, ...] = (3, 5, 7)
     exp_ratios: tuple[int, ...] = (1, 3, 4, 6)
     groups: tuple[int, ...] = (1, 2, 3, 4, 8)
+    se: tuple[bool, ...] = (False,)
+    hswish: tuple[bool, ...] = (False,)
 
     def __post_init__(self) -> None:
         check(bool(self.stages), "space.stages", self.stages, "a non-empty list of stages")
@@ -74,7 +76,10 @@ class SpaceConfig:
         check_choices(self.exp_ratios, "space.exp_ratios", (1, 3, 4, 6))
         check_choices(self.groups, "space.groups", (1, 2, 3, 4, 8))
         check(self.stem_stride in (1, 2), "space.stem_stride", self.stem_stride, "1, 2")
-        for name in ("resolutions", "widths", "block_types", "kernels", "exp_ratios", "groups"):
+        searches_fb = "fb" in self.block_types or any("fb" in (st.block_types or ()) for st in self.stages)
+        check(not searches_fb or any(8 % g == 0 for g in self.groups), "space.groups", self.groups,
+              "lists with a divisor of 8 (1, 2, 4, 8) when fb blocks are searched")
+        for name in ("resolutions", "widths", "block_types", "kernels", "exp_ratios", "groups", "se", "hswish"):
             check(bool(getattr(self, name)), f"space.{name}", getattr(self, name), "a non-empty list")
 
 
@@ -138,6 +143,29 @@ class SearchSection:
 
 
 @dataclass(frozen=True)
+class BaselinesConfig:
+    """The handcrafted grid of `hwnas baselines`, adapted to the dataset's input size."""
+
+    mobilenet_v2_widths: tuple[float, ...] = (0.25, 0.35, 0.5)
+    mobilenet_v2_resolutions: tuple[int, ...] | None = None  # default: space.resolutions
+    shufflenet_v1_groups: tuple[int, ...] = (1, 2, 3, 4, 8)
+    shufflenet_v1_width: float = 0.25
+    shufflenet_v2_widths: tuple[float, ...] = (0.5,)
+    min_feature: int = 3
+
+    def __post_init__(self) -> None:
+        for w in self.mobilenet_v2_widths:
+            check(0.1 <= w <= 1.4, "baselines.mobilenet_v2_widths", w, "numbers from 0.1 to 1.4")
+        for r in self.mobilenet_v2_resolutions or ():
+            check(r >= 8, "baselines.mobilenet_v2_resolutions", r, "integers >= 8")
+        check_choices(self.shufflenet_v1_groups, "baselines.shufflenet_v1_groups", (1, 2, 3, 4, 8))
+        check(0.1 <= self.shufflenet_v1_width <= 2.0, "baselines.shufflenet_v1_width", self.shufflenet_v1_width,
+              "numbers from 0.1 to 2.0")
+        check_choices(self.shufflenet_v2_widths, "baselines.shufflenet_v2_widths", (0.5, 1.0, 1.5, 2.0))
+        check(self.min_feature >= 1, "baselines.min_feature", self.min_feature, "integers >= 1")
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     name: str
     space: SpaceConfig
@@ -145,6 +173,7 @@ class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchSection = field(default_factory=SearchSection)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
 
     def __post_init__(self) -> None:
         check(bool(self.name) and "/" not in self.name, "name", self.name, "a non-empty name without '/'")

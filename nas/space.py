@@ -46,17 +46,28 @@ class SearchSpace:
 
     def _stage(self, trial: BaseTrial, index: int, width: float) -> StageSpec:
         stage_cfg = self.cfg.stages[index]
-        prefix = f"s{index}."
-        kinds = list(stage_cfg.block_types or self.cfg.block_types)
-        kind = trial.suggest_categorical(prefix + "block", kinds)
-        depth = trial.suggest_categorical(prefix + "depth", list(stage_cfg.depths))
-        if kind == "ir":
-            kernel = trial.suggest_categorical(prefix + "kernel", list(self.cfg.kernels))
-            exp_ratio = trial.suggest_categorical(prefix + "expansion", list(self.cfg.exp_ratios))
-            return StageSpec("ir", repeats=depth, stride=stage_cfg.stride,
-                             out_chs=make_divisible(stage_cfg.chs * width), kernel=kernel, exp_ratio=exp_ratio)
-        groups = trial.suggest_categorical(prefix + "groups", list(self.cfg.groups))
-        # The unit's bottleneck (out/4) and both group convs must divide by the groups.
-        divisor = CHANNEL_DIVISOR * 4 * groups // math.gcd(CHANNEL_DIVISOR, 4 * groups)
-        return StageSpec("sh", repeats=depth, stride=stage_cfg.stride,
-                         out_chs=make_divisible(stage_cfg.chs * width, divisor), groups=groups)
+        p = f"s{index}."
+        kind = trial.suggest_categorical(p + "block", list(stage_cfg.block_types or self.cfg.block_types))
+        depth = trial.suggest_categorical(p + "depth", list(stage_cfg.depths))
+        common = {"repeats": depth, "stride": stage_cfg.stride, "out_chs": make_divisible(stage_cfg.chs * width)}
+        if kind in ("ir", "ds", "fb"):
+            common["kernel"] = trial.suggest_categorical(p + "kernel", list(self.cfg.kernels))
+        if kind in ("ir", "fb"):
+            common["exp_ratio"] = trial.suggest_categorical(p + "expansion", list(self.cfg.exp_ratios))
+        if kind in ("ir", "ds"):
+            common["se"] = _choose(trial, p + "se", self.cfg.se)
+            common["hswish"] = _choose(trial, p + "hswish", self.cfg.hswish)
+        if kind == "fb":
+            # Channels are multiples of 8, so groups dividing 8 always divide them.
+            common["groups"] = trial.suggest_categorical(p + "fb_groups", [g for g in self.cfg.groups if 8 % g == 0])
+        if kind == "sh":
+            groups = trial.suggest_categorical(p + "groups", list(self.cfg.groups))
+            # The unit's bottleneck (out/4) and both group convs must divide by the groups.
+            divisor = CHANNEL_DIVISOR * 4 * groups // math.gcd(CHANNEL_DIVISOR, 4 * groups)
+            common.update(groups=groups, out_chs=make_divisible(stage_cfg.chs * width, divisor))
+        return StageSpec(kind, **common)
+
+
+def _choose(trial: BaseTrial, name: str, options: tuple[bool, ...]) -> bool:
+    """Sample a flag only when the config offers a choice; a fixed flag adds no parameter."""
+    return options[0] if len(set(options)) == 1 else bool(trial.suggest_categorical(name, list(options)))

@@ -41,8 +41,11 @@ def default_storage(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
+def _storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
     # Heartbeats let a later run mark trials of a killed process as failed instead of running.
+    # Optuna runs them only inside Study.optimize, so ask-and-tell studies go without.
+    if not heartbeat:
+        return optuna.storages.RDBStorage(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
@@ -83,20 +86,23 @@ def load_splits(cfg: SearchConfig, *, cache_dir: Path) -> Splits:
     return split(load_raw(cfg.data, cache_dir=cache_dir), val_fraction=cfg.data.val_fraction, seed=cfg.seed)
 
 
-def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True) -> optuna.Study:
-    storage = _storage(storage_url)
+def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True, name: str | None = None,
+               heartbeat: bool = True) -> optuna.Study:
+    """The run's study (``name`` defaults to the config's; baselines live in ``<name>-baselines``)."""
+    name = name or cfg.name
+    storage = _storage(storage_url, heartbeat=heartbeat)
     try:
-        existing = optuna.load_study(study_name=cfg.name, storage=storage)
+        existing = optuna.load_study(study_name=name, storage=storage)
         offset = len(existing.trials)
     except KeyError:
         if not create:
-            raise UserError(f"no study named {cfg.name!r} in {storage_url}") from None
+            raise UserError(f"no study named {name!r} in {storage_url}") from None
         offset = 0
-    study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                 directions=directions(cfg.search.objectives),
                                 sampler=make_sampler(cfg, seed_offset=offset))
     if [d.name.lower() for d in study.directions] != directions(cfg.search.objectives):
-        raise UserError(f"study {cfg.name!r} in {storage_url} has other objectives than {cfg.search.objectives}")
+        raise UserError(f"study {name!r} in {storage_url} has other objectives than {cfg.search.objectives}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(cfg.search.objectives))
@@ -134,3 +140,11 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
         study.optimize(runner, n_trials=2 * remaining, catch=(Exception,), callbacks=[*callbacks, stop],
                        gc_after_trial=True)
     return SearchResult(study=study, ran=remaining, total=cfg.search.trials)
+
+
+def find_study(cfg: SearchConfig, storage_url: str, name: str) -> optuna.Study | None:
+    """The named study of a run if it exists, else None."""
+    try:
+        return open_study(cfg, storage_url, create=False, name=name, heartbeat=False)
+    except UserError:
+        return None

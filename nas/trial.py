@@ -58,17 +58,24 @@ class TrialRunner:
     splits: Splits
     run_dir: Path
     on_start: Callable[[int, str], None] | None = None
+    artifacts: str = "trials"  # folder under run_dir for each trial's files
 
     def __post_init__(self) -> None:
         self.space = SearchSpace(self.cfg.space, in_chs=self.splits.preprocess.channels,
                                  num_classes=len(self.splits.classes))
 
     def trial_dir(self, number: int) -> Path:
-        return self.run_dir / "trials" / f"{number:04d}"
+        return self.run_dir / self.artifacts / f"{number:04d}"
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        """The search objective: sample an architecture from the space and evaluate it."""
+        return self.evaluate(trial, lambda: self.space.sample(trial))
+
+    def evaluate(self, trial: optuna.Trial, make_spec: Callable[[], ArchSpec], *, gate: bool = True) -> tuple[float, ...]:
+        """Price, gate (unless ``gate`` is False: over-budget is then recorded, not rejected),
+        train, export and measure one architecture. Errors are recorded on the trial and re-raised."""
         try:
-            return self._run(trial)
+            return self._run(trial, make_spec(), gate=gate)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -80,9 +87,8 @@ class TrialRunner:
         return measure_latency(onnx_bytes, (1, spec.in_chs, spec.resolution, spec.resolution),
                                threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats)
 
-    def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
+    def _run(self, trial: optuna.Trial, spec: ArchSpec, *, gate: bool) -> tuple[float, ...]:
         started = time.perf_counter()
-        spec = self.space.sample(trial)
         seed = self.cfg.seed * 100_003 + trial.number
         info = DeployInfo.for_arch(spec, self.splits.preprocess, self.splits.classes)
         trial.set_user_attr("arch", spec.format())
@@ -98,10 +104,11 @@ class TrialRunner:
         metrics: dict[str, float] = dict(cost_attrs(costs))
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        if self.cfg.search.budgets.latency_ms is not None:
-            # Dense fp32 latency does not depend on the weights: time the untrained export.
-            metrics["latency_ms"] = self._measure(to_onnx(model, info), spec).median_ms
-        self._gate(trial, metrics, started)
+        if gate:
+            if self.cfg.search.budgets.latency_ms is not None:
+                # Dense fp32 latency does not depend on the weights: time the untrained export.
+                metrics["latency_ms"] = self._measure(to_onnx(model, info), spec).median_ms
+            self._gate(trial, metrics, started)
 
         train_started = time.perf_counter()
         losses = train(model, self.splits.x_train, self.splits.y_train, preprocess=self.splits.preprocess,
@@ -147,8 +154,8 @@ class TrialRunner:
         attrs = {"val_accuracy": round(val_acc, 5), "test_accuracy": round(test_acc, 5),
                  "latency_ms": round(latency.median_ms, 4), "latency_p90_ms": round(latency.p90_ms, 4),
                  "latency_kind": "measured", "latency_how": latency.describe(), "feasible": feasible,
-                 "rejected_before_training": False, "onnx_path": str(Path("trials") / out.name / "model.onnx"),
-                 "weights_path": str(Path("trials") / out.name / "weights.pt"), "file_bytes": len(onnx_bytes),
+                 "rejected_before_training": False, "onnx_path": str(Path(self.artifacts) / out.name / "model.onnx"),
+                 "weights_path": str(Path(self.artifacts) / out.name / "weights.pt"), "file_bytes": len(onnx_bytes),
                  "seconds": round(time.perf_counter() - started, 2)}
         if not feasible:
             attrs["infeasible_reason"] = describe_violations(violations, metrics, self.cfg.search.budgets)

@@ -11,7 +11,7 @@ within 2% (``tests/nas/test_zoo.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nas.arch import ArchSpec, StageSpec, validate
 from nas.blocks import make_divisible
@@ -148,3 +148,23 @@ def zoo_entries(*, classes: int | None = None, in_chs: int = 3, resolution: int 
         spec = fbnet([op] * 22, setting=setting, resolution=resolution, classes=classes, in_chs=in_chs)
         entries.append(ZooEntry(f"fbnet_{setting}_all_{FBNET_OPS[op]}", "fbnet", None, spec.resolution, None, spec))
     return entries
+
+
+def adapt_to_input(spec: ArchSpec, *, resolution: int, in_chs: int, classes: int, min_feature: int = 3) -> ArchSpec:
+    """Fit an ImageNet network to a small input: same layers and channels, but each stride-2 layer
+    (stem, stem pool, stage starts, in order) keeps its stride only while its output stays at least
+    ``min_feature`` pixels wide; later ones run at stride 1, as CIFAR adaptations of these nets do."""
+    size = resolution
+
+    def stride_for(stride: int) -> int:
+        nonlocal size
+        if stride == 2 and -(-size // 2) >= min_feature:
+            size = -(-size // 2)
+            return 2
+        return 1
+
+    stem_stride = stride_for(spec.stem_stride)
+    stem_pool = spec.stem_pool and stride_for(2) == 2
+    stages = tuple(replace(stage, stride=stride_for(stage.stride)) for stage in spec.stages)
+    return _finish(replace(spec, in_chs=in_chs, resolution=resolution, num_classes=classes, stem_stride=stem_stride,
+                           stem_pool=stem_pool, stages=stages))

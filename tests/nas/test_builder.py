@@ -62,6 +62,7 @@ def test_fuse_bn_keeps_outputs() -> None:
     ("ds_r1_k5_s1_c16_se1_hs1", 16, 16, 1),
     ("sh2_r1_s2_c48", 24, 48, 2),
     ("sh2_r1_s1_c24", 24, 24, 1),
+    ("sh2_r1_s1_c48", 24, 48, 1),  # two-branch unit without its stride (baselines on small inputs)
     ("fb_r1_k3_s1_e1_g2_c16", 16, 16, 1),
     ("fb_r1_k5_s2_e6_g1_c24", 16, 24, 2),
     ("skip_s1_c16", 16, 16, 1),

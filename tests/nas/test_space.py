@@ -49,3 +49,34 @@ def test_width_scales_channels_but_not_head_below_one(tmp_path: Path) -> None:
     full = space.sample(optuna.trial.FixedTrial({**base, "width": 1.0}))
     assert (half.stem_chs, half.stages[1].out_chs, half.head_chs) == (8, 8, 32)
     assert (full.stem_chs, full.stages[1].out_chs, full.head_chs) == (8, 16, 32)
+
+
+def test_every_block_kind_samples_builds_and_replays(tmp_path: Path) -> None:
+    import torch
+
+    from nas.builder import build
+
+    data = tiny_config(tmp_path)
+    data["space"].update(block_types=["ir", "ds", "sh", "sh2", "fb"], se=[False, True], hswish=[False, True],
+                         groups=[1, 2, 4])
+    data["space"]["stages"].append({"chs": 24, "stride": 1, "depths": [1, 2], "block_types": ["sh2", "fb"]})
+    space = SearchSpace(parse_search_config(data).space, in_chs=3, num_classes=4)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    kinds = set()
+    for _ in range(40):
+        trial = study.ask()
+        spec = space.sample(trial)
+        kinds |= {s.kind for s in spec.stages}
+        assert space.sample(optuna.trial.FixedTrial(trial.params)) == spec
+        assert build(spec)(torch.zeros(1, 3, spec.resolution, spec.resolution)).shape == (1, 4)
+        study.tell(trial, 0.0)
+    assert kinds == {"ir", "ds", "sh", "sh2", "fb"}
+
+
+def test_fb_needs_a_group_that_divides_channels(tmp_path: Path) -> None:
+    from nas.errors import UserError
+
+    data = tiny_config(tmp_path)
+    data["space"].update(block_types=["fb"], groups=[3])
+    with pytest.raises(UserError, match="space.groups: .*divisor of 8"):
+        parse_search_config(data)

@@ -108,3 +108,16 @@ def test_zoo_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     small = json.loads(capsys.readouterr().out)
     assert all(r["arch"].startswith("in_c1_r32-") and r["arch"].endswith("fc_c10") for r in small)
     assert main(["zoo", "--classes", "0"]) == 2
+
+
+def test_adapt_to_input_keeps_strides_while_maps_stay_wide_enough() -> None:
+    from nas.zoo import adapt_to_input
+
+    spec = adapt_to_input(mobilenet_v2(width=0.5), resolution=28, in_chs=1, classes=10, min_feature=3)
+    # 28 -> 14 (stem) -> 7 -> 4 (first two stride-2 stages), the last two stay at stride 1
+    assert (spec.stem_stride, [s.stride for s in spec.stages]) == (2, [1, 2, 2, 1, 1, 1, 1])
+    assert spec.in_chs == 1 and spec.num_classes == 10 and spec.resolution == 28
+    assert [s.out_chs for s in spec.stages] == [s.out_chs for s in mobilenet_v2(width=0.5).stages]
+    shv2 = adapt_to_input(shufflenet_v2(width=0.5), resolution=16, in_chs=3, classes=5, min_feature=3)
+    assert shv2.stem_stride == 2 and shv2.stem_pool and [s.stride for s in shv2.stages][::2] == [1, 1, 1]
+    assert build(shv2)(torch.zeros(1, 3, 16, 16)).shape == (1, 5)
