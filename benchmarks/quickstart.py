@@ -25,6 +25,7 @@ import pandas as pd
 
 from nas.config import load_search_config
 from nas.data import Preprocess, load_raw, to_tensor
+from nas.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -69,6 +70,8 @@ def main() -> int:
                        check=True)
         seconds = time.perf_counter() - start
     table = verify(run_dir)
+    profile = load_profile("cpu")
+    lat = profile.latency
     trials = pd.read_csv(run_dir / "trials.csv")
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / "quickstart.csv", index=False)
@@ -83,7 +86,8 @@ def main() -> int:
         f"- Pareto rows: {len(table)}; best test accuracy {100 * table['recorded_accuracy'].max():.2f}%",
         f"- largest |recorded - re-measured| accuracy: {table['delta_points'].abs().max():.3f} points "
         "(re-measured from the ONNX file alone, preprocessing read from its metadata)",
-        "- latency: measured on this host, onnxruntime CPU, batch 1, 1 thread, median of 50 runs", "",
+        f"- latency: measured on this host, onnxruntime CPU, batch 1, {lat.threads} thread(s), median of "
+        f"{lat.repeats} runs (profile {profile.tag})", "",
         table.to_markdown(index=False),
     ]
     (RESULTS / "quickstart.md").write_text("\n".join(lines) + "\n")

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
 
 from nas.config import SearchConfig, load_search_config
 from nas.errors import UserError
+from nas.progress import Progress
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 def _run_storage(run_dir: Path, storage: str | None) -> str:
@@ -67,8 +70,18 @@ def _finish_run(cfg: SearchConfig, run_dir: Path, storage: str) -> None:
         print(_front_text(front))
 
 
+def _with_progress(progress: Progress, storage: str, what: str, run: Callable[..., object]) -> bool:
+    """Run a search or baselines loop printing a line per trial; False when interrupted (Ctrl-C)."""
+    try:
+        run(callbacks=(lambda s, t: print(progress.line(s, t), flush=True),),
+            on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted; finished {what} are kept in {storage}. Run the same command to resume.")
+        return False
+    return True
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.progress import Progress
     from nas.study import FINISHED, open_study, run_search
 
     cfg, run_dir, storage = _prepare_run(args)
@@ -76,12 +89,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     progress = Progress(total=cfg.search.trials, already_done=done)
     print(f"hwnas search {cfg.name}: {cfg.search.trials} trials ({done} already finished), profile "
           f"{cfg.search.profile}, objectives {', '.join(cfg.search.objectives)}, run folder {run_dir}", flush=True)
-    try:
-        run_search(cfg, run_dir, storage=storage, callbacks=[lambda s, t: print(progress.line(s, t), flush=True)],
-                   on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
-    except KeyboardInterrupt:
-        print(f"interrupted; completed trials are kept in {storage}. Run the same command to resume.")
-        return 130
+    if not _with_progress(progress, storage, "trials", functools.partial(run_search, cfg, run_dir, storage=storage)):
+        return EXIT_INTERRUPTED
     _finish_run(cfg, run_dir, storage)
     return 0
 
@@ -89,7 +98,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_baselines(args: argparse.Namespace) -> int:
     from nas.baselines import baseline_grid, baselines_study_name, run_baselines
     from nas.profiles import load_profile
-    from nas.progress import Progress
     from nas.study import FINISHED, find_study, load_splits
 
     cfg, run_dir, storage = _prepare_run(args)
@@ -101,14 +109,10 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     print(f"hwnas baselines {cfg.name}: {len(grid)} handcrafted networks ({progress.already_done} already finished), "
           f"same data and training budget as the search, budgets {'ignored' if args.ignore_budgets else 'applied'}",
           flush=True)
-    try:
-        run_baselines(cfg, run_dir, storage=storage, profile=load_profile(cfg.search.profile), splits=splits,
-                      ignore_budgets=args.ignore_budgets,
-                      callbacks=(lambda s, t: print(progress.line(s, t), flush=True),),
-                      on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
-    except KeyboardInterrupt:
-        print(f"interrupted; finished baselines are kept in {storage}. Run the same command to resume.")
-        return 130
+    run = functools.partial(run_baselines, cfg, run_dir, storage=storage, profile=load_profile(cfg.search.profile),
+                            splits=splits, ignore_budgets=args.ignore_budgets)
+    if not _with_progress(progress, storage, "baselines", run):
+        return EXIT_INTERRUPTED
     _finish_run(cfg, run_dir, storage)
     return 0
 
@@ -147,11 +151,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
+    from nas.study import storage_from_url
+
     run_dir = Path(args.run_dir)
     _load_run(run_dir, args.storage)  # fail early on a folder that holds no study
-    storage = _run_storage(run_dir, args.storage)
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {storage} (Ctrl-C to stop)", flush=True)
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    url = _run_storage(run_dir, args.storage)
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url} (Ctrl-C to stop)", flush=True)
+    optuna_dashboard.run_server(storage_from_url(url, heartbeat=False), host=args.host, port=args.port)
     return 0
 
 
@@ -187,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="run or resume a search", description="Run or resume a search from a YAML file.")
     p.add_argument("config", help="a searches/*.yaml path or the name of a bundled search (e.g. quickstart)")
     p.add_argument("--trials", type=int, help="total number of finished trials wanted (overrides search.trials)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite file study.db in the run folder)")
+    p.add_argument("--storage", help="Optuna storage: an SQLAlchemy URL (sqlite:///..., postgresql://...) or "
+                                     "journal:PATH (default: sqlite file study.db in the run folder)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("baselines", help="train handcrafted baselines beside a search",

@@ -35,7 +35,8 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, *, budgets: dict[str, 
                         transform=ax.get_xaxis_transform(), label=f"{what} rejected before training")
         ordered = searched.sort_values(x)
         if len(ordered):
-            ax.plot(ordered[x], ordered["accuracy"] * 100, "-o", color="tab:blue", label="Pareto front (all objectives)")
+            ax.scatter(ordered[x], ordered["accuracy"] * 100, s=45, color="tab:blue", zorder=3,
+                       label="Pareto front (all objectives)")
             for _, row in ordered.iterrows():
                 ax.annotate(str(int(row["trial"])), (row[x], row["accuracy"] * 100), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")

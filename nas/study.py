@@ -41,9 +41,17 @@ def default_storage(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def _storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
-    # Heartbeats let a later run mark trials of a killed process as failed instead of running.
-    # Optuna runs them only inside Study.optimize, so ask-and-tell studies go without.
+def storage_from_url(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL: any SQLAlchemy URL (``sqlite:///``, ``postgresql://``...), or
+    ``journal:PATH`` for Optuna's journal file, which many workers on one file system can share.
+
+    RDB storages get heartbeats, so a later run marks trials of a killed process as failed instead
+    of running; Optuna runs heartbeats only inside Study.optimize, so ask-and-tell studies go without.
+    """
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if not heartbeat:
         return optuna.storages.RDBStorage(url)
     with warnings.catch_warnings():
@@ -90,7 +98,7 @@ def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True, name
                heartbeat: bool = True) -> optuna.Study:
     """The run's study (``name`` defaults to the config's; baselines live in ``<name>-baselines``)."""
     name = name or cfg.name
-    storage = _storage(storage_url, heartbeat=heartbeat)
+    storage = storage_from_url(storage_url, heartbeat=heartbeat)
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
         offset = len(existing.trials)

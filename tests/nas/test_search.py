@@ -149,3 +149,14 @@ def test_same_seed_same_architectures(tmp_path: Path, idx_dir: Path) -> None:
         archs.append([t.user_attrs["arch"] for t in _study(tmp_path / name).trials])
     assert archs[0] == archs[1]
     assert archs[0] != archs[2]
+
+
+def test_journal_storage_runs_and_resumes(tmp_path: Path, idx_dir: Path) -> None:
+    run = tmp_path / "run"
+    journal = f"journal:{tmp_path / 'study.log'}"
+    cfg = _config_file(tmp_path, idx_dir, trials=1)
+    assert main(["search", str(cfg), "--out", str(run), "--storage", journal]) == 0
+    assert (run / "storage.url").read_text().strip() == journal and (tmp_path / "study.log").stat().st_size > 0
+    assert main(["search", str(cfg), "--out", str(run), "--trials", "2"]) == 0  # storage.url is remembered
+    assert len(pd.read_csv(run / "trials.csv")) == 2
+    assert main(["front", str(run)]) == 0
