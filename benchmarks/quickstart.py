@@ -2,10 +2,11 @@
 front model independently: the ONNX file loads in onnxruntime and its test accuracy, re-measured
 here from the file alone (preprocessing read from its metadata), matches the recorded figure.
 
-    .venv/bin/python benchmarks/quickstart.py            # fresh run in runs/bench-quickstart
-    .venv/bin/python benchmarks/quickstart.py --reuse    # only verify an existing run
+    .venv/bin/python benchmarks/quickstart.py              # fresh run in runs/bench-quickstart
+    .venv/bin/python benchmarks/quickstart.py --baselines  # ... then `hwnas baselines` beside it
+    .venv/bin/python benchmarks/quickstart.py --reuse      # only verify an existing run
 
-Writes benchmarks/results/quickstart.md and quickstart.csv.
+Writes benchmarks/results/quickstart.md, quickstart.csv and quickstart_front.png.
 """
 from __future__ import annotations
 
@@ -56,19 +57,42 @@ def verify(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def baselines_section(run_dir: Path, seconds: float | None) -> list[str]:
+    """The handcrafted baselines of the run beside its searched front."""
+    states = pd.read_csv(run_dir / "baselines.csv")["state"]
+    front = pd.read_csv(run_dir / "front.csv")
+    trained = front[front["source"] == "baseline"]
+    shown = trained[["name", "accuracy", "latency_ms", "macs", "params", "peak_memory_mb", "dominated_by_front"]]
+    return [
+        "## Handcrafted baselines under the same budgets (`hwnas baselines quickstart`)", "",
+        f"- wall time: {'%.0f s' % seconds if seconds is not None else 'not timed (--reuse)'}",
+        f"- {len(states)} baselines: {(states == 'COMPLETE').sum()} trained, "
+        f"{(states == 'PRUNED').sum()} rejected before training (over budget), {(states == 'FAIL').sum()} failed",
+        f"- trained baselines dominated by the searched front: {int(trained['dominated_by_front'].sum())} "
+        f"of {len(trained)}", "",
+        shown.to_markdown(index=False),
+        "", "![front with baselines](quickstart_front.png)",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse", action="store_true", help="verify the existing run without searching")
+    parser.add_argument("--baselines", action="store_true", help="also run hwnas baselines in the same run")
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-quickstart"))
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
-    seconds = None
+    seconds = baseline_seconds = None
+    hwnas = str(Path(sys.executable).parent / "hwnas")
     if not args.reuse:
         shutil.rmtree(run_dir, ignore_errors=True)
         start = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "hwnas"), "search", "quickstart", "--out", str(run_dir)],
-                       check=True)
+        subprocess.run([hwnas, "search", "quickstart", "--out", str(run_dir)], check=True)
         seconds = time.perf_counter() - start
+    if args.baselines:
+        start = time.perf_counter()
+        subprocess.run([hwnas, "baselines", "quickstart", "--out", str(run_dir)], check=True)
+        baseline_seconds = time.perf_counter() - start
     table = verify(run_dir)
     profile = load_profile("cpu")
     lat = profile.latency
@@ -90,6 +114,9 @@ def main() -> int:
         f"{lat.repeats} runs (profile {profile.tag})", "",
         table.to_markdown(index=False),
     ]
+    if (run_dir / "baselines.csv").exists():
+        lines += ["", *baselines_section(run_dir, baseline_seconds)]
+    shutil.copyfile(run_dir / "front.png", RESULTS / "quickstart_front.png")
     (RESULTS / "quickstart.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     ok = len(table) >= 3 and table["recorded_accuracy"].max() >= 0.85 and table["delta_points"].abs().max() <= 0.5

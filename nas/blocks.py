@@ -50,15 +50,19 @@ class SqueezeExcite(nn.Module):
 
 
 class ChannelShuffle(nn.Module):
-    """ShuffleNet's channel shuffle: (n, g*c, h, w) -> interleave the g groups."""
+    """ShuffleNet's channel shuffle: (n, g*c, h, w) -> interleave the g groups.
 
-    def __init__(self, groups: int) -> None:
+    Done as one gather with a constant permutation: exported, it is a single ONNX Gather, where the
+    reshape-transpose form becomes a dozen shape ops under a dynamic batch axis.
+    """
+
+    def __init__(self, chs: int, groups: int) -> None:
         super().__init__()
         self.groups = groups
+        self.register_buffer("perm", torch.arange(chs).view(groups, chs // groups).t().flatten(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # No shape reads, so torch.fx can trace it for the memory model.
-        return x.unflatten(1, (self.groups, -1)).transpose(1, 2).flatten(1, 2)
+        return x.index_select(1, self.perm)
 
 
 class InvertedResidual(nn.Module):
@@ -112,7 +116,7 @@ class ShuffleUnit(nn.Module):
         first_groups = groups if first_grouped and in_chs % groups == 0 else 1
         self.branch = nn.Sequential(
             ConvBnAct(in_chs, mid_chs, groups=first_groups),
-            ChannelShuffle(groups) if groups > 1 else nn.Identity(),
+            ChannelShuffle(mid_chs, groups) if groups > 1 else nn.Identity(),
             ConvBnAct(mid_chs, mid_chs, 3, stride=stride, groups=mid_chs, act=False),
             ConvBnAct(mid_chs, branch_chs, groups=groups, act=False),
         )
@@ -137,6 +141,7 @@ class ShuffleV2Unit(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, *, stride: int) -> None:
         super().__init__()
         half = out_chs // 2
+        self.half = half
         two_branch = stride == 2 or in_chs != out_chs
         branch_in = in_chs if two_branch else half
         self.right = nn.Sequential(
@@ -148,12 +153,12 @@ class ShuffleV2Unit(nn.Module):
             ConvBnAct(in_chs, in_chs, 3, stride=stride, groups=in_chs, act=False),
             ConvBnAct(in_chs, half),
         ) if two_branch else None
-        self.shuffle = ChannelShuffle(2)
+        self.shuffle = ChannelShuffle(out_chs, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.left is None:
-            keep, transform = x.chunk(2, dim=1)
-            y = torch.cat([keep, self.right(transform)], dim=1)
+            # Static slices (not chunk): they export as constant Slice ops, no shape arithmetic.
+            y = torch.cat([x[:, :self.half], self.right(x[:, self.half:])], dim=1)
         else:
             y = torch.cat([self.left(x), self.right(x)], dim=1)
         return self.shuffle(y)
@@ -169,7 +174,7 @@ class FBNetBlock(nn.Module):
         mid_chs = in_chs * exp_ratio
         self.body = nn.Sequential(
             ConvBnAct(in_chs, mid_chs, groups=groups),
-            ChannelShuffle(groups) if groups > 1 else nn.Identity(),
+            ChannelShuffle(mid_chs, groups) if groups > 1 else nn.Identity(),
             ConvBnAct(mid_chs, mid_chs, k, stride=stride, groups=mid_chs),
             ConvBnAct(mid_chs, out_chs, groups=groups, act=False),
         )

@@ -12,7 +12,7 @@ Conventions (the same for every model, so figures compare):
   biases) times the bytes of the precision.
 - **Peak activation memory** is the largest total of live tensors at any step of the forward
   pass in execution order (batch 1, input and output included). A tensor is live from the op that
-  makes it to its last reader. Activations, reshapes and channel splits are counted in place
+  makes it to its last reader. Activations, reshapes and channel slices are counted in place
   (runtimes fuse them into the producing op or make views). Memory sizes are in MB of 10^6 bytes.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 _MAC_OPS = {"conv", "linear", "matmul", "addmm", "bmm", "einsum"}
 _IN_PLACE_MODULES = (nn.Identity, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Flatten)
-_IN_PLACE_METHODS = {"unflatten", "transpose", "flatten", "view", "reshape", "relu", "relu_", "chunk"}
+_IN_PLACE_METHODS = {"flatten", "view", "reshape", "relu", "relu_"}
 _IN_PLACE_FUNCTIONS = {torch.flatten, torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6,
                        operator.getitem}
 

@@ -33,7 +33,8 @@ def test_block_shapes_and_shortcuts(block: dict, in_chs: int, out_chs: int, stri
 
 def test_channel_shuffle_interleaves_groups() -> None:
     x = torch.arange(6.0).view(1, 6, 1, 1)
-    assert ChannelShuffle(2)(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+    assert ChannelShuffle(6, 2)(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+    assert ChannelShuffle(6, 3)(x).flatten().tolist() == [0, 2, 4, 1, 3, 5]
 
 
 def test_network_output_and_strides() -> None:

@@ -45,3 +45,12 @@ def test_latency_measurement_records_conditions(tmp_path: Path) -> None:
     assert 0 < m.median_ms <= m.p90_ms and m.threads == 1 and m.repeats == 9
     assert "1 thread(s)" in m.describe() and "onnxruntime" in m.runtime
     assert np.isfinite(m.median_ms)
+
+
+def test_channel_shuffle_exports_as_one_gather(tmp_path: Path) -> None:
+    spec = parse("in_c1_r12-stem_k3_s1_c8-sh_r1_s1_g2_c16-sh2_r1_s1_c16-fc_c10")
+    info = DeployInfo(arch=spec.format(), input_shape=(1, 1, 12, 12), resize="none", mean=(0.0,), std=(1.0,),
+                      channel_order="gray", classes=tuple("abcdefghij"))
+    ops = [n.op_type for n in onnx.load_from_string(to_onnx(build(spec), info)).graph.node]
+    assert ops.count("Gather") == 2 and ops.count("Slice") == 2  # two shuffles; sh2's static channel split
+    assert not {"Shape", "Transpose", "Reshape", "Div"} & set(ops)
