@@ -151,8 +151,7 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
 
 
 def find_study(cfg: SearchConfig, storage_url: str, name: str) -> optuna.Study | None:
-    """The named study of a run if it exists, else None."""
-    try:
-        return open_study(cfg, storage_url, create=False, name=name, heartbeat=False)
-    except UserError:
+    """The named study of a run if it exists, else None (other problems still raise)."""
+    if name not in optuna.study.get_all_study_names(storage_from_url(storage_url, heartbeat=False)):
         return None
+    return open_study(cfg, storage_url, create=False, name=name, heartbeat=False)
