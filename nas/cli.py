@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 
+from nas.arch import ArchSpec
 from nas.config import SearchConfig, load_search_config
 from nas.errors import UserError
 from nas.progress import Progress
@@ -186,6 +187,53 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_spec(args: argparse.Namespace) -> ArchSpec:
+    from nas.arch import parse
+    from nas.zoo import FAMILIES
+
+    if (args.arch is None) == (args.zoo is None):
+        raise UserError("give an architecture string or --zoo FAMILY, not both; allowed families: "
+                        + ", ".join(FAMILIES))
+    if args.arch is not None:
+        return parse(args.arch)
+    if args.zoo not in FAMILIES or args.zoo == "fbnet":
+        raise UserError(f"--zoo {args.zoo!r} not allowed; allowed: {', '.join(f for f in FAMILIES if f != 'fbnet')}")
+    kwargs: dict[str, object] = {"resolution": args.resolution or 224, "classes": args.classes or 1000,
+                                 "in_chs": args.in_channels or 3}
+    if args.width is not None:
+        kwargs["width"] = args.width
+    if args.groups is not None:
+        if args.zoo != "shufflenet_v1":
+            raise UserError("--groups applies to --zoo shufflenet_v1 only")
+        kwargs["groups"] = args.groups
+    return FAMILIES[args.zoo](**kwargs)
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    import json
+
+    from nas.layers import layer_table
+    from nas.pricing import price
+    from nas.profiles import load_profile
+
+    spec = _cost_spec(args)
+    report = price(spec, load_profile(args.profile), precision=args.precision)
+    if args.layers:
+        report["layers"] = [{"name": l.name, "kind": l.kind, "in_shape": l.in_shape, "out_shape": l.out_shape,
+                             "macs": l.macs, "weights": l.weight_elems} for l in layer_table(spec)]
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    latency = "n/a" if report["latency_ms"] is None else f"{report['latency_ms']:.4f} ms"
+    print(f"{report['arch']}\n  MACs {report['macs']:,}  parameters {report['parameters']:,}  weights "
+          f"{report['weight_mb']:.3f} MB  peak activations {report['peak_activation_mb']:.3f} MB ({args.precision})\n"
+          f"  latency {latency} [{report['latency_kind']}, profile {report['profile']}@{report['profile_version']}: "
+          f"{report['latency_how']}]")
+    for layer in report.get("layers", []):
+        print(f"  {layer['name']:28s} {layer['kind']:8s} {str(layer['out_shape']):18s} {layer['macs']:>12,} MACs")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware neural architecture search.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log library details")
@@ -232,6 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-channels", type=int, help="input channels (default 3)")
     p.add_argument("--resolution", type=int, help="input resolution for every row (default: each row's own)")
     p.set_defaults(func=cmd_zoo)
+    p = sub.add_parser("cost", help="price one architecture on a hardware profile",
+                       description="MACs, parameters, weight and peak activation memory, and latency of an "
+                                   "architecture string or a zoo network, saying how the latency was obtained.")
+    p.add_argument("arch", nargs="?", help="a canonical architecture string")
+    p.add_argument("--zoo", help="a reference family instead: mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2")
+    p.add_argument("--width", type=float)
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--groups", type=int, help="ShuffleNetV1 groups")
+    p.add_argument("--classes", type=int)
+    p.add_argument("--in-channels", type=int)
+    p.add_argument("--profile", default="cpu", help="a bundled profile name or a profile YAML path (default cpu)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--layers", action="store_true", help="add the per-layer table of the deployed graph")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cost)
     return parser
 
 

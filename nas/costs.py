@@ -18,15 +18,15 @@ Conventions (the same for every model, so figures compare):
 from __future__ import annotations
 
 import copy
-import operator
 import logging
+import operator
 from dataclasses import dataclass
 
 import torch
 from fvcore.nn import FlopCountAnalysis, parameter_count
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 
+from nas._trace import trace_with_shapes
 from nas.arch import ArchSpec
 from nas.builder import build, fuse_bn
 
@@ -105,9 +105,7 @@ def _elements(node: fx.Node) -> int | None:
 
 def peak_activation_elements(model: nn.Module, x: torch.Tensor) -> int:
     """Largest number of tensor elements live at once over a forward pass (see module doc)."""
-    graph_module = fx.symbolic_trace(model)
-    ShapeProp(graph_module).propagate(x)
-    modules = dict(graph_module.named_modules())
+    graph_module, modules = trace_with_shapes(model, x)
     order = {n: i for i, n in enumerate(graph_module.graph.nodes)}
     buffer_of: dict[fx.Node, fx.Node] = {}  # node -> the node whose buffer holds its value
     size: dict[fx.Node, int] = {}

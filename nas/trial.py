@@ -21,7 +21,8 @@ from nas.config import OBJECTIVES, Budgets, SearchConfig
 from nas.costs import ModelCosts, count_costs
 from nas.data import Splits
 from nas.export import DeployInfo, onnx_accuracy, to_onnx
-from nas.latency import LatencyMeasurement, measure_latency
+from nas.latency import LatencyMeasurement
+from nas.pricing import measure_on_host
 from nas.profiles import HardwareProfile
 from nas.space import SearchSpace
 from nas.train import train
@@ -83,9 +84,7 @@ class TrialRunner:
             raise
 
     def _measure(self, onnx_bytes: bytes, spec: ArchSpec) -> LatencyMeasurement:
-        lat = self.profile.latency
-        return measure_latency(onnx_bytes, (1, spec.in_chs, spec.resolution, spec.resolution),
-                               threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats)
+        return measure_on_host(spec, self.profile, onnx_bytes)
 
     def _run(self, trial: optuna.Trial, spec: ArchSpec, *, gate: bool) -> tuple[float, ...]:
         started = time.perf_counter()

@@ -75,3 +75,32 @@ def test_front_export_and_dashboard_on_a_run(tmp_path: Path, idx_dir: Path,
     for trial in study["trials"]:
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
         assert attrs["arch"].startswith("in_c1_r") and "macs" in attrs and "peak_memory_mb" in attrs
+
+
+def test_cost_prices_an_arch_and_a_zoo_network(capsys: pytest.CaptureFixture[str]) -> None:
+    arch = "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"
+    assert main(["cost", arch, "--json", "--layers"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"macs", "parameters", "weight_mb", "peak_activation_mb", "latency_ms", "latency_kind", "profile",
+            "profile_version"} <= set(report)
+    assert report["macs"] == 21536 and report["latency_kind"] == "measured" and report["latency_ms"] > 0
+    assert report["profile"] == "cpu" and "1 thread(s)" in report["latency_how"]
+    assert sum(layer["macs"] for layer in report["layers"]) == 21536
+    assert main(["cost", arch, "--json", "--precision", "int8"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["latency_ms"] is None and report["latency_how"].startswith("not measured")
+    assert report["weight_mb"] == pytest.approx(0.00041)
+    assert main(["cost", "--zoo", "shufflenet_v1", "--groups", "3", "--resolution", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arch"].startswith("in_c3_r64-stem_k3_s2_c24_mp1-sh_r4_s2_g3_c240_fg0")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cost"], "give an architecture string or --zoo FAMILY"),
+    (["cost", "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-fc_c2", "--zoo", "mobilenet_v2"], "not both"),
+    (["cost", "--zoo", "mobilenet_v2", "--groups", "3"], "--groups applies to --zoo shufflenet_v1 only"),
+    (["cost", "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8_x1-fc_c2"], "unknown token 'x1'"),
+    (["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-nano"], "hardware profile 'jetson-nano' not found"),
+])
+def test_cost_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

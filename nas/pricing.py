@@ -1,0 +1,50 @@
+"""Price one architecture on one hardware profile without training: the costs of
+:mod:`nas.costs` plus latency, saying whether it is measured or predicted and by which profile.
+
+>>> from nas.arch import parse
+>>> from nas.profiles import load_profile
+>>> report = price(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"), load_profile("cpu"))
+>>> report["latency_kind"], report["profile"]
+('measured', 'cpu')
+"""
+from __future__ import annotations
+
+import torch
+
+from nas.arch import ArchSpec
+from nas.builder import build
+from nas.costs import count_costs
+from nas.export import DeployInfo, to_onnx
+from nas.latency import LatencyMeasurement, measure_latency
+from nas.profiles import HardwareProfile
+
+
+def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes) -> LatencyMeasurement:
+    """Latency of an exported model under the profile's measurement conditions."""
+    lat = profile.latency
+    return measure_latency(onnx_bytes, (1, spec.in_chs, spec.resolution, spec.resolution), threads=lat.threads,
+                           warmup=lat.warmup, repeats=lat.repeats)
+
+
+def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") -> dict[str, object]:
+    """MACs, parameters, memory and latency of ``spec``; latency is measured on this host for the
+    measured (``cpu``) profile at fp32, and None with a reason where it cannot be measured."""
+    model = build(spec).eval()
+    costs = count_costs(spec, precision=precision, model=model)
+    report: dict[str, object] = {
+        "arch": spec.format(), "macs": costs.macs, "parameters": costs.params, "weight_mb": costs.weight_mb,
+        "peak_activation_mb": costs.peak_activation_mb, "peak_memory_mb": costs.memory_mb, "precision": precision,
+        "profile": profile.name, "profile_version": profile.version, "latency_ms": None,
+        "latency_kind": "measured", "latency_how": None}
+    if precision != "fp32":
+        report["latency_how"] = (f"not measured: {precision} export comes with compression, which hwnas does not "
+                                 "have yet; memory figures above are at that precision")
+        return report
+    info = DeployInfo(arch=spec.format(), input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
+                      resize="none", mean=(0.0,) * spec.in_chs, std=(1.0,) * spec.in_chs,
+                      channel_order="gray" if spec.in_chs == 1 else "RGB",
+                      classes=tuple(str(i) for i in range(spec.num_classes)))
+    with torch.no_grad():
+        measurement = measure_on_host(spec, profile, to_onnx(model, info))
+    report.update(latency_ms=measurement.median_ms, latency_how=measurement.describe())
+    return report
