@@ -1,7 +1,7 @@
 """Mapping -> frozen dataclass, rejecting unknown keys and wrongly typed values by name.
 
 Supports the field types our config files use: bool, int, float, str, ``X | None``,
-``tuple[X, ...]`` and nested dataclasses (including tuples of them). Value rules beyond types live
+``tuple[X, ...]``, ``dict[str, X]`` and nested dataclasses (including tuples of them). Value rules beyond types live
 in each dataclass's ``__post_init__`` and raise :class:`UserError` via :func:`check`.
 """
 from __future__ import annotations
@@ -37,6 +37,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         inner = [o for o in options if o is not type(None)]
         return _convert(inner[0], value, where)
+    if origin is dict:
+        value_type = typing.get_args(tp)[1]
+        if not isinstance(value, Mapping):
+            raise UserError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(value_type, v, f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         item = typing.get_args(tp)[0]
         if not isinstance(value, (list, tuple)):

@@ -99,8 +99,14 @@ _FUNCTION_KINDS = {operator.add: "add", torch.add: "add", operator.mul: "mul", t
 
 def layer_table(spec: ArchSpec, *, model: nn.Module | None = None) -> list[Layer]:
     """Ops of the deployed (BN-folded) network in execution order, batch 1."""
-    fused = fuse_bn(copy.deepcopy(model) if model is not None else build(spec)).eval()
-    graph_module, modules = trace_with_shapes(fused, torch.zeros(1, spec.in_chs, spec.resolution, spec.resolution))
+    return module_layers(model if model is not None else build(spec),
+                         (1, spec.in_chs, spec.resolution, spec.resolution))
+
+
+def module_layers(module: nn.Module, input_shape: tuple[int, ...]) -> list[Layer]:
+    """Ops of any module built from our blocks (a network, or one block to be timed alone)."""
+    fused = fuse_bn(copy.deepcopy(module)).eval()
+    graph_module, modules = trace_with_shapes(fused, torch.zeros(input_shape))
     layers: list[Layer] = []
     for node in graph_module.graph.nodes:
         outs = _shape(node)

@@ -16,6 +16,8 @@ from nas.builder import build
 from nas.costs import count_costs
 from nas.export import DeployInfo, to_onnx
 from nas.latency import LatencyMeasurement, measure_latency
+from nas.latency_model import predict
+from nas.layers import layer_table
 from nas.profiles import HardwareProfile
 
 
@@ -27,8 +29,9 @@ def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes)
 
 
 def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") -> dict[str, object]:
-    """MACs, parameters, memory and latency of ``spec``; latency is measured on this host for the
-    measured (``cpu``) profile at fp32, and None with a reason where it cannot be measured."""
+    """MACs, parameters, memory and latency of ``spec``: predicted by the per-layer model of a
+    predicted profile; measured on this host for the measured (``cpu``) profile at fp32, and None
+    with a reason where it cannot be measured."""
     model = build(spec).eval()
     costs = count_costs(spec, precision=precision, model=model)
     report: dict[str, object] = {
@@ -36,6 +39,12 @@ def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") 
         "peak_activation_mb": costs.peak_activation_mb, "peak_memory_mb": costs.memory_mb, "precision": precision,
         "profile": profile.name, "profile_version": profile.version, "latency_ms": None,
         "latency_kind": "measured", "latency_how": None}
+    if profile.kind == "predicted":
+        prediction = predict(layer_table(spec, model=model), profile.device_model(), precision=precision,
+                             where=f"profile {profile.tag}")
+        report.update(latency_ms=prediction.total_ms, latency_kind="predicted",
+                      latency_how=f"predicted by the per-layer model of profile {profile.tag}")
+        return report
     if precision != "fp32":
         report["latency_how"] = (f"not measured: {precision} export comes with compression, which hwnas does not "
                                  "have yet; memory figures above are at that precision")

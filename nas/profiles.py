@@ -1,7 +1,8 @@
 """Hardware profiles (``hw_profiles/*.yaml``): versioned, validated, with provenance.
 
-v1 knows one kind of profile: ``measured``, a host whose latency hwnas measures itself with
-onnxruntime. Predicted device models (Jetson, Edge TPU, Zynq) come with their own kind.
+Two kinds: ``measured``, a host whose latency hwnas measures itself with onnxruntime (``cpu``), and
+``predicted``, a device priced by the per-layer model of :mod:`nas.latency_model` from datasheet
+numbers (each with its source) and fitted efficiencies and overheads (with how they were fitted).
 
 >>> load_profile("cpu").latency.threads
 1
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from nas._schema import check, from_mapping
+from nas._schema import check, check_choices, from_mapping
 from nas.errors import UserError
+from nas.latency_model import ALL_KINDS, COMPUTE_KINDS, DeviceModel
 
-PROFILE_KINDS = ("measured",)
+PROFILE_KINDS = ("measured", "predicted")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -43,22 +46,84 @@ class MemorySpec:
 
 
 @dataclass(frozen=True)
+class Sourced:
+    """A number and where it comes from (datasheet, measurement or fit, with date and method)."""
+
+    value: float
+    source: str
+
+    def __post_init__(self) -> None:
+        check(self.value > 0, "value", self.value, "numbers > 0")
+        check(bool(self.source.strip()), "source", self.source, "a non-empty provenance")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """Datasheet side of a predicted profile."""
+
+    macs_per_s: dict[str, Sourced]  # peak multiply-adds per second, by precision the device runs
+    bandwidth_gb_s: Sourced
+
+    def __post_init__(self) -> None:
+        check_choices(self.macs_per_s, "device.macs_per_s", PRECISIONS)
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """Fitted side of a predicted profile (see nas.latency_model)."""
+
+    efficiency: dict[str, float]
+    bandwidth_efficiency: float
+    overhead_ms: dict[str, float]
+    fuses_activations: bool
+    fit: str  # method, data, date, cross-validated error
+
+    def __post_init__(self) -> None:
+        check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS)
+        check(set(self.efficiency) == set(COMPUTE_KINDS), "model.efficiency", sorted(self.efficiency),
+              f"one entry per compute kind: {', '.join(COMPUTE_KINDS)}")
+        for kind, eff in self.efficiency.items():
+            check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
+        check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
+        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS)
+        for kind, ms in self.overhead_ms.items():
+            check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     name: str
     version: str
     kind: str
     description: str
     provenance: str
-    latency: MeasuredLatency
+    latency: MeasuredLatency | None = None  # measured profiles
+    device: DeviceSpec | None = None  # predicted profiles
+    model: FittedModel | None = None  # predicted profiles
     memory: MemorySpec = field(default_factory=MemorySpec)
 
     def __post_init__(self) -> None:
         check(self.kind in PROFILE_KINDS, "kind", self.kind, ", ".join(PROFILE_KINDS))
         check(bool(self.version), "version", self.version, "a non-empty version string")
+        if self.kind == "measured":
+            check(self.latency is not None, "latency", None, "a latency section for measured profiles")
+        else:  # a predicted profile without a model is uncalibrated: loadable, not usable for prediction
+            check(self.device is not None, "device", None, "a device section for predicted profiles")
 
     @property
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def device_model(self) -> DeviceModel:
+        """The latency model of a predicted profile."""
+        if self.device is None:
+            raise UserError(f"profile {self.tag} is measured, not predicted; it has no latency model")
+        if self.model is None:
+            raise UserError(f"profile {self.tag} is not calibrated yet; run hwnas profile calibrate on it")
+        return DeviceModel(macs_per_s={p: s.value for p, s in self.device.macs_per_s.items()},
+                           bandwidth_gb_s=self.device.bandwidth_gb_s.value, efficiency=dict(self.model.efficiency),
+                           bandwidth_efficiency=self.model.bandwidth_efficiency,
+                           overhead_ms=dict(self.model.overhead_ms), fuses_activations=self.model.fuses_activations)
 
 
 def bundled_profiles() -> dict[str, Path]:
@@ -66,8 +131,8 @@ def bundled_profiles() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
 
 
-def load_profile(name_or_path: str | Path) -> HardwareProfile:
-    """A bundled profile by name (``cpu``) or a profile YAML file by path."""
+def profile_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a bundled profile name or a path."""
     path = Path(name_or_path)
     if not path.is_file():
         bundled = bundled_profiles()
@@ -75,6 +140,12 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
             raise UserError(f"hardware profile {str(name_or_path)!r} not found; give a YAML path or one of: "
                             f"{', '.join(sorted(bundled))}")
         path = bundled[str(name_or_path)]
+    return path
+
+
+def load_profile(name_or_path: str | Path) -> HardwareProfile:
+    """A bundled profile by name (``cpu``) or a profile YAML file by path."""
+    path = profile_path(name_or_path)
     try:
         return from_mapping(HardwareProfile, yaml.safe_load(path.read_text()), "")
     except UserError as exc:

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas.blocks import FBNetBlock
+from nas.calibrate import BlockMeasurement, block_module, cross_validate, fit, hwnasbench_measurements, score
+from nas.errors import UserError
+from nas.latency_model import COMPUTE_KINDS, DeviceModel, predict
+from nas.layers import module_layers
+
+SHARED_TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "hwnasbench_fbnet_blocks.json"
+
+
+def test_block_keys_become_modules() -> None:
+    module, shape = block_module("ConvBlock_H56_W56_Cin24_Cout32_exp6_kernel5_stride2_group1")
+    assert isinstance(module, FBNetBlock) and shape == (1, 24, 56, 56)
+    assert module.body[2][0].kernel_size == (5, 5) and module.body[2][0].stride == (2, 2)
+    kinds = [l.kind for l in module_layers(*block_module("ConvBlock_H8_W8_Cin64_Cout64_exp1_kernel3_stride1_group2"))]
+    assert kinds == ["gconv", "act", "shuffle", "dwconv", "act", "gconv", "add"]
+    assert [l.kind for l in module_layers(*block_module("FC_Cin1504_Cout100"))] == ["linear"]
+    assert module_layers(*block_module("Skip_H8_W8_Cin64_Cout64_stride1")) == []
+    with pytest.raises(UserError, match="unknown HW-NAS-Bench block 'Pool_H8'"):
+        block_module("Pool_H8")
+
+
+def _synthetic_blocks(device: DeviceModel) -> list[BlockMeasurement]:
+    keys = [f"ConvBlock_H{h}_W{h}_Cin{c}_Cout{c}_exp{e}_kernel{k}_stride1_group{g}"
+            for h in (8, 16, 32) for c in (16, 32) for e in (1, 3, 6) for k in (3, 5) for g in (1, 2) if e == 1 or g == 1]
+    blocks = []
+    for key in keys:
+        layers = module_layers(*block_module(key))
+        blocks.append(BlockMeasurement(key, layers, predict(layers, device).total_ms))
+    return blocks
+
+
+def test_fit_recovers_a_known_device() -> None:
+    truth = DeviceModel(macs_per_s={"fp32": 50e9}, bandwidth_gb_s=10.0,
+                        efficiency={"conv": 0.5, "pwconv": 0.4, "gconv": 0.1, "dwconv": 0.05, "linear": 0.3},
+                        bandwidth_efficiency=0.6,
+                        overhead_ms={k: 0.002 for k in COMPUTE_KINDS} | {"shuffle": 0.01, "add": 0.001})
+    blocks = _synthetic_blocks(truth)
+    fitted = fit(blocks, macs_per_s=50e9, bandwidth_gb_s=10.0)
+    device = DeviceModel(macs_per_s={"fp32": 50e9}, bandwidth_gb_s=10.0, efficiency=fitted.efficiency,
+                         bandwidth_efficiency=fitted.bandwidth_efficiency, overhead_ms=fitted.overhead_ms)
+    assert score(blocks, device).mdape < 0.02
+    assert cross_validate(blocks, macs_per_s=50e9, bandwidth_gb_s=10.0).mdape < 0.05
+    assert all(0 < e <= 1 for e in fitted.efficiency.values())
+
+
+@pytest.mark.skipif(not SHARED_TABLE.exists(), reason="../shared/data/hwnasbench_fbnet_blocks.json not present")
+def test_hwnasbench_fpga_zeros_are_left_out() -> None:
+    from nas.hwnasbench import load_table
+
+    blocks, left_out = hwnasbench_measurements(load_table(SHARED_TABLE), "fpga_latency")
+    assert len(blocks) + left_out == 225 and left_out >= 12 and all(b.latency_ms > 0 for b in blocks)
+
+
+def test_calibrating_a_profile_refuses_parameters_the_data_cannot_identify(tmp_path: Path) -> None:
+    from nas.calibrate import calibrate_profile
+
+    table = {"x_latency": {"ConvBlock_H8_W8_Cin16_Cout16_exp1_kernel3_stride1_group1": 0.1}}
+    source = Path(__file__).resolve().parents[2] / "hw_profiles" / "raspberry-pi4.yaml"
+    with pytest.raises(UserError, match="no conv, gconv, linear, shuffle layers"):
+        calibrate_profile(source, table, "x_latency", out=tmp_path / "p.yaml")
+    assert not (tmp_path / "p.yaml").exists()
