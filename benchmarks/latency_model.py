@@ -70,6 +70,7 @@ def main() -> int:
         measured = np.array([b.latency_ms for b in blocks])
         predicted = np.array([predict(b.layers, device).total_ms for b in blocks])
         ax.loglog(measured, predicted, ".", ms=4)
+        ax.minorticks_off()  # minor log labels overlap on the narrow TX2 range
         lims = [min(measured.min(), predicted.min()), max(measured.max(), predicted.max())]
         ax.plot(lims, lims, "k--", lw=0.8)
         ax.set_title(f"{name}: held-out MdAPE {100 * held_out.mdape:.1f}%")

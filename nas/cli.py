@@ -201,6 +201,8 @@ def _cost_spec(args: argparse.Namespace) -> ArchSpec:
     kwargs: dict[str, object] = {"resolution": args.resolution or 224, "classes": args.classes or 1000,
                                  "in_chs": args.in_channels or 3}
     if args.width is not None:
+        if not 0 < args.width <= 4:
+            raise UserError(f"--width {args.width} not allowed; allowed: numbers > 0 and <= 4")
         kwargs["width"] = args.width
     if args.groups is not None:
         if args.zoo != "shufflenet_v1":

@@ -49,8 +49,15 @@ def block_keys(spec: ArchSpec) -> list[str]:
 
 def load_table(path: str | Path) -> dict[str, dict[str, float]]:
     """HW-NAS-Bench's per-block JSON: ``{"<device>_<metric>": {key: value}}``."""
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            table = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable JSON table ({type(exc).__name__}); allowed: "
+                        f'{{"<device>_latency": {{"<block key>": ms}}}}') from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise UserError(f'{path}: expected {{"<metric>": {{"<block key>": value}}}}')
+    return table
 
 
 def network_figure(spec: ArchSpec, table: dict[str, dict[str, float]], metric: str) -> float:

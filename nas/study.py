@@ -9,7 +9,6 @@ import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +116,9 @@ def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True, name
     return study
 
 
-@dataclass(frozen=True)
-class SearchResult:
-    study: optuna.Study
-    ran: int
-    total: int
-
-
 def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, profile: HardwareProfile | None = None,
                splits: Splits | None = None, callbacks: Sequence[TrialCallback] = (),
-               on_start: Callable[[int, str], None] | None = None) -> SearchResult:
+               on_start: Callable[[int, str], None] | None = None) -> optuna.Study:
     """Run (or resume) the search until ``cfg.search.trials`` trials have finished.
 
     Finished means complete or rejected as over budget. Failed trials stay in the study as failed
@@ -147,7 +139,7 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
         stop = optuna.study.MaxTrialsCallback(cfg.search.trials, states=FINISHED)
         study.optimize(runner, n_trials=2 * remaining, catch=(Exception,), callbacks=[*callbacks, stop],
                        gc_after_trial=True)
-    return SearchResult(study=study, ran=remaining, total=cfg.search.trials)
+    return study
 
 
 def find_study(cfg: SearchConfig, storage_url: str, name: str) -> optuna.Study | None:

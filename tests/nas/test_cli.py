@@ -104,3 +104,23 @@ def test_cost_prices_an_arch_and_a_zoo_network(capsys: pytest.CaptureFixture[str
 def test_cost_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_profile_calibrate_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    assert main(["profile", "calibrate", "raspberry-pi4", "--measurements", str(bad), "--metric", "x",
+                 "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "not a readable JSON table" in capsys.readouterr().err
+    good = tmp_path / "t.json"
+    good.write_text(json.dumps({"raspi4_latency": {}}))
+    assert main(["profile", "calibrate", "raspberry-pi4", "--measurements", str(good), "--metric", "edgegpu_latency",
+                 "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "metric 'edgegpu_latency' not in the table; allowed: raspi4_latency" in capsys.readouterr().err
+    assert main(["profile", "calibrate", "cpu", "--measurements", str(good), "--metric", "raspi4_latency",
+                 "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "measured profile" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
+    assert main(["cost", "--zoo", "mobilenet_v2", "--width", "-1"]) == 2
+    assert main(["cost", "--zoo", "mobilenet_v2", "--resolution", "64", "--profile", "zynq-zc706"]) == 2
+    assert "not calibrated yet" in capsys.readouterr().err
