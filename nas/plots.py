@@ -10,7 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-_AXES = (("macs", "MACs (fvcore, batch 1)"), ("latency_ms", "latency ms (measured, onnxruntime)"))
+def _axes(front: pd.DataFrame, profile: str) -> tuple[tuple[str, str], ...]:
+    kind = front["latency_kind"].iloc[0] if len(front) else "measured"
+    how = "measured, onnxruntime on this host" if kind == "measured" else f"predicted, profile {profile}"
+    return ("macs", "MACs (fvcore, batch 1)"), ("latency_ms", f"latency ms ({how})")
 
 
 def _rejected(trials: pd.DataFrame | None) -> pd.DataFrame:
@@ -20,12 +23,12 @@ def _rejected(trials: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def plot_front(trials: pd.DataFrame, front: pd.DataFrame, *, budgets: dict[str, float | None], path: Path,
-               title: str, baseline_trials: pd.DataFrame | None = None) -> None:
+               title: str, baseline_trials: pd.DataFrame | None = None, profile: str = "") -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     complete = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
     searched = front[front["source"] == "search"]
     baselines = front[front["source"] == "baseline"]
-    for ax, (x, label) in zip(axes, _AXES):
+    for ax, (x, label) in zip(axes, _axes(front, profile)):
         if len(complete):
             ax.scatter(complete[x], complete["accuracy"] * 100, c="0.65", s=22, label="searched trials")
         for rejected, color, what in ((_rejected(trials), "tab:red", "search"),

@@ -114,6 +114,12 @@ class HardwareProfile:
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def check_can_predict(self, precision: str) -> None:
+        """Raise unless this predicted profile is calibrated and runs ``precision``."""
+        device = self.device_model()
+        if precision not in device.macs_per_s:
+            raise UserError(f"profile {self.tag} cannot run {precision}; allowed: {', '.join(device.macs_per_s)}")
+
     def device_model(self) -> DeviceModel:
         """The latency model of a predicted profile."""
         if self.device is None:
@@ -124,6 +130,12 @@ class HardwareProfile:
                            bandwidth_gb_s=self.device.bandwidth_gb_s.value, efficiency=dict(self.model.efficiency),
                            bandwidth_efficiency=self.model.bandwidth_efficiency,
                            overhead_ms=dict(self.model.overhead_ms), fuses_activations=self.model.fuses_activations)
+
+
+def calibrated_predicted_profiles() -> list[HardwareProfile]:
+    """Bundled predicted profiles that have a fitted model (the ones every trial is priced on)."""
+    profiles = [load_profile(path) for path in bundled_profiles().values()]
+    return sorted((p for p in profiles if p.kind == "predicted" and p.model is not None), key=lambda p: p.name)
 
 
 def bundled_profiles() -> dict[str, Path]:

@@ -40,7 +40,8 @@ class Progress:
         if trial.state == optuna.trial.TrialState.COMPLETE:
             status = "feasible" if a.get("feasible") else f"INFEASIBLE ({a.get('infeasible_reason')})"
             what = (f"acc {a['test_accuracy'] * 100:.1f}% (val {a['val_accuracy'] * 100:.1f}%)  "
-                    f"lat {a['latency_ms']:.3f} ms  MACs {a['macs'] / 1e6:.2f}M  {status}")
+                    f"lat {a['latency_ms']:.3f} ms{' (pred)' if a.get('latency_kind') == 'predicted' else ''}  "
+                    f"MACs {a['macs'] / 1e6:.2f}M  {status}")
         elif trial.state == optuna.trial.TrialState.PRUNED:
             what = f"rejected before training: {a.get('infeasible_reason', '?')}"
         else:

@@ -30,6 +30,7 @@ def trials_table(study: optuna.Study | None) -> pd.DataFrame:
     for t in study.trials if study else []:
         row: dict[str, object] = {"trial": t.number, "state": t.state.name}
         row.update({k: t.user_attrs.get(k) for k in _ATTR_COLUMNS})
+        row.update({k: v for k, v in t.user_attrs.items() if k.startswith(("latency_ms_pred_", "latency_ms_meas_"))})
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)
@@ -115,6 +116,9 @@ def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: op
     for row in front.itertuples():
         export_trial_files(search if row.source == "search" else baselines, run_dir, int(row.trial))  # type: ignore[arg-type]
     title = search.study_name if search else baselines.study_name if baselines else run_dir.name
-    plot_front(trials, front, budgets=budgets, path=run_dir / "front.png", title=title, baseline_trials=base_trials)
+    profile = next((f"{t.user_attrs['profile']}@{t.user_attrs['profile_version']}" for s in (search, baselines) if s
+                    for t in s.trials if "profile" in t.user_attrs), "")
+    plot_front(trials, front, budgets=budgets, path=run_dir / "front.png", title=title, baseline_trials=base_trials,
+               profile=profile)
     return front
 

@@ -21,9 +21,12 @@ from nas.config import OBJECTIVES, Budgets, SearchConfig
 from nas.costs import ModelCosts, count_costs
 from nas.data import Splits
 from nas.export import DeployInfo, onnx_accuracy, to_onnx
+from nas.errors import UserError
 from nas.latency import LatencyMeasurement
+from nas.latency_model import predict
+from nas.layers import layer_table
 from nas.pricing import measure_on_host
-from nas.profiles import HardwareProfile
+from nas.profiles import HardwareProfile, calibrated_predicted_profiles, load_profile
 from nas.space import SearchSpace
 from nas.train import train
 
@@ -64,6 +67,14 @@ class TrialRunner:
     def __post_init__(self) -> None:
         self.space = SearchSpace(self.cfg.space, in_chs=self.splits.preprocess.channels,
                                  num_classes=len(self.splits.classes))
+        if self.profile.kind == "predicted":
+            self.profile.check_can_predict(self.cfg.search.precision)
+        # The exported file is always timed on this host too, under the host profile's conditions.
+        self.host = self.profile if self.profile.kind == "measured" else load_profile("cpu")
+        # Every trial is also priced on each calibrated predicted profile, to view one study per device.
+        self.predicted = [p for p in calibrated_predicted_profiles() if p.name != self.profile.name]
+        if self.profile.kind == "predicted":
+            self.predicted.insert(0, self.profile)
 
     def trial_dir(self, number: int) -> Path:
         return self.run_dir / self.artifacts / f"{number:04d}"
@@ -84,7 +95,7 @@ class TrialRunner:
             raise
 
     def _measure(self, onnx_bytes: bytes, spec: ArchSpec) -> LatencyMeasurement:
-        return measure_on_host(spec, self.profile, onnx_bytes)
+        return measure_on_host(spec, self.host, onnx_bytes)
 
     def _run(self, trial: optuna.Trial, spec: ArchSpec, *, gate: bool) -> tuple[float, ...]:
         started = time.perf_counter()
@@ -103,8 +114,11 @@ class TrialRunner:
         metrics: dict[str, float] = dict(cost_attrs(costs))
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
+        predicted = self._predict(trial, spec, model)
+        if self.profile.kind == "predicted":
+            metrics["latency_ms"] = predicted[self.profile.name]
         if gate:
-            if self.cfg.search.budgets.latency_ms is not None:
+            if self.cfg.search.budgets.latency_ms is not None and self.profile.kind == "measured":
                 # Dense fp32 latency does not depend on the weights: time the untrained export.
                 metrics["latency_ms"] = self._measure(to_onnx(model, info), spec).median_ms
             self._gate(trial, metrics, started)
@@ -115,6 +129,21 @@ class TrialRunner:
         trial.set_user_attr("train_loss", [round(v, 5) for v in losses])
         trial.set_user_attr("train_seconds", round(time.perf_counter() - train_started, 2))
         return self._judge_artifact(trial, model, spec, info, metrics, started)
+
+    def _predict(self, trial: optuna.Trial, spec: ArchSpec, model: torch.nn.Module) -> dict[str, float]:
+        """Predicted latency on every calibrated predicted profile, from the layer table alone."""
+        layers = layer_table(spec, model=model)
+        out = {}
+        for profile in self.predicted:
+            try:
+                ms = predict(layers, profile.device_model(), precision=self.cfg.search.precision,
+                             where=f"profile {profile.tag}").total_ms
+            except UserError as exc:  # e.g. a precision the device lacks: recorded, not fatal
+                trial.set_user_attr(f"latency_ms_pred_{profile.name}_error", str(exc))
+                continue
+            out[profile.name] = ms
+            trial.set_user_attr(f"latency_ms_pred_{profile.name}", round(ms, 4))
+        return out
 
     def _gate(self, trial: optuna.Trial, metrics: dict[str, float], started: float) -> None:
         budgets = self.cfg.search.budgets
@@ -128,6 +157,7 @@ class TrialRunner:
             trial.set_user_attr("infeasible_reason", reason)
             if "latency_ms" in metrics:
                 trial.set_user_attr("latency_ms", round(metrics["latency_ms"], 4))
+                trial.set_user_attr("latency_kind", self.profile.kind)
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
             raise optuna.TrialPruned(f"over budget before training: {reason}")
 
@@ -139,20 +169,25 @@ class TrialRunner:
         onnx_bytes = to_onnx(model, info)
         (out / "model.onnx").write_bytes(onnx_bytes)
         torch.save(model.state_dict(), out / "weights.pt")
-        latency = self._measure(onnx_bytes, spec)
+        latency = self._measure(onnx_bytes, spec)  # the exported file on this host, whatever the target
         splits = self.splits
         val_acc = onnx_accuracy(onnx_bytes, splits.x_val, splits.y_val, preprocess=splits.preprocess,
                                 resolution=spec.resolution)
         test_acc = onnx_accuracy(onnx_bytes, splits.x_test, splits.y_test, preprocess=splits.preprocess,
                                  resolution=spec.resolution)
-        metrics.update(latency_ms=latency.median_ms, accuracy=val_acc)
+        if self.profile.kind == "measured":
+            metrics["latency_ms"] = latency.median_ms
+        metrics["accuracy"] = val_acc
         violations = budget_violations(metrics, self.cfg.search.budgets)
         for key, value in violations.items():
             trial.set_constraint(key, value)
         feasible = all(v <= 0 for v in violations.values())
         attrs = {"val_accuracy": round(val_acc, 5), "test_accuracy": round(test_acc, 5),
-                 "latency_ms": round(latency.median_ms, 4), "latency_p90_ms": round(latency.p90_ms, 4),
-                 "latency_kind": "measured", "latency_how": latency.describe(), "feasible": feasible,
+                 "latency_ms": round(metrics["latency_ms"], 4), "latency_ms_meas_cpu": round(latency.median_ms, 4),
+                 "latency_p90_ms_meas_cpu": round(latency.p90_ms, 4), "latency_kind": self.profile.kind,
+                 "latency_how": (latency.describe() if self.profile.kind == "measured" else
+                                 f"predicted by the per-layer model of profile {self.profile.tag}"),
+                 "feasible": feasible,
                  "rejected_before_training": False, "onnx_path": str(Path(self.artifacts) / out.name / "model.onnx"),
                  "weights_path": str(Path(self.artifacts) / out.name / "weights.pt"), "file_bytes": len(onnx_bytes),
                  "seconds": round(time.perf_counter() - started, 2)}

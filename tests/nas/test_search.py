@@ -160,3 +160,31 @@ def test_journal_storage_runs_and_resumes(tmp_path: Path, idx_dir: Path) -> None
     assert main(["search", str(cfg), "--out", str(run), "--trials", "2"]) == 0  # storage.url is remembered
     assert len(pd.read_csv(run / "trials.csv")) == 2
     assert main(["front", str(run)]) == 0
+
+
+def test_every_trial_is_priced_on_predicted_profiles(tmp_path: Path, idx_dir: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["search", str(_config_file(tmp_path, idx_dir, trials=1)), "--out", str(run)]) == 0
+    (t,) = _study(run).trials
+    assert t.user_attrs["latency_kind"] == "measured" and t.user_attrs["latency_ms"] == t.user_attrs["latency_ms_meas_cpu"]
+    assert t.user_attrs["latency_ms_pred_raspberry-pi4"] > 0
+    assert "latency_ms_pred_raspberry-pi4" in pd.read_csv(run / "trials.csv")
+
+
+def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    assert main(["search", str(_config_file(tmp_path, idx_dir, trials=1, profile="raspberry-pi4")),
+                 "--out", str(run)]) == 0
+    (t,) = _study(run).trials
+    a = t.user_attrs
+    assert a["latency_kind"] == "predicted" and a["latency_ms"] == a["latency_ms_pred_raspberry-pi4"]
+    assert a["latency_ms_meas_cpu"] > 0 and a["profile"] == "raspberry-pi4" and a["profile_version"] == "2"
+    assert t.values[1] == pytest.approx(a["latency_ms"], rel=1e-3)  # the latency objective is the predicted one
+    # a latency budget on a predicted profile is gated on the prediction, before any training
+    monkeypatch.setattr(nas.trial, "train", lambda *a, **k: pytest.fail("trained despite predicted latency budget"))
+    cfg = _config_file(tmp_path, idx_dir, trials=1, profile="raspberry-pi4", budgets={"latency_ms": 1e-6})
+    assert main(["search", str(cfg), "--out", str(tmp_path / "gated")]) == 0
+    (t,) = _study(tmp_path / "gated").trials
+    assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["latency_kind"] == "predicted"
+    assert main(["search", str(_config_file(tmp_path, idx_dir, profile="zynq-zc706")), "--out",
+                 str(tmp_path / "z")]) == 2
