@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from nas.calibrate import cross_validate, fit, hwnasbench_measurements, score  # noqa: E402
 from nas.hwnasbench import load_table  # noqa: E402
-from nas.latency_model import DeviceModel, predict  # noqa: E402
+from nas.latency_model import predict  # noqa: E402
 from nas.profiles import load_profile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +59,7 @@ def main() -> int:
         blocks, left_out = hwnasbench_measurements(table, metric)
         held_out = cross_validate(blocks, macs_per_s=peak, bandwidth_gb_s=bandwidth, seed=0)
         fitted = fit(blocks, macs_per_s=peak, bandwidth_gb_s=bandwidth)
-        device = DeviceModel(macs_per_s={"fp32": peak}, bandwidth_gb_s=bandwidth, efficiency=fitted.efficiency,
-                             bandwidth_efficiency=fitted.bandwidth_efficiency, overhead_ms=fitted.overhead_ms)
+        device = fitted.device(macs_per_s=peak, bandwidth_gb_s=bandwidth)
         all_blocks = score(blocks, device)
         summary |= {f"{name}_cv_mdape": held_out.mdape, f"{name}_cv_within_10pct": held_out.within_10pct,
                     f"{name}_cv_spearman": held_out.spearman, f"{name}_cv_n_test": held_out.n}

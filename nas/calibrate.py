@@ -36,6 +36,13 @@ class Fit:
     efficiency: dict[str, float]
     bandwidth_efficiency: float
     overhead_ms: dict[str, float]
+    fuses_activations: bool = True
+
+    def device(self, *, macs_per_s: float, bandwidth_gb_s: float) -> DeviceModel:
+        """The fitted model on the peak and bandwidth it was fitted against."""
+        return DeviceModel(macs_per_s={"fp32": macs_per_s}, bandwidth_gb_s=bandwidth_gb_s, efficiency=self.efficiency,
+                           bandwidth_efficiency=self.bandwidth_efficiency, overhead_ms=self.overhead_ms,
+                           fuses_activations=self.fuses_activations)
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: fl
     theta = min(runs, key=lambda r: r.cost).x
     device = _device(theta, macs_per_s, bandwidth_gb_s, fuses_activations)
     return Fit(efficiency=device.efficiency, bandwidth_efficiency=device.bandwidth_efficiency,
-               overhead_ms=device.overhead_ms)
+               overhead_ms=device.overhead_ms, fuses_activations=fuses_activations)
 
 
 def score(blocks: list[BlockMeasurement], device: DeviceModel) -> Score:
@@ -157,10 +164,7 @@ def cross_validate(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwid
     train = [blocks[i] for i in order[:half]]
     test = [blocks[i] for i in order[half:]]
     fitted = fit(train, macs_per_s=macs_per_s, bandwidth_gb_s=bandwidth_gb_s, fuses_activations=fuses_activations)
-    device = DeviceModel(macs_per_s={"fp32": macs_per_s}, bandwidth_gb_s=bandwidth_gb_s, efficiency=fitted.efficiency,
-                         bandwidth_efficiency=fitted.bandwidth_efficiency, overhead_ms=fitted.overhead_ms,
-                         fuses_activations=fuses_activations)
-    return score(test, device)
+    return score(test, fitted.device(macs_per_s=macs_per_s, bandwidth_gb_s=bandwidth_gb_s))
 
 
 def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], metric: str, *, out: Path,
@@ -184,9 +188,7 @@ def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], me
     _check_identifiable(blocks)
     held_out = cross_validate(blocks, macs_per_s=peak, bandwidth_gb_s=bandwidth, seed=seed)
     fitted = fit(blocks, macs_per_s=peak, bandwidth_gb_s=bandwidth)
-    device = DeviceModel(macs_per_s={"fp32": peak}, bandwidth_gb_s=bandwidth, efficiency=fitted.efficiency,
-                         bandwidth_efficiency=fitted.bandwidth_efficiency, overhead_ms=fitted.overhead_ms)
-    in_sample = score(blocks, device)
+    in_sample = score(blocks, fitted.device(macs_per_s=peak, bandwidth_gb_s=bandwidth))
     raw = yaml.safe_load(profile_file.read_text())
     version = str(raw["version"])
     raw["version"] = str(int(version) + 1) if version.isdigit() else version + "+1"
