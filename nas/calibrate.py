@@ -8,7 +8,7 @@ layer by layer (:mod:`nas.layers`, :mod:`nas.latency_model`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,10 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from nas.blocks import ConvBnAct, FBNetBlock, skip
+from nas.costs import BYTES_PER_ELEMENT
 from nas.errors import UserError
-from nas.latency_model import COMPUTE_KINDS, DATA_KINDS, DeviceModel, predict
+from nas.latency_model import (BLOCKABLE_KINDS, BLOCKED_KINDS, COMPUTE_KINDS, DATA_KINDS, DeviceModel,
+                               effective_macs, efficiency_key, predict)
 from nas.layers import Layer, module_layers
 
 _FIELDS = re.compile(r"([A-Za-z]+?)(\d+)")
@@ -37,12 +39,18 @@ class Fit:
     bandwidth_efficiency: float
     overhead_ms: dict[str, float]
     fuses_activations: bool = True
+    run_overhead_ms: float = 0.0
+    layout_block: int = 0
+    form: str = "roofline"
+    linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def device(self, *, macs_per_s: float, bandwidth_gb_s: float) -> DeviceModel:
+    def device(self, *, macs_per_s: float, bandwidth_gb_s: float, precision: str = "fp32") -> DeviceModel:
         """The fitted model on the peak and bandwidth it was fitted against."""
-        return DeviceModel(macs_per_s={"fp32": macs_per_s}, bandwidth_gb_s=bandwidth_gb_s, efficiency=self.efficiency,
-                           bandwidth_efficiency=self.bandwidth_efficiency, overhead_ms=self.overhead_ms,
-                           fuses_activations=self.fuses_activations)
+        return DeviceModel(macs_per_s={precision: macs_per_s}, bandwidth_gb_s=bandwidth_gb_s,
+                           efficiency=self.efficiency, bandwidth_efficiency=self.bandwidth_efficiency,
+                           overhead_ms=self.overhead_ms, fuses_activations=self.fuses_activations,
+                           run_overhead_ms=self.run_overhead_ms, layout_block=self.layout_block, form=self.form,
+                           linear_terms=self.linear_terms)
 
 
 @dataclass(frozen=True)
@@ -113,28 +121,56 @@ def _check_identifiable(blocks: list[BlockMeasurement]) -> None:
                         f"fitted; measure blocks that contain them")
 
 
-def _device(theta: np.ndarray, macs_per_s: float, bandwidth_gb_s: float, fuses_activations: bool) -> DeviceModel:
-    effs = np.exp(theta[:len(COMPUTE_KINDS)])
-    group_ms = dict(zip(_GROUPS, map(float, theta[len(COMPUTE_KINDS) + 1:])))
-    overheads = {kind: group_ms[group] for kind, group in _OVERHEAD_GROUPS.items()}
-    return DeviceModel(macs_per_s={"fp32": macs_per_s}, bandwidth_gb_s=bandwidth_gb_s,
-                       efficiency=dict(zip(COMPUTE_KINDS, map(float, effs))),
-                       bandwidth_efficiency=float(np.exp(theta[len(COMPUTE_KINDS)])), overhead_ms=overheads,
-                       fuses_activations=fuses_activations)
+@dataclass(frozen=True)
+class _Params:
+    """The fitted parameters of one fit: log-efficiencies by key, then log bandwidth efficiency,
+    then overheads by group (ms, >= 0)."""
+
+    eff_keys: tuple[str, ...]
+    groups: tuple[str, ...]
+    macs_per_s: float
+    bandwidth_gb_s: float
+    precision: str
+    fuses_activations: bool
+    layout_block: int
+
+    def device(self, theta: np.ndarray) -> DeviceModel:
+        n = len(self.eff_keys)
+        effs = dict(zip(self.eff_keys, map(float, np.exp(theta[:n]))))
+        for kind in BLOCKABLE_KINDS:  # a blocked kind the data lacks runs as the plain one
+            effs.setdefault(f"{kind}_blocked", effs[kind]) if self.layout_block else None
+        group_ms = dict(zip(self.groups, map(float, theta[n + 1:])))
+        overheads = {kind: group_ms[group] for kind, group in _OVERHEAD_GROUPS.items()}
+        if "reorder" in group_ms:
+            overheads["reorder"] = group_ms["reorder"]
+        return DeviceModel(macs_per_s={self.precision: self.macs_per_s}, bandwidth_gb_s=self.bandwidth_gb_s,
+                           efficiency=effs, bandwidth_efficiency=float(np.exp(theta[n])), overhead_ms=overheads,
+                           fuses_activations=self.fuses_activations, run_overhead_ms=group_ms.get("run", 0.0),
+                           layout_block=self.layout_block)
 
 
 def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: float,
-        fuses_activations: bool = True) -> Fit:
+        fuses_activations: bool = True, precision: str = "fp32", run_overhead: bool = False,
+        layout_block: int = 0) -> Fit:
     """Least squares on log latency; efficiencies in (0, 1], overheads >= 0 (one per compute kind,
-    shuffle, and one shared by the other data-movement ops). Peaks are the measured device's
-    datasheet figures. Parameters of kinds absent from ``blocks`` stay at their start values:
-    fine for scoring such blocks, not for a profile (calibrate_profile refuses those)."""
-    n_eff, n_over = len(COMPUTE_KINDS) + 1, len(_GROUPS)
+    shuffle, and one shared by the other data-movement ops; a layout reorder with ``layout_block``;
+    a per-inference overhead with ``run_overhead``, for measurements of whole models). Peaks are
+    the measured device's datasheet (or measured) figures. Parameters of kinds absent from
+    ``blocks`` stay at their start values: fine for scoring such blocks, not for a profile
+    (calibrate_profile refuses those)."""
+    eff_keys = COMPUTE_KINDS + (BLOCKED_KINDS if layout_block else ())
+    if layout_block:
+        seen = {efficiency_key(l, DeviceModel({}, 1, {}, 1, {}, layout_block=layout_block))
+                for b in blocks for l in b.layers}
+        eff_keys = COMPUTE_KINDS + tuple(k for k in BLOCKED_KINDS if k in seen)
+    groups = tuple(_GROUPS) + (("reorder",) if layout_block else ()) + (("run",) if run_overhead else ())
+    params = _Params(eff_keys, groups, macs_per_s, bandwidth_gb_s, precision, fuses_activations, layout_block)
+    n_eff, n_over = len(eff_keys) + 1, len(groups)
     measured = np.log([b.latency_ms for b in blocks])
 
     def residuals(theta: np.ndarray) -> np.ndarray:
-        device = _device(theta, macs_per_s, bandwidth_gb_s, fuses_activations)
-        return np.log([max(predict(b.layers, device).total_ms, 1e-9) for b in blocks]) - measured
+        device = params.device(theta)
+        return np.log([max(predict(b.layers, device, precision=precision).total_ms, 1e-9) for b in blocks]) - measured
 
     lower = np.array([np.log(1e-4)] * n_eff + [0.0] * n_over)
     upper = np.array([0.0] * n_eff + [np.inf] * n_over)
@@ -142,40 +178,150 @@ def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: fl
     # and keep the best local optimum.
     runs = [least_squares(residuals, np.array([np.log(e0)] * n_eff + [0.01] * n_over), bounds=(lower, upper),
                           x_scale="jac") for e0 in (0.03, 0.3)]
-    theta = min(runs, key=lambda r: r.cost).x
-    device = _device(theta, macs_per_s, bandwidth_gb_s, fuses_activations)
+    device = params.device(min(runs, key=lambda r: r.cost).x)
     return Fit(efficiency=device.efficiency, bandwidth_efficiency=device.bandwidth_efficiency,
-               overhead_ms=device.overhead_ms, fuses_activations=fuses_activations)
+               overhead_ms=device.overhead_ms, fuses_activations=fuses_activations,
+               run_overhead_ms=device.run_overhead_ms, layout_block=layout_block)
+
+
+def _linear_features(layers: list[Layer], precision: str, layout_block: int) -> dict[str, float]:
+    """Per-unit quantities of the linear form: ("mmac", key), ("mb", key) and ("ops", group) sums."""
+    probe = DeviceModel({precision: 1.0}, 1.0, {}, 1.0, {}, layout_block=layout_block, form="linear",
+                        linear_terms={"reorder": (0.0, 1.0)})
+    feats: dict[str, float] = {}
+
+    def add(name: str, value: float) -> None:
+        feats[name] = feats.get(name, 0.0) + value
+
+    for layer in layers:
+        if layer.kind in ("act", "flatten"):
+            continue
+        key = efficiency_key(layer, probe) if layer.kind in COMPUTE_KINDS else layer.kind
+        if layer.kind in COMPUTE_KINDS:
+            add(f"mmac:{key}", effective_macs(layer, layout_block) * 1e-6)
+        add(f"mb:{key}", (layer.in_elems + layer.out_elems + layer.weight_elems) * BYTES_PER_ELEMENT[precision] * 1e-6)
+        add(f"ops:{_OVERHEAD_GROUPS[layer.kind]}", 1.0)
+    for _, _, ms in _reorders_of(layers, probe, precision):
+        add("ops:reorder", 1.0)
+        add("mb:reorder", ms)  # with 1 ms per MB and no overhead, the probe's reorder time is its MB
+    return feats
+
+
+def _reorders_of(layers: list[Layer], device: DeviceModel, precision: str) -> list[tuple[str, str, float]]:
+    return [row for row in predict(layers, device, precision=precision).per_layer if row[1] == "reorder"]
+
+
+def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_overhead: bool = True,
+               layout_block: int = 0, macs_per_s: float = 1.0, bandwidth_gb_s: float = 1.0) -> Fit:
+    """The linear form (compute and memory add; see nas.latency_model): non-negative least squares
+    on relative error, so small and large blocks weigh alike. ``macs_per_s`` and ``bandwidth_gb_s``
+    only label the result (the efficiencies it reports are the fitted rates over those peaks)."""
+    from scipy.optimize import nnls
+
+    rows = [_linear_features(b.layers, precision, layout_block) for b in blocks]
+    names = sorted({n for r in rows for n in r} | ({"ops:run"} if run_overhead else set()))
+    x = np.array([[r.get(n, 1.0 if n == "ops:run" else 0.0) for n in names] for r in rows])
+    y = np.array([b.latency_ms for b in blocks])
+    coef, _ = nnls(x / y[:, None], np.ones(len(y)), maxiter=50 * len(names))
+    values = dict(zip(names, map(float, coef)))
+    keys = sorted({n.split(":", 1)[1] for n in names if n.split(":")[0] in ("mmac", "mb")})
+    terms = {k: (values.get(f"mmac:{k}", 0.0), values.get(f"mb:{k}", 0.0)) for k in keys}
+    group_ms = {n.split(":", 1)[1]: v for n, v in values.items() if n.startswith("ops:")}
+    overheads = {kind: group_ms.get(group, 0.0) for kind, group in _OVERHEAD_GROUPS.items()}
+    if layout_block:
+        overheads["reorder"] = group_ms.get("reorder", 0.0)
+    # Efficiency as achieved share of peak, for reading the fit; the linear form predicts from the terms.
+    efficiency = {k: min(1.0, 1e3 / (a * 1e-6 * macs_per_s * 1e3)) if a > 0 else 1.0
+                  for k, (a, _) in terms.items() if k in COMPUTE_KINDS + BLOCKED_KINDS}
+    for kind in COMPUTE_KINDS:
+        efficiency.setdefault(kind, 1.0)
+    return Fit(efficiency=efficiency, bandwidth_efficiency=1.0, overhead_ms=overheads,
+               run_overhead_ms=group_ms.get("run", 0.0), layout_block=layout_block, form="linear",
+               linear_terms=terms)
 
 
 def score(blocks: list[BlockMeasurement], device: DeviceModel) -> Score:
     measured = np.array([b.latency_ms for b in blocks])
-    predicted = np.array([predict(b.layers, device).total_ms for b in blocks])
+    precision = next(iter(device.macs_per_s))
+    predicted = np.array([predict(b.layers, device, precision=precision).total_ms for b in blocks])
     ape = np.abs(predicted / measured - 1)
     return Score(n=len(blocks), mdape=float(np.median(ape)), within_10pct=float(np.mean(ape <= 0.10)),
                  spearman=float(spearmanr(predicted, measured).statistic))
 
 
-def cross_validate(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: float,
-                   fuses_activations: bool = True, seed: int = 0) -> Score:
-    """Fit on a seeded half of the blocks, score on the other half."""
+def cross_validate(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: float, seed: int = 0,
+                   **fit_options: object) -> Score:
+    """Fit on a seeded half of the blocks, score on the other half (``fit_options`` go to :func:`fit`)."""
     order = np.random.default_rng(seed).permutation(len(blocks))
     half = len(blocks) // 2
     train = [blocks[i] for i in order[:half]]
     test = [blocks[i] for i in order[half:]]
-    fitted = fit(train, macs_per_s=macs_per_s, bandwidth_gb_s=bandwidth_gb_s, fuses_activations=fuses_activations)
-    return score(test, fitted.device(macs_per_s=macs_per_s, bandwidth_gb_s=bandwidth_gb_s))
+    fitter = fit_linear if fit_options.pop("linear", False) else fit
+    fitted = fitter(train, macs_per_s=macs_per_s, bandwidth_gb_s=bandwidth_gb_s, **fit_options)  # type: ignore[arg-type]
+    precision = str(fit_options.get("precision", "fp32"))
+    return score(test, fitted.device(macs_per_s=macs_per_s, bandwidth_gb_s=bandwidth_gb_s, precision=precision))
+
+
+def _model_section(fitted: Fit, fit_note: str) -> dict[str, object]:
+    section: dict[str, object] = {
+        "efficiency": {k: round(v, 6) for k, v in fitted.efficiency.items()},
+        "bandwidth_efficiency": round(fitted.bandwidth_efficiency, 6),
+        "overhead_ms": {k: round(v, 6) for k, v in fitted.overhead_ms.items()},
+        "fuses_activations": fitted.fuses_activations,
+    }
+    if fitted.run_overhead_ms:
+        section["run_overhead_ms"] = round(fitted.run_overhead_ms, 6)
+    if fitted.form != "roofline":
+        section["form"] = fitted.form
+        section["linear_terms"] = {k: [float(f"{a:.6g}"), float(f"{b:.6g}")] for k, (a, b) in fitted.linear_terms.items()}
+    if fitted.layout_block:
+        section["layout_block"] = fitted.layout_block
+    section["fit"] = fit_note
+    return section
+
+
+def _write_version(profile_file: Path, out: Path, models: dict[str, dict[str, object]],
+                   device: dict[str, object] | None = None) -> None:
+    """Write ``profile_file`` with the fitted ``models`` (by precision) as the next version."""
+    import yaml
+
+    from nas.profiles import load_profile
+
+    raw = yaml.safe_load(profile_file.read_text())
+    version = str(raw["version"])
+    raw["version"] = str(int(version) + 1) if version.isdigit() else version + "+1"
+    if device is not None:
+        raw["device"] = device
+    raw["model"] = {**(raw.get("model") or {}), **models}
+    out.write_text(yaml.safe_dump(raw, sort_keys=False, width=100))
+    load_profile(out)  # what was written must load
+
+
+def _note(what: str, held_out: Score, in_sample: Score, seed: int) -> str:
+    import datetime
+
+    return (f"{datetime.date.today().isoformat()}: hwnas profile calibrate, {what}. Held-out half (seed {seed}): "
+            f"MdAPE {100 * held_out.mdape:.1f}%, {100 * held_out.within_10pct:.0f}% within 10%, Spearman "
+            f"{held_out.spearman:.3f}; all after the final fit: MdAPE {100 * in_sample.mdape:.1f}%.")
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """The device the measurements come from, when it is not the profile's own: its datasheet peak
+    and bandwidth. Efficiencies and overheads fitted on it carry across to the profile's device,
+    which keeps its own peak and bandwidth (a Jetson Nano from Jetson TX2 measurements)."""
+
+    name: str
+    macs_per_s: float
+    bandwidth_gb_s: float
 
 
 def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], metric: str, *, out: Path,
-                      precision: str = "fp32", seed: int = 0) -> tuple[Score, Score]:
+                      precision: str = "fp32", seed: int = 0, sibling: Sibling | None = None) -> tuple[Score, Score]:
     """Fit ``profile_file``'s latency model to ``metric`` of a HW-NAS-Bench-style table, with the
-    profile's own datasheet peak at ``precision`` and bandwidth, and write a new version to ``out``.
-    Returns (cross-validated score on held-out half, score of the final fit on all blocks)."""
-    import datetime
-
-    import yaml
-
+    profile's own datasheet peak at ``precision`` and bandwidth (or a ``sibling``'s, whose fit
+    then carries across), and write a new version to ``out``. Returns (cross-validated score on
+    held-out half, score of the final fit on all blocks), both on the measured device."""
     from nas.profiles import load_profile
 
     profile = load_profile(profile_file)
@@ -184,26 +330,63 @@ def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], me
     if precision not in profile.device.macs_per_s:
         raise UserError(f"{profile.tag} has no {precision} peak; allowed: {', '.join(profile.device.macs_per_s)}")
     peak, bandwidth = profile.device.macs_per_s[precision].value, profile.device.bandwidth_gb_s.value
+    if sibling is not None:
+        peak, bandwidth = sibling.macs_per_s, sibling.bandwidth_gb_s
     blocks, left_out = hwnasbench_measurements(table, metric)
     _check_identifiable(blocks)
-    held_out = cross_validate(blocks, macs_per_s=peak, bandwidth_gb_s=bandwidth, seed=seed)
-    fitted = fit(blocks, macs_per_s=peak, bandwidth_gb_s=bandwidth)
-    in_sample = score(blocks, fitted.device(macs_per_s=peak, bandwidth_gb_s=bandwidth))
-    raw = yaml.safe_load(profile_file.read_text())
-    version = str(raw["version"])
-    raw["version"] = str(int(version) + 1) if version.isdigit() else version + "+1"
-    raw["model"] = {
-        "efficiency": {k: round(v, 6) for k, v in fitted.efficiency.items()},
-        "bandwidth_efficiency": round(fitted.bandwidth_efficiency, 6),
-        "overhead_ms": {k: round(v, 6) for k, v in fitted.overhead_ms.items()},
-        "fuses_activations": True,
-        "fit": (f"{datetime.date.today().isoformat()}: hwnas profile calibrate, least squares on log latency "
-                f"against {len(blocks)} blocks of {metric} ({left_out} zero or identity blocks left out), "
-                f"{precision} peak and bandwidth from the device section. Held-out half (seed {seed}): MdAPE "
-                f"{100 * held_out.mdape:.1f}%, {100 * held_out.within_10pct:.0f}% within 10%, Spearman "
-                f"{held_out.spearman:.3f}; all blocks after the final fit: MdAPE {100 * in_sample.mdape:.1f}%. "
-                f"Not in the data, priced with the shared data-op overhead: {', '.join(unseen_kinds(blocks))}."),
-    }
-    out.write_text(yaml.safe_dump(raw, sort_keys=False, width=100))
-    load_profile(out)  # what was written must load
+    options = {"macs_per_s": peak, "bandwidth_gb_s": bandwidth, "precision": precision}
+    held_out = cross_validate(blocks, seed=seed, **options)  # type: ignore[arg-type]
+    fitted = fit(blocks, **options)  # type: ignore[arg-type]
+    in_sample = score(blocks, fitted.device(**options))  # type: ignore[arg-type]
+    where = ("peak and bandwidth from the device section" if sibling is None else
+             f"measured on {sibling.name} and fitted with its peak {sibling.macs_per_s:.4g} MAC/s and bandwidth "
+             f"{sibling.bandwidth_gb_s:g} GB/s; efficiencies and overheads carried across unchanged to this "
+             f"device's own peak and bandwidth (errors below are on {sibling.name})")
+    note = _note(f"least squares on log latency against {len(blocks)} blocks of {metric} ({left_out} zero or "
+                 f"identity blocks left out), {precision}, {where}; not in the data, priced with the shared "
+                 f"data-op overhead: {', '.join(unseen_kinds(blocks))}", held_out, in_sample, seed)
+    _write_version(profile_file, out, {precision: _model_section(fitted, note)})
     return held_out, in_sample
+
+
+def measured_blocks(data: dict[str, object], precision: str) -> list[BlockMeasurement]:
+    """The whole-network measurements of a ``hwnas profile build`` file at ``precision``."""
+    from nas.arch import parse
+    from nas.layers import layer_table
+
+    rows = [r for r in data["measurements"] if r["precision"] == precision]  # type: ignore[attr-defined]
+    return [BlockMeasurement(r["arch"], layer_table(parse(r["arch"])), float(r["latency_ms"])) for r in rows]
+
+
+def calibrate_from_build(profile_file: Path, data: dict[str, object], *, out: Path,
+                         seed: int = 0) -> dict[str, tuple[Score, Score]]:
+    """Fit one model per precision of a ``hwnas profile build`` measurement file (the linear
+    form with a per-inference overhead, since each measurement is a whole model run; the
+    blocked layout at fp32 where the build detected one) and write a new version to ``out``.
+    Returns (held-out, in-sample) scores by precision."""
+    from nas.profiles import load_profile
+
+    profile = load_profile(profile_file)
+    if profile.device is None:
+        raise UserError(f"{profile_file} is a measured profile; calibrate takes predicted ones")
+    cond = data["conditions"]
+    models, scores = {}, {}
+    for precision in cond["precisions"]:  # type: ignore[index]
+        if precision not in profile.device.macs_per_s:
+            raise UserError(f"{profile.tag} has no {precision} peak; allowed: {', '.join(profile.device.macs_per_s)}")
+        blocks = measured_blocks(data, precision)
+        _check_identifiable(blocks)
+        options = {"macs_per_s": profile.device.macs_per_s[precision].value, "precision": precision,
+                   "bandwidth_gb_s": profile.device.bandwidth_gb_s.value, "run_overhead": True,
+                   "layout_block": int(data.get("layout_block", 0)) if precision == "fp32" else 0}  # type: ignore[arg-type]
+        held_out = cross_validate(blocks, seed=seed, linear=True, **options)  # type: ignore[arg-type]
+        fitted = fit_linear(blocks, **options)  # type: ignore[arg-type]
+        in_sample = score(blocks, fitted.device(macs_per_s=options["macs_per_s"],  # type: ignore[arg-type]
+                                                bandwidth_gb_s=options["bandwidth_gb_s"], precision=precision))
+        note = _note(f"non-negative least squares (linear form) on relative error against {len(blocks)} "
+                     f"networks measured by hwnas profile build on {cond['date']} ({cond['runtime']}, "  # type: ignore[index]
+                     f"{cond['threads']} thread(s), median of {cond['repeats']})", held_out, in_sample, seed)  # type: ignore[index]
+        models[precision] = _model_section(fitted, note)
+        scores[precision] = (held_out, in_sample)
+    _write_version(profile_file, out, models)
+    return scores

@@ -231,26 +231,99 @@ def cmd_cost(args: argparse.Namespace) -> int:
           f"{report['weight_mb']:.3f} MB  peak activations {report['peak_activation_mb']:.3f} MB ({args.precision})\n"
           f"  latency {latency} [{report['latency_kind']}, profile {report['profile']}@{report['profile_version']}: "
           f"{report['latency_how']}]")
+    if report.get("fits_device_memory") is not None:
+        print(f"  device memory {report['memory_capacity_mb']} MB: "
+              f"{'fits' if report['fits_device_memory'] else 'DOES NOT FIT'}")
+    if "on_chip_mb" in report:
+        streamed = float(report["weights_streamed_mb"])  # type: ignore[arg-type]
+        print(f"  on-chip parameter memory {report['on_chip_mb']} MB: " + (
+            f"{streamed:.3f} MB of weights stream from outside each inference" if streamed else "weights fit on chip"))
     for layer in report.get("layers", []):
         print(f"  {layer['name']:28s} {layer['kind']:8s} {str(layer['out_shape']):18s} {layer['macs']:>12,} MACs")
     return 0
 
 
+def _print_scores(source: Path, out: Path, precision: str, held_out: object, in_sample: object) -> None:
+    print(f"calibrated {source} -> {out} [{precision}]: held-out half MdAPE {100 * held_out.mdape:.1f}% "  # type: ignore[attr-defined]
+          f"({100 * held_out.within_10pct:.0f}% within 10%, Spearman {held_out.spearman:.3f}, n={held_out.n}); "  # type: ignore[attr-defined]
+          f"final fit on all MdAPE {100 * in_sample.mdape:.1f}%")  # type: ignore[attr-defined]
+
+
 def cmd_profile_calibrate(args: argparse.Namespace) -> int:
-    from nas.calibrate import calibrate_profile
+    import json
+
+    from nas.calibrate import calibrate_from_build, calibrate_profile
     from nas.hwnasbench import load_table
+    from nas.profile_build import FORMAT, load_measurements
     from nas.profiles import profile_path
 
     source = profile_path(args.profile)
     out = Path(args.out) if args.out else source
     measurements = Path(args.measurements)
     if not measurements.is_file():
-        raise UserError(f"--measurements {measurements} is not a file; allowed: a HW-NAS-Bench-style JSON table")
+        raise UserError(f"--measurements {measurements} is not a file; allowed: a file of hwnas profile build or a "
+                        f"HW-NAS-Bench-style JSON table")
+    try:
+        is_build = json.loads(measurements.read_text()).get("format") == FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        is_build = False
+    if is_build:
+        for precision, (held, ins) in calibrate_from_build(source, load_measurements(measurements), out=out,
+                                                           seed=args.seed).items():
+            _print_scores(source, out, precision, held, ins)
+        return 0
+    if not args.metric:
+        raise UserError("--metric is required with a HW-NAS-Bench-style table, e.g. --metric raspi4_latency")
+    sibling = None
+    if args.measured_on:
+        from nas.calibrate import Sibling
+
+        if not (args.measured_on_peak and args.measured_on_bandwidth):
+            raise UserError("--measured-on needs --measured-on-peak (MAC/s) and --measured-on-bandwidth (GB/s)")
+        sibling = Sibling(args.measured_on, args.measured_on_peak, args.measured_on_bandwidth)
     held_out, in_sample = calibrate_profile(source, load_table(measurements), args.metric, out=out,
-                                            precision=args.precision, seed=args.seed)
-    print(f"calibrated {source} -> {out}: held-out half MdAPE {100 * held_out.mdape:.1f}% "
-          f"({100 * held_out.within_10pct:.0f}% within 10%, Spearman {held_out.spearman:.3f}, n={held_out.n}); "
-          f"final fit on all blocks MdAPE {100 * in_sample.mdape:.1f}%")
+                                            precision=args.precision, seed=args.seed, sibling=sibling)
+    _print_scores(source, out, args.precision, held_out, in_sample)
+    return 0
+
+
+def cmd_profile_build(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    import time
+
+    from nas.profile_build import build_measurements, profile_skeleton
+
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    precisions = tuple(args.precision or ["fp32", "int8"])
+    started = time.perf_counter()
+
+    def report(done: int, total: int, arch: str) -> None:
+        if done % 10 == 0 or done == total:
+            elapsed = time.perf_counter() - started
+            print(f"[{done:>4}/{total}] networks timed at {', '.join(precisions)} | elapsed {elapsed:.0f}s ETA "
+                  f"{elapsed / done * (total - done):.0f}s | last {arch}", flush=True)
+
+    space, in_chs = None, (1, 3)
+    if args.space:
+        from nas.config import load_search_config
+
+        cfg = load_search_config(args.space)
+        # image folders may hold either; the built-in datasets have one
+        space, in_chs = cfg.space, {"fashion-mnist": (1,), "mnist": (1,), "cifar10": (3,)}.get(cfg.data.dataset, (1, 3))
+    data = build_measurements(args.name, n=args.n, seed=args.seed, precisions=precisions, threads=args.threads,
+                              repeats=args.repeats, space=space, space_name=args.space or "", in_chs=in_chs,
+                              progress=report)
+    measurements = folder / f"{args.name}-measurements.json"
+    measurements.write_text(json.dumps(data, indent=1))
+    profile = folder / f"{args.name}.yaml"
+    if not profile.exists() or args.force:
+        profile.write_text(yaml.safe_dump(profile_skeleton(data), sort_keys=False, width=100))
+    print(f"wrote {measurements} ({len(data['measurements'])} timings) and {profile}; next: "  # type: ignore[arg-type]
+          f"hwnas profile calibrate {profile} --measurements {measurements}")
     return 0
 
 
@@ -322,13 +395,34 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(HW-NAS-Bench's table format) and write a new profile version with the fit "
                                        "and its cross-validated error (fit on half the blocks, error on the other).")
     p.add_argument("profile", help="a bundled profile name or a profile YAML path")
-    p.add_argument("--measurements", required=True, help="JSON table {metric: {block key: ms}}")
-    p.add_argument("--metric", required=True, help="which table of the file, e.g. raspi4_latency")
+    p.add_argument("--measurements", required=True,
+                   help="a file written by hwnas profile build, or a HW-NAS-Bench-style JSON table {metric: {key: ms}}")
+    p.add_argument("--metric", help="with a HW-NAS-Bench table: which table of the file, e.g. raspi4_latency")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
                    help="the precision the measurements were taken at (its peak is used)")
     p.add_argument("--out", help="where to write the new version (default: over the profile file)")
     p.add_argument("--seed", type=int, default=0, help="seed of the half/half split")
+    p.add_argument("--measured-on", help="the measurements come from this sibling device (e.g. 'Jetson TX2'); "
+                                         "its fit carries across to the profile's own peak and bandwidth")
+    p.add_argument("--measured-on-peak", type=float, help="the sibling's peak MAC/s at --precision")
+    p.add_argument("--measured-on-bandwidth", type=float, help="the sibling's memory bandwidth, GB/s")
     p.set_defaults(func=cmd_profile_calibrate)
+    p = profile.add_parser("build", help="measure this machine with onnxruntime for calibrate",
+                           description="Time a designed set of networks with onnxruntime on this machine (and its "
+                                       "peak MAC rate, bandwidth and layout), write NAME-measurements.json with the "
+                                       "conditions and an uncalibrated profile NAME.yaml; then run calibrate.")
+    p.add_argument("--name", required=True, help="the profile's name")
+    p.add_argument("--out", default=".", help="folder for NAME.yaml and NAME-measurements.json (default: .)")
+    p.add_argument("--n", type=int, default=300, help="networks in the designed set (default 300)")
+    p.add_argument("--precision", action="append", choices=["fp32", "int8", "fp16"],
+                   help="precision to measure; repeat for several (default: fp32 and int8)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    p.add_argument("--repeats", type=int, default=200, help="timed runs per network; the median counts (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", help="time random networks of this search file's space instead of the generic "
+                                   "designed set (a model for the space you will search)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing NAME.yaml with version 1")
+    p.set_defaults(func=cmd_profile_build)
     return parser
 
 

@@ -18,7 +18,20 @@ from nas.export import DeployInfo, to_onnx
 from nas.latency import LatencyMeasurement, measure_latency
 from nas.latency_model import predict
 from nas.layers import layer_table
+from nas.errors import UserError
 from nas.profiles import HardwareProfile
+
+
+def memory_check(weight_mb: float, memory_mb: float, profile: HardwareProfile) -> dict[str, object]:
+    """Whether weights + peak activations fit the device's memory, and, on accelerators with
+    on-chip parameter memory, how much of the weights it holds (the rest streams each inference)."""
+    out: dict[str, object] = {"memory_capacity_mb": profile.memory.capacity_mb,
+                              "fits_device_memory": None if profile.memory.capacity_mb is None
+                              else memory_mb <= profile.memory.capacity_mb}
+    if profile.memory.on_chip_mb is not None:
+        out["on_chip_mb"] = profile.memory.on_chip_mb
+        out["weights_streamed_mb"] = max(0.0, weight_mb - profile.memory.on_chip_mb)
+    return out
 
 
 def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes) -> LatencyMeasurement:
@@ -39,8 +52,25 @@ def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") 
         "peak_activation_mb": costs.peak_activation_mb, "peak_memory_mb": costs.memory_mb, "precision": precision,
         "profile": profile.name, "profile_version": profile.version, "latency_ms": None,
         "latency_kind": "measured", "latency_how": None}
+    report.update(memory_check(costs.weight_mb, costs.memory_mb, profile))
     if profile.kind == "predicted":
-        prediction = predict(layer_table(spec, model=model), profile.device_model(), precision=precision,
+        assert profile.device is not None
+        unsupported = sorted({l.kind for l in layer_table(spec, model=model)} - set(profile.device.supported_kinds))
+        if unsupported:
+            report["unsupported_kinds"] = unsupported
+        reason = ""
+        if unsupported:
+            reason = (f"{', '.join(unsupported)} cannot run on {profile.name} "
+                      f"({profile.device.unsupported_note or 'see the profile'}); host fallback is not priced")
+        else:
+            try:  # the reason it cannot: a precision the device lacks, or no fitted model for it
+                profile.check_can_predict(precision)
+            except UserError as exc:
+                reason = str(exc)
+        if reason:
+            report.update(latency_kind="predicted", latency_how=f"not predicted: {reason}")
+            return report
+        prediction = predict(layer_table(spec, model=model), profile.device_model(precision), precision=precision,
                              where=f"profile {profile.tag}")
         report.update(latency_ms=prediction.total_ms, latency_kind="predicted",
                       latency_how=f"predicted by the per-layer model of profile {profile.tag}")

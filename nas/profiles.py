@@ -17,7 +17,7 @@ import yaml
 
 from nas._schema import check, check_choices, from_mapping
 from nas.errors import UserError
-from nas.latency_model import ALL_KINDS, COMPUTE_KINDS, DeviceModel
+from nas.latency_model import ALL_KINDS, BLOCKED_KINDS, COMPUTE_KINDS, FORMS, DeviceModel
 
 PROFILE_KINDS = ("measured", "predicted")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -41,8 +41,9 @@ class MeasuredLatency:
 
 @dataclass(frozen=True)
 class MemorySpec:
-    capacity_mb: float | None = None
+    capacity_mb: float | None = None  # weights + peak activations must fit in this
     provenance: str = ""
+    on_chip_mb: float | None = None  # parameter memory on the accelerator; beyond it weights stream from outside
 
 
 @dataclass(frozen=True)
@@ -63,29 +64,42 @@ class DeviceSpec:
 
     macs_per_s: dict[str, Sourced]  # peak multiply-adds per second, by precision the device runs
     bandwidth_gb_s: Sourced
+    supported_kinds: tuple[str, ...] = ALL_KINDS  # op kinds the device runs; the rest fall back or fail
+    unsupported_note: str = ""  # why, with a source
 
     def __post_init__(self) -> None:
         check_choices(self.macs_per_s, "device.macs_per_s", PRECISIONS)
+        check_choices(self.supported_kinds, "device.supported_kinds", ALL_KINDS)
 
 
 @dataclass(frozen=True)
 class FittedModel:
-    """Fitted side of a predicted profile (see nas.latency_model)."""
+    """Fitted side of a predicted profile at one precision (see nas.latency_model)."""
 
     efficiency: dict[str, float]
     bandwidth_efficiency: float
     overhead_ms: dict[str, float]
     fuses_activations: bool
     fit: str  # method, data, date, cross-validated error
+    run_overhead_ms: float = 0.0
+    form: str = "roofline"
+    linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)  # form linear: (ms/M MACs, ms/MB)
+    layout_block: int = 0  # channels per block of the runtime's blocked layout (see nas.latency_model); 0: none
 
     def __post_init__(self) -> None:
-        check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS)
-        check(set(self.efficiency) == set(COMPUTE_KINDS), "model.efficiency", sorted(self.efficiency),
+        check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
+        check(set(COMPUTE_KINDS) <= set(self.efficiency), "model.efficiency", sorted(self.efficiency),
               f"one entry per compute kind: {', '.join(COMPUTE_KINDS)}")
+        check(self.form in FORMS, "model.form", self.form, ", ".join(FORMS))
+        check(self.run_overhead_ms >= 0, "model.run_overhead_ms", self.run_overhead_ms, "numbers >= 0")
+        check_choices(self.linear_terms, "model.linear_terms", ALL_KINDS + BLOCKED_KINDS + ("reorder",))
+        for kind, terms in self.linear_terms.items():
+            check(len(terms) == 2 and min(terms) >= 0, f"model.linear_terms.{kind}", terms,
+                  "[ms per million MACs, ms per MB], both >= 0")
         for kind, eff in self.efficiency.items():
             check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
         check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
-        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS)
+        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + ("reorder",))
         for kind, ms in self.overhead_ms.items():
             check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
 
@@ -99,7 +113,7 @@ class HardwareProfile:
     provenance: str
     latency: MeasuredLatency | None = None  # measured profiles
     device: DeviceSpec | None = None  # predicted profiles
-    model: FittedModel | None = None  # predicted profiles
+    model: dict[str, FittedModel] | None = None  # predicted profiles: fitted model by precision
     memory: MemorySpec = field(default_factory=MemorySpec)
 
     def __post_init__(self) -> None:
@@ -109,27 +123,36 @@ class HardwareProfile:
             check(self.latency is not None, "latency", None, "a latency section for measured profiles")
         else:  # a predicted profile without a model is uncalibrated: loadable, not usable for prediction
             check(self.device is not None, "device", None, "a device section for predicted profiles")
+            if self.model is not None and self.device is not None:
+                check_choices(self.model, "model", tuple(self.device.macs_per_s))
 
     @property
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
 
     def check_can_predict(self, precision: str) -> None:
-        """Raise unless this predicted profile is calibrated and runs ``precision``."""
-        device = self.device_model()
-        if precision not in device.macs_per_s:
-            raise UserError(f"profile {self.tag} cannot run {precision}; allowed: {', '.join(device.macs_per_s)}")
+        """Raise unless this predicted profile runs ``precision`` and is calibrated for it."""
+        self.device_model(precision)
 
-    def device_model(self) -> DeviceModel:
-        """The latency model of a predicted profile."""
+    def device_model(self, precision: str = "fp32") -> DeviceModel:
+        """The latency model of a predicted profile at ``precision``."""
         if self.device is None:
             raise UserError(f"profile {self.tag} is measured, not predicted; it has no latency model")
-        if self.model is None:
+        if precision not in self.device.macs_per_s:
+            raise UserError(f"profile {self.tag} cannot run {precision}; allowed: "
+                            f"{', '.join(self.device.macs_per_s)}")
+        if not self.model:
             raise UserError(f"profile {self.tag} is not calibrated yet; run hwnas profile calibrate on it")
-        return DeviceModel(macs_per_s={p: s.value for p, s in self.device.macs_per_s.items()},
-                           bandwidth_gb_s=self.device.bandwidth_gb_s.value, efficiency=dict(self.model.efficiency),
-                           bandwidth_efficiency=self.model.bandwidth_efficiency,
-                           overhead_ms=dict(self.model.overhead_ms), fuses_activations=self.model.fuses_activations)
+        if precision not in self.model:
+            raise UserError(f"profile {self.tag} is not calibrated for {precision}; calibrated: "
+                            f"{', '.join(self.model)}")
+        m = self.model[precision]
+        return DeviceModel(macs_per_s={precision: self.device.macs_per_s[precision].value},
+                           bandwidth_gb_s=self.device.bandwidth_gb_s.value, efficiency=dict(m.efficiency),
+                           bandwidth_efficiency=m.bandwidth_efficiency, overhead_ms=dict(m.overhead_ms),
+                           fuses_activations=m.fuses_activations, run_overhead_ms=m.run_overhead_ms,
+                           layout_block=m.layout_block, form=m.form, supported_kinds=self.device.supported_kinds,
+                           linear_terms={k: (float(a), float(b)) for k, (a, b) in m.linear_terms.items()})
 
 
 def calibrated_predicted_profiles() -> list[HardwareProfile]:

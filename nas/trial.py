@@ -136,7 +136,8 @@ class TrialRunner:
         out = {}
         for profile in self.predicted:
             try:
-                ms = predict(layers, profile.device_model(), precision=self.cfg.search.precision,
+                precision = self.cfg.search.precision
+                ms = predict(layers, profile.device_model(precision), precision=precision,
                              where=f"profile {profile.tag}").total_ms
             except UserError as exc:  # e.g. a precision the device lacks: recorded, not fatal
                 trial.set_user_attr(f"latency_ms_pred_{profile.name}_error", str(exc))

@@ -99,7 +99,7 @@ def test_cost_prices_an_arch_and_a_zoo_network(capsys: pytest.CaptureFixture[str
     (["cost", "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-fc_c2", "--zoo", "mobilenet_v2"], "not both"),
     (["cost", "--zoo", "mobilenet_v2", "--groups", "3"], "--groups applies to --zoo shufflenet_v1 only"),
     (["cost", "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8_x1-fc_c2"], "unknown token 'x1'"),
-    (["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-nano"], "hardware profile 'jetson-nano' not found"),
+    (["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-tx1"], "hardware profile 'jetson-tx1' not found"),
 ])
 def test_cost_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -122,5 +122,25 @@ def test_profile_calibrate_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "measured profile" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
     assert main(["cost", "--zoo", "mobilenet_v2", "--width", "-1"]) == 2
-    assert main(["cost", "--zoo", "mobilenet_v2", "--resolution", "64", "--profile", "zynq-zc706"]) == 2
-    assert "not calibrated yet" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["cost", "--zoo", "mobilenet_v2", "--resolution", "64", "--profile", "zynq-zc706", "--precision", "fp16",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["latency_ms"] is None and "not calibrated yet" in report["latency_how"]
+
+
+def test_cost_on_accelerator_profiles_reports_memory_and_unsupported_ops(capsys: pytest.CaptureFixture[str]) -> None:
+    # MobileNetV2 1.0 at int8 holds ~3.5 MB of weights: they fit the Edge TPU's 8 MB. ShuffleNetV1's
+    # grouped convs and channel shuffle do not map to the TPU: named in the output.
+    assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "edgetpu", "--precision", "int8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["weights_streamed_mb"] == 0.0 and report["on_chip_mb"] == 8
+    assert report["latency_ms"] is None and "not calibrated yet" in report["latency_how"]
+    assert main(["cost", "--zoo", "shufflenet_v1", "--groups", "3", "--profile", "edgetpu", "--precision", "int8",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unsupported_kinds"] == ["gconv", "shuffle"] and "cannot run on edgetpu" in report["latency_how"]
+    assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "edgetpu", "--precision", "fp32"]) == 0
+    assert "cannot run fp32; allowed: int8" in capsys.readouterr().out
+    assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-nano", "--precision", "int8"]) == 0
+    assert "cannot run int8; allowed: fp32, fp16" in capsys.readouterr().out

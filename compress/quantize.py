@@ -1,0 +1,132 @@
+"""Post-training quantization of an exported ONNX model with ``onnxruntime.quantization``:
+static int8 (QDQ, per-channel weights, calibrated on real inputs), dynamic int8, and fp16.
+
+Every function takes and returns serialized ONNX bytes, keeps the ``hwnas.*`` metadata and sets
+``hwnas.precision`` (and ``hwnas.quantization``, saying how) on the result, which must pass
+``onnx.checker``.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from nas.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                       "percentile": CalibrationMethod.Percentile}
+MODES = ("static", "dynamic", "fp16")
+
+
+class _Batches(CalibrationDataReader):
+    """Feeds preprocessed NCHW float32 calibration inputs in batches of ``batch``."""
+
+    def __init__(self, name: str, inputs: np.ndarray, batch: int) -> None:
+        self._iter: Iterator[dict[str, np.ndarray]] = iter(
+            [{name: inputs[i:i + batch]} for i in range(0, len(inputs), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+
+def _with_metadata(proto: onnx.ModelProto, source: onnx.ModelProto, precision: str, how: str) -> bytes:
+    props = {p.key: p.value for p in source.metadata_props}
+    props.update({"hwnas.precision": precision, "hwnas.quantization": how})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _preprocessed(model: bytes, folder: Path) -> Path:
+    """onnxruntime's recommended pre-pass (shape inference, graph optimization) before quantizing."""
+    src, out = folder / "fp32.onnx", folder / "pre.onnx"
+    src.write_bytes(model)
+    quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
+    return out
+
+
+def quantize_int8_static(model: bytes, calibration_inputs: np.ndarray, *, method: str = "minmax",
+                         per_channel: bool = True, batch: int = 32) -> bytes:
+    """Static int8 in QDQ format: int8 weights (per output channel by default) and int8 activations
+    whose ranges come from running ``calibration_inputs`` (preprocessed model inputs, real training
+    images for an accurate model) through the float model."""
+    if method not in CALIBRATION_METHODS:
+        raise UserError(f"calibration method {method!r} is not supported; allowed: {', '.join(CALIBRATION_METHODS)}")
+    if len(calibration_inputs) == 0:
+        raise UserError("static int8 quantization needs at least one calibration input")
+    source = onnx.load_from_string(model)
+    name = source.graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        pre = _preprocessed(model, folder)
+        out = folder / "int8.onnx"
+        extra = {"CalibMovingAverage": False} if method == "minmax" else {}
+        quantize_static(str(pre), str(out), _Batches(name, calibration_inputs.astype(np.float32), batch),
+                        quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CALIBRATION_METHODS[method],
+                        extra_options={**extra, "ActivationSymmetric": False, "WeightSymmetric": True})
+        proto = onnx.load(str(out))
+    how = (f"static int8, QDQ, {'per-channel' if per_channel else 'per-tensor'} symmetric weights, asymmetric "
+           f"activations calibrated ({method}) on {len(calibration_inputs)} inputs, onnxruntime.quantization")
+    return _with_metadata(proto, source, "int8", how)
+
+
+def quantize_int8_dynamic(model: bytes) -> bytes:
+    """Dynamic int8: weights stored int8, activation ranges computed at run time (no calibration)."""
+    source = onnx.load_from_string(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        pre = _preprocessed(model, folder)
+        out = folder / "dyn.onnx"
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
+        proto = onnx.load(str(out))
+    return _with_metadata(proto, source, "int8", "dynamic int8 (weights int8, activations quantized at run time)")
+
+
+def convert_fp16(model: bytes) -> bytes:
+    """fp16 weights and compute, fp32 inputs and outputs (casts at the edges)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    source = onnx.load_from_string(model)
+    proto = convert_float_to_float16(onnx.load_from_string(model), keep_io_types=True)
+    _sort_topologically(proto.graph)  # the converter appends its input casts after their consumers
+    return _with_metadata(proto, source, "fp16", "fp16 weights and activations, fp32 model inputs and outputs")
+
+
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise ValueError("graph has a cycle or an undefined input")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def quantize(model: bytes, mode: str, *, calibration_inputs: np.ndarray | None = None, method: str = "minmax",
+             per_channel: bool = True) -> bytes:
+    """One entry point for the modes in :data:`MODES`."""
+    if mode == "static":
+        if calibration_inputs is None:
+            raise UserError("static int8 quantization needs calibration inputs")
+        return quantize_int8_static(model, calibration_inputs, method=method, per_channel=per_channel)
+    if mode == "dynamic":
+        return quantize_int8_dynamic(model)
+    if mode == "fp16":
+        return convert_fp16(model)
+    raise UserError(f"quantization mode {mode!r} is not supported; allowed: {', '.join(MODES)}")

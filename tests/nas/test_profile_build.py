@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from nas.arch import parse
+from nas.calibrate import BlockMeasurement, calibrate_from_build, fit_linear, score
+from nas.cli import main
+from nas.errors import UserError
+from nas.latency import session
+from nas.latency_model import DeviceModel, effective_macs, is_blocked, predict
+from nas.layers import layer_table
+from nas.profile_build import (FORMAT, at_precision, build_measurements, designed_architectures,
+                               detect_layout_block, export_for_timing, load_measurements, profile_skeleton)
+from nas.profiles import load_profile
+
+
+def test_designed_set_is_distinct_valid_and_covers_every_block_type() -> None:
+    archs = designed_architectures(60, seed=0)
+    texts = [a.format() for a in archs]
+    assert len(set(texts)) == 60 and all(parse(t).format() == t for t in texts)
+    kinds = {stage.kind for a in archs for stage in a.stages}
+    assert {"ir", "ds", "sh", "sh2", "fb"} <= kinds
+    assert [a.format() for a in designed_architectures(60, seed=0)] == texts
+
+
+def test_blocked_layout_pads_channels_and_pays_reorders() -> None:
+    layers = layer_table(parse("in_c1_r8-stem_k3_s1_c24-sh_r1_s1_g2_c32-head_c64-fc_c2"))
+    stem = layers[0]
+    assert is_blocked(stem, 16) and effective_macs(stem, 16) == pytest.approx(stem.macs * 32 / 24)
+    gconv = next(l for l in layers if l.kind == "gconv")
+    assert not is_blocked(gconv, 16) and effective_macs(gconv, 16) == gconv.macs
+    device = DeviceModel({"fp32": 1e9}, 1.0, {"conv": 1.0, "pwconv": 1.0, "gconv": 1.0, "dwconv": 1.0,
+                                             "linear": 1.0, "conv_blocked": 1.0, "pwconv_blocked": 1.0,
+                                             "dwconv_blocked": 1.0}, 1.0, {"reorder": 0.5}, layout_block=16)
+    reorders = [row for row in predict(layers, device).per_layer if row[1] == "reorder"]
+    assert len(reorders) >= 2  # out of the blocked stem into the grouped conv, and back
+    assert predict(layers, device).total_ms > predict(layers, DeviceModel(
+        {"fp32": 1e9}, 1.0, device.efficiency, 1.0, {"reorder": 0.5})).total_ms
+
+
+def test_linear_fit_recovers_a_known_linear_device() -> None:
+    truth = DeviceModel({"fp32": 1.0}, 1.0, {}, 1.0, {"pwconv": 0.002, "dwconv": 0.003, "add": 0.001,
+                                                     "reorder": 0.004}, run_overhead_ms=0.01, layout_block=16,
+                        form="linear", linear_terms={"pwconv_blocked": (0.02, 0.01), "dwconv_blocked": (0.05, 0.02),
+                                                     "conv_blocked": (0.03, 0.0), "gconv": (0.08, 0.01),
+                                                     "linear": (0.1, 0.0), "gap": (0.0, 0.05), "shuffle": (0.0, 0.1),
+                                                     "reorder": (0.0, 0.03), "add": (0.0, 0.02)})
+    blocks = []
+    for spec in designed_architectures(80, seed=3):
+        layers = layer_table(spec)
+        blocks.append(BlockMeasurement(spec.format(), layers, predict(layers, truth).total_ms))
+    fitted = fit_linear(blocks, layout_block=16, run_overhead=True)
+    assert score(blocks, fitted.device(macs_per_s=1.0, bandwidth_gb_s=1.0)).mdape < 0.01
+    # Every network has one fc and one global pool, so the per-inference overhead and theirs are not
+    # separable: the predictions above are what must match, not each parameter.
+
+
+def test_int8_and_fp16_exports_check_and_run() -> None:
+    spec = parse("in_c1_r16-stem_k3_s2_c16-ir_r1_k3_s1_e3_c16-sh_r1_s2_g2_c32-head_c64-fc_c10")
+    from nas.builder import build
+
+    shape = (1, 1, 16, 16)
+    fp32 = export_for_timing(build(spec), shape, spec.format())
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    for precision in ("int8", "fp16"):
+        model = at_precision(fp32, shape, precision)
+        proto = onnx.load_from_string(model)
+        onnx.checker.check_model(proto)
+        props = {p.key: p.value for p in proto.metadata_props}
+        assert props["hwnas.precision"] == precision and props["hwnas.arch"] == spec.format()
+        out = session(model, threads=1).run(None, {"input": x})[0]
+        assert out.shape == (1, 10) and np.isfinite(out).all()
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load_from_string(at_precision(fp32, shape, "int8")).graph.node)
+    with pytest.raises(UserError, match="calibration method 'kl' is not supported; allowed: minmax, entropy"):
+        from compress.quantize import quantize_int8_static
+
+        quantize_int8_static(fp32, x, method="kl")
+
+
+def test_layout_block_detection_returns_a_block_size() -> None:
+    assert detect_layout_block(threads=1) in (0, 4, 8, 16)
+
+
+def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "build", "--name", "tiny", "--out", str(tmp_path), "--n", "24", "--repeats", "5"]) == 0
+    data = load_measurements(tmp_path / "tiny-measurements.json")
+    assert data["format"] == FORMAT and len(data["measurements"]) == 48  # 24 networks x fp32, int8
+    cond = data["conditions"]
+    assert cond["threads"] == 1 and cond["repeats"] == 5 and cond["runtime"].startswith("onnxruntime")
+    assert load_profile(tmp_path / "tiny.yaml").model is None  # skeleton: version 1, uncalibrated
+    assert main(["profile", "calibrate", str(tmp_path / "tiny.yaml"), "--measurements",
+                 str(tmp_path / "tiny-measurements.json")]) == 0
+    assert "[fp32]: held-out half MdAPE" in capsys.readouterr().out
+    profile = load_profile(tmp_path / "tiny.yaml")
+    assert profile.version == "2" and set(profile.model or {}) == {"fp32", "int8"}
+    assert "hwnas profile build" in (profile.model or {})["fp32"].fit
+    arch = "in_c1_r16-stem_k3_s2_c16-ir_r1_k3_s1_e3_c16-head_c64-fc_c10"
+    for precision in ("fp32", "int8"):
+        assert main(["cost", arch, "--profile", str(tmp_path / "tiny.yaml"), "--precision", precision, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["latency_kind"] == "predicted" and report["latency_ms"] > 0
+        assert report["profile"] == "tiny" and report["profile_version"] == "2"
+
+
+def test_measurement_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(UserError, match="is not a measurement file of format hwnas-measurements/1"):
+        load_measurements(bad)
+    data = {"format": FORMAT, "name": "x", "measurements": [], "peak_macs_per_s": {}, "bandwidth_gb_s": {}}
+    bad.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="lacks 'conditions'"):
+        load_measurements(bad)
+
+
+def test_sibling_calibration_carries_efficiencies_to_the_target_peaks(tmp_path: Path) -> None:
+    from nas.calibrate import Sibling, calibrate_profile
+    from nas.profiles import profile_path
+
+    keys = [f"ConvBlock_H{h}_W{h}_Cin{c}_Cout{c}_exp{e}_kernel3_stride1_group{g}"
+            for h in (8, 16) for c in (16, 32) for e in (1, 3) for g in (1, 2) if e == 1 or g == 1]
+    keys += ["ConvNorm_H32_W32_Cin3_Cout16_kernel3_stride2_group1", "FC_Cin64_Cout10", "AvgP_H4_W4_Cin64_Cout64"]
+    table = {"tx2_latency": {k: 0.05 + 0.01 * i for i, k in enumerate(keys)}}
+    out = tmp_path / "nano.yaml"
+    calibrate_profile(profile_path("jetson-nano"), table, "tx2_latency", out=out,
+                      sibling=Sibling("Jetson TX2", 332.8e9, 59.7))
+    nano = load_profile(out)
+    before = load_profile("jetson-nano")
+    assert nano.version == str(int(before.version) + 1) and "carried across" in (nano.model or {})["fp32"].fit
+    assert nano.device is not None and nano.device.macs_per_s["fp32"].value == pytest.approx(117.96e9)
+    # The efficiencies are the ones fitted on the sibling: predictions scale with the Nano's peaks.
+    assert (nano.model or {})["fp32"].efficiency != (before.model or {})["fp32"].efficiency
+    assert set(yaml.safe_load(out.read_text())["model"]) == set(before.model or {})
