@@ -243,6 +243,68 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained_model_files(model_dir: Path) -> tuple[Path, Path, str]:
+    """(run folder, weights file, arch) of a trial folder (``trials/<n>``) or model folder (``models/<n>``)."""
+    from nas.export import read_metadata
+
+    run_dir = next((p for p in list(model_dir.parents)[:3] if (p / "config.yaml").is_file()), None)
+    if not model_dir.is_dir() or run_dir is None:
+        raise UserError(f"{model_dir} is not a model folder of a run; allowed: runs/<name>/trials/<n> or "
+                        f"runs/<name>/models/<n>")
+    weights = model_dir / "weights.pt"
+    if not weights.is_file() and (model_dir / "metrics.json").is_file():
+        import json
+
+        weights = run_dir / json.loads((model_dir / "metrics.json").read_text()).get("weights_path", "")
+    if not weights.is_file() or not (model_dir / "model.onnx").is_file():
+        raise UserError(f"{model_dir} lacks model.onnx or trained weights (weights.pt); compress takes trained "
+                        f"trials of hwnas search")
+    return run_dir, weights, read_metadata(model_dir / "model.onnx")["hwnas.arch"]
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    import hashlib
+    import json
+
+    import torch
+
+    from compress.pipeline import compress
+    from compress.recipe import load_recipe
+    from nas.arch import parse
+    from nas.builder import build
+    from nas.study import load_run_config, load_splits
+
+    recipe = load_recipe(args.recipe)
+    model_dir = Path(args.model_dir)
+    run_dir, weights, arch = _trained_model_files(model_dir)
+    cfg = load_run_config(run_dir)
+    spec = parse(arch)
+    model = build(spec)
+    model.load_state_dict(torch.load(weights, map_location="cpu"))
+    print(f"hwnas compress {model_dir}: {arch}\n  recipe {recipe.to_json()}", flush=True)
+    splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
+    result = compress(model.eval(), spec, recipe, splits, seed=cfg.seed)
+    name = args.name or "recipe-" + hashlib.sha1(recipe.to_json().encode()).hexdigest()[:8]
+    out = model_dir / "compressed" / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.onnx").write_bytes(result.onnx)
+    (out / "report.json").write_text(json.dumps(result.report, indent=1) + "\n")
+    b, c = result.report["baseline"], result.report["compressed"]
+    lines = [f"# {name}", "", f"`{arch}`, recipe `{recipe.to_json()}`", "",
+             "| | test accuracy | file bytes | MACs | latency ms |", "|---|---|---|---|---|"]
+    for label, row in (("before", b), ("after", c)):
+        lines.append(f"| {label} | {100 * row['test_accuracy']:.2f}% | {row['file_bytes']:,} | {row['macs']:,} | "  # type: ignore[index]
+                     f"{row['latency_ms']:.4f} |")  # type: ignore[index]
+    lines += ["", f"Latency: {result.report['latency_how']}.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    r = result.report
+    print(f"  accuracy {100 * b['test_accuracy']:.2f}% -> {100 * c['test_accuracy']:.2f}%, file "  # type: ignore[index]
+          f"{b['file_bytes']:,} -> {c['file_bytes']:,} B ({r['size_ratio']:.2f}x smaller), MACs x{r['macs_ratio']:.2f}, "  # type: ignore[index]
+          f"latency {b['latency_ms']:.4f} -> {c['latency_ms']:.4f} ms ({r['speedup']:.2f}x) [{r['latency_how']}]\n"  # type: ignore[index]
+          f"  wrote {out}/model.onnx, report.json, report.md")
+    return 0
+
+
 def _print_scores(source: Path, out: Path, precision: str, held_out: object, in_sample: object) -> None:
     print(f"calibrated {source} -> {out} [{precision}]: held-out half MdAPE {100 * held_out.mdape:.1f}% "  # type: ignore[attr-defined]
           f"({100 * held_out.within_10pct:.0f}% within 10%, Spearman {held_out.spearman:.3f}, n={held_out.n}); "  # type: ignore[attr-defined]
@@ -352,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--storage", help="Optuna storage URL if the run used one")
     p.set_defaults(func=cmd_front)
+    p = sub.add_parser("compress", help="apply a compression recipe to a trained model of a run",
+                       description="Prune (with fine-tuning, optionally distilled) and/or quantize a trained trial "
+                                   "and report accuracy, file size, MACs and measured latency before and after.")
+    p.add_argument("model_dir", help="runs/<name>/trials/<n> or runs/<name>/models/<n>")
+    p.add_argument("--recipe", required=True, help="a recipe YAML/JSON file or an inline mapping, e.g. "
+                                                   "'{prune: {criterion: l1, target_macs: 0.5}, quantize: {mode: static}}'")
+    p.add_argument("--name", help="output folder name under MODEL_DIR/compressed (default: recipe-<hash>)")
+    p.set_defaults(func=cmd_compress)
     p = sub.add_parser("export", help="export a completed trial's ONNX model",
                        description="Write models/<trial>/model.onnx, arch.txt and metrics.json for a completed trial.")
     p.add_argument("run_dir")

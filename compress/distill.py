@@ -1,0 +1,63 @@
+"""Knowledge distillation (Hinton et al. 2015) and the fine-tuning loop that uses it after pruning."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.data import Preprocess, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
+            temperature: float, alpha: float) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(labels)."""
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean") * (t * t)
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess, resolution: int,
+              iterations: int, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+              teacher: nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.9,
+              extra_loss: Callable[[nn.Module], torch.Tensor] | None = None) -> list[float]:
+    """``iterations`` AdamW steps with a cosine schedule, in place, on uint8 NHWC images; with a
+    ``teacher``, the loss is :func:`kd_loss`. Returns the loss of every 10th step."""
+    if iterations <= 0:
+        return []
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model.to(memory_format=torch.channels_last).train()
+    if teacher is not None:
+        teacher.to(memory_format=torch.channels_last).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
+    losses = []
+    for step in range(iterations):
+        idx = rng.choice(len(labels), min(batch_size, len(labels)), replace=False)
+        x = to_tensor(images[idx], preprocess, resolution).to(memory_format=torch.channels_last)
+        y = torch.from_numpy(labels[idx]).long()
+        logits = model(x)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(x)
+            loss = kd_loss(logits, target, y, temperature=temperature, alpha=alpha)
+        else:
+            loss = F.cross_entropy(logits, y)
+        if extra_loss is not None:
+            loss = loss + extra_loss(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 10 == 0:
+            losses.append(float(loss.detach()))
+    model.to(memory_format=torch.contiguous_format).eval()
+    log.debug("fine-tuned %d steps, last loss %.4f", iterations, losses[-1])
+    return losses

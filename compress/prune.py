@@ -1,0 +1,307 @@
+"""Structured pruning that removes channels physically, so the pruned model is smaller and faster.
+
+A *channel group* is a set of channels that must be removed together. hwnas prunes the hidden
+channels inside blocks: a producer 1x1 conv (possibly grouped), an optional channel shuffle, a
+depthwise conv, an optional squeeze-and-excite, and a consumer 1x1 conv (possibly grouped):
+
+- MobileNetV2 inverted residuals with an expansion (expand -> dw -> [SE] -> project),
+- ShuffleNetV2 units (the transformed branch's 1x1 -> dw -> 1x1),
+- ShuffleNetV1 units and FBNet blocks (grouped 1x1 -> shuffle -> dw -> grouped 1x1).
+
+The block's input and output channels are untouched, so residual adds, concats and the next
+block need no change. Grouped convs with a shuffle between them stay exact: with ``n = g * g * r``
+hidden channels, channel (group a, slot j) lands after the shuffle in consumer group ``j // r``;
+keeping the same slots in every producer group, the same number in each block of ``r`` slots,
+keeps every surviving weight where it was. Hidden sizes that do not divide by ``g * g`` are left
+dense (reported). Stage-level channels (the residual stream) are not pruned.
+
+Criteria: ``l1`` (filter L1 norm, Li et al. 2017), ``taylor`` (|mean of activation x gradient|
+over batches, Molchanov et al. 2017), ``bn`` (|BatchNorm scale|, network slimming; train with
+:func:`slimming_penalty` for its L1 on the scales).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nas.blocks import ChannelShuffle, ConvBnAct, FBNetBlock, InvertedResidual, ShuffleUnit, ShuffleV2Unit, SqueezeExcite
+from nas.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CRITERIA = ("l1", "taylor", "bn")
+SCOPES = ("per-layer", "global")
+
+
+@dataclass
+class ChannelGroup:
+    """Hidden channels of one block: ``owner[p]`` produces them, ``owner[c]`` consumes them."""
+
+    name: str
+    owner: nn.Sequential
+    producer: int
+    shuffle: int | None
+    depthwise: int
+    se: int | None
+    consumer: int
+    groups: int  # groups of the shuffle (1: none)
+
+    @property
+    def channels(self) -> int:
+        return self.owner[self.producer][0].out_channels
+
+    @property
+    def unit(self) -> int:
+        """Channels are kept in multiples of this (g*g with a shuffle, else 1)."""
+        return self.groups * self.groups if self.groups > 1 else 1
+
+
+def channel_groups(model: nn.Module) -> tuple[list[ChannelGroup], list[str]]:
+    """The prunable groups of ``model`` and the names of blocks left dense, with why."""
+    groups, dense = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, InvertedResidual):
+            body = module.body
+            if not (isinstance(body[0], ConvBnAct) and body[0][0].kernel_size == (1, 1) and body[0][0].groups == 1):
+                dense.append(f"{name}: expansion 1, its depthwise channels are the block input")
+                continue
+            se = 2 if isinstance(body[2], SqueezeExcite) else None
+            groups.append(ChannelGroup(name, body, 0, None, 1, se, len(body) - 1, 1))
+        elif isinstance(module, ShuffleV2Unit):
+            groups.append(ChannelGroup(f"{name}.right", module.right, 0, None, 1, None, 2, 1))
+        elif isinstance(module, (ShuffleUnit, FBNetBlock)):
+            seq = module.branch if isinstance(module, ShuffleUnit) else module.body
+            shuffle = seq[1]
+            g = shuffle.groups if isinstance(shuffle, ChannelShuffle) else 1
+            n = seq[0][0].out_channels
+            if g > 1 and n % (g * g):
+                dense.append(f"{name}: {n} hidden channels do not divide by groups^2 = {g * g}")
+                continue
+            groups.append(ChannelGroup(name, seq, 0, 1, 2, None, 3, g))
+    return groups, dense
+
+
+def _slots(group: ChannelGroup) -> tuple[int, int, int]:
+    """(g, m, r): producer groups, channels per producer group, slots per consumer block."""
+    g = group.groups
+    m = group.channels // g
+    return g, m, (m // g if g > 1 else m)
+
+
+def slot_scores(group: ChannelGroup, channel_scores: torch.Tensor) -> torch.Tensor:
+    """Importance per prunable unit: per channel without a shuffle; with one, per slot j (summed
+    over the g producer groups)."""
+    g, m, _ = _slots(group)
+    return channel_scores.view(g, m).sum(0) if g > 1 else channel_scores
+
+
+def kept_channels(group: ChannelGroup, scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Pre-shuffle indices of the ``keep`` channels to keep (``keep`` a multiple of the unit)."""
+    g, m, r = _slots(group)
+    if g == 1:
+        return torch.sort(torch.topk(scores, keep).indices).values
+    per_block = keep // (g * g)
+    slots = []
+    for b in range(g):  # same number of slots from each consumer block
+        block = scores[b * r:(b + 1) * r]
+        slots.append(b * r + torch.topk(block, per_block).indices)
+    j = torch.sort(torch.cat(slots)).values
+    return torch.cat([a * m + j for a in range(g)])
+
+
+def _conv(old: nn.Conv2d, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None, groups: int) -> nn.Conv2d:
+    weight = old.weight.detach()
+    if out_idx is not None:
+        weight = weight[out_idx]
+    if in_idx is not None:
+        weight = weight[:, in_idx]
+    out_chs = weight.shape[0]
+    in_chs = weight.shape[1] * groups
+    new = nn.Conv2d(in_chs, out_chs, old.kernel_size, old.stride, old.padding, groups=groups,
+                    bias=old.bias is not None)
+    new.weight.data.copy_(weight)
+    if old.bias is not None:
+        new.bias.data.copy_(old.bias.detach() if out_idx is None else old.bias.detach()[out_idx])
+    return new
+
+
+def _bn(old: nn.BatchNorm2d, idx: torch.Tensor) -> nn.BatchNorm2d:
+    new = nn.BatchNorm2d(len(idx), eps=old.eps, momentum=old.momentum)
+    for attr in ("weight", "bias", "running_mean", "running_var"):
+        getattr(new, attr).data.copy_(getattr(old, attr).detach()[idx])
+    return new
+
+
+def _consumer(old: nn.Conv2d, post: torch.Tensor, n: int) -> nn.Conv2d:
+    """The consumer conv reading only the kept post-shuffle inputs. A grouped consumer's output
+    group b reads inputs [b*n/g, (b+1)*n/g); each keeps the same count (the slot rule), but its
+    own positions."""
+    g = old.groups
+    if g == 1:
+        return _conv(old, None, post, 1)
+    per, out_per = n // g, old.out_channels // g
+    weight = old.weight.detach()
+    parts = []
+    for b in range(g):
+        local = post[(post >= b * per) & (post < (b + 1) * per)] - b * per
+        parts.append(weight[b * out_per:(b + 1) * out_per][:, local])
+    new = nn.Conv2d(len(post), old.out_channels, old.kernel_size, old.stride, old.padding, groups=g,
+                    bias=old.bias is not None)
+    new.weight.data.copy_(torch.cat(parts))
+    if old.bias is not None:
+        new.bias.data.copy_(old.bias.detach())
+    return new
+
+
+def apply_keep(group: ChannelGroup, pre: torch.Tensor) -> None:
+    """Remove all but the ``pre`` channels (pre-shuffle indices) from the group, in place."""
+    seq, n = group.owner, group.channels
+    if group.shuffle is not None and isinstance(seq[group.shuffle], ChannelShuffle):
+        perm = seq[group.shuffle].perm
+        inverse = torch.empty_like(perm)
+        inverse[perm] = torch.arange(n)
+        post = torch.sort(inverse[pre]).values  # post-shuffle positions of the kept channels
+        seq[group.shuffle] = ChannelShuffle(len(pre), group.groups)
+    else:
+        post = pre
+    producer = seq[group.producer]
+    producer[0] = _conv(producer[0], pre, None, producer[0].groups)
+    producer[1] = _bn(producer[1], pre)
+    dw = seq[group.depthwise]
+    dw[0] = _conv(dw[0], post, None, len(post))
+    dw[1] = _bn(dw[1], post)
+    if group.se is not None:
+        se = seq[group.se]
+        se.reduce = _conv(se.reduce, None, post, 1)
+        se.expand = _conv(se.expand, post, None, 1)
+    consumer = seq[group.consumer]
+    consumer[0] = _consumer(consumer[0], post, n)
+
+
+def channel_importance(groups: list[ChannelGroup], criterion: str,
+                       taylor_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                       model: nn.Module | None = None) -> list[torch.Tensor]:
+    """Importance of each pre-shuffle channel of each group."""
+    if criterion == "l1":
+        return [g.owner[g.producer][0].weight.detach().abs().flatten(1).sum(1) for g in groups]
+    if criterion == "bn":
+        return [g.owner[g.producer][1].weight.detach().abs() for g in groups]
+    if criterion == "taylor":
+        if taylor_batches is None or model is None:
+            raise UserError("the taylor criterion needs training batches to accumulate activation x gradient")
+        return _taylor(groups, taylor_batches, model)
+    raise UserError(f"pruning criterion {criterion!r} is not supported; allowed: {', '.join(CRITERIA)}")
+
+
+def _taylor(groups: list[ChannelGroup], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+            model: nn.Module) -> list[torch.Tensor]:
+    scores = [torch.zeros(g.channels) for g in groups]
+    outputs: dict[int, torch.Tensor] = {}
+    hooks = []
+    for i, g in enumerate(groups):
+        def keep(_m: nn.Module, _inp: object, out: torch.Tensor, i: int = i) -> None:
+            out.retain_grad()
+            outputs[i] = out
+        hooks.append(g.owner[g.producer].register_forward_hook(keep))
+    was_training = model.training
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    count = 0
+    try:
+        for x, y in batches:
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            for i, out in outputs.items():
+                # Molchanov et al.: |mean over positions of activation x gradient|, averaged over the batch
+                scores[i] += (out.detach() * out.grad).mean(dim=(2, 3)).abs().mean(0)
+            count += 1
+    finally:
+        for h in hooks:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    if count == 0:
+        raise UserError("the taylor criterion got no batches")
+    # layer-wise L2 normalisation, as in the paper, so scores compare across layers
+    return [s / count / (s / count).norm().clamp_min(1e-12) for s in scores]
+
+
+def _round_keep(group: ChannelGroup, wanted: float, round_to: int) -> int:
+    n, unit = group.channels, group.unit
+    step = unit if unit > 1 else round_to
+    keep = max(step, int(math.ceil(wanted / step - 1e-9)) * step)
+    if unit > 1 and keep % unit:
+        keep = (keep // unit + 1) * unit
+    return min(n, keep)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    kept: dict[str, tuple[int, int]]  # group name -> (before, after)
+    dense: list[str]
+
+
+def prune(model: nn.Module, *, ratio: float, criterion: str = "l1", scope: str = "per-layer", round_to: int = 8,
+          taylor_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PruneResult:
+    """Remove ``ratio`` of the hidden channels, in place. ``per-layer``: each group loses that
+    share; ``global``: one threshold over all groups' normalised scores. Kept counts round up
+    to ``round_to`` (or to g*g for shuffled groups). ``ratio`` 0 changes nothing."""
+    if not 0 <= ratio < 1:
+        raise UserError(f"pruning ratio {ratio} not allowed; allowed: 0 <= ratio < 1")
+    if scope not in SCOPES:
+        raise UserError(f"pruning scope {scope!r} not allowed; allowed: {', '.join(SCOPES)}")
+    groups, dense = channel_groups(model)
+    if ratio == 0 or not groups:
+        return PruneResult({g.name: (g.channels, g.channels) for g in groups}, dense)
+    scores = [slot_scores(g, s) for g, s in zip(groups, channel_importance(groups, criterion, taylor_batches, model))]
+    if scope == "global":
+        normed = [s / s.max().clamp_min(1e-12) for s in scores]
+        threshold = torch.quantile(torch.cat(normed), ratio)
+        wanted = [float((s > threshold).sum()) / len(s) * g.channels for g, s in zip(groups, normed)]
+    else:
+        wanted = [(1 - ratio) * g.channels for g in groups]
+    kept = {}
+    for group, score, want in zip(groups, scores, wanted):
+        before = group.channels
+        keep = _round_keep(group, want, round_to)
+        if keep < before:
+            apply_keep(group, kept_channels(group, score, keep))
+        kept[group.name] = (before, keep)
+    log.info("pruned %d groups (%s, %s, ratio %.2f); dense: %d", len(groups), criterion, scope, ratio, len(dense))
+    return PruneResult(kept, dense)
+
+
+def prune_to_macs(model: nn.Module, fraction: float, input_shape: tuple[int, ...], *, criterion: str = "l1",
+                  scope: str = "per-layer", round_to: int = 8,
+                  taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PruneResult:
+    """Prune, in place, to about ``fraction`` of the model's MACs (bisection on the ratio; channel
+    rounding makes the result land near, not on, the target)."""
+    from nas.costs import count_macs
+
+    x = torch.zeros(input_shape)
+    base = count_macs(model, x)
+    lo, hi = 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        trial = copy.deepcopy(model)
+        prune(trial, ratio=mid, criterion=criterion, scope=scope, round_to=round_to, taylor_batches=taylor_batches)
+        if count_macs(trial, x) > fraction * base:
+            lo = mid
+        else:
+            hi = mid
+    # the smallest ratio found that reaches the target (or 0.95, the most this will prune)
+    return prune(model, ratio=hi, criterion=criterion, scope=scope, round_to=round_to, taylor_batches=taylor_batches)
+
+
+def slimming_penalty(strength: float) -> Callable[[nn.Module], torch.Tensor]:
+    """Network slimming's L1 penalty on the BatchNorm scales of prunable producers, to add to the loss."""
+    def penalty(model: nn.Module) -> torch.Tensor:
+        groups, _ = channel_groups(model)
+        return strength * sum((g.owner[g.producer][1].weight.abs().sum() for g in groups), torch.zeros(()))
+    return penalty

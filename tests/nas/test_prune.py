@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from compress.prune import channel_groups, prune, prune_to_macs, slimming_penalty
+from nas.arch import parse
+from nas.builder import build
+from nas.costs import count_macs
+from nas.errors import UserError
+
+# one network per block family: residual IR with SE, ShuffleNetV1 (grouped 1x1 + shuffle, add and
+# concat shortcuts), ShuffleNetV2, FBNet grouped, and an expansion-1 IR / ds left dense
+ARCHS = {
+    "ir": "in_c3_r16-stem_k3_s1_c16-ir_r2_k3_s1_e4_c16_se1-ir_r1_k5_s2_e6_c24-head_c64-fc_c10",
+    "sh": "in_c3_r16-stem_k3_s1_c32-sh_r2_s1_g2_c32-sh_r1_s2_g2_c64-fc_c10",
+    "sh2": "in_c3_r16-stem_k3_s1_c16-sh2_r2_s1_c32-sh2_r1_s2_c64-fc_c10",
+    "fb": "in_c3_r16-stem_k3_s1_c16-fb_r2_k3_s1_e4_g2_c16-fb_r1_k3_s2_e6_g2_c32-fc_c10",
+    "dense": "in_c3_r16-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16-ds_r1_k3_s2_c32-fc_c10",
+}
+
+
+def _randomize_bn(model: torch.nn.Module) -> None:
+    # untrained BN is the identity on scale; random statistics make channel removal visible
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data = torch.rand(m.num_features, generator=g) + 0.1
+            m.running_mean = torch.randn(m.num_features, generator=g) * 0.1
+            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
+
+
+@pytest.mark.parametrize("family", list(ARCHS))
+@pytest.mark.parametrize("criterion", ["l1", "bn", "taylor"])
+def test_pruned_models_run_keep_shapes_and_shrink(family: str, criterion: str) -> None:
+    spec = parse(ARCHS[family])
+    model = build(spec).eval()
+    _randomize_bn(model)
+    x = torch.randn(4, 3, 16, 16)
+    batches = [(x, torch.tensor([0, 1, 2, 3]))]
+    before = count_macs(model, x[:1])
+    result = prune(model, ratio=0.5, criterion=criterion, taylor_batches=batches)
+    model.eval()
+    assert model(x).shape == (4, 10)
+    if family == "dense":
+        assert result.kept == {} and len(result.dense) == 1
+        assert count_macs(model, x[:1]) == before
+    else:
+        assert result.kept and all(after < before_ for before_, after in result.kept.values())
+        assert count_macs(model, x[:1]) < before
+
+
+@pytest.mark.parametrize("family", list(ARCHS))
+def test_ratio_zero_and_keep_all_give_identical_outputs(family: str) -> None:
+    model = build(parse(ARCHS[family])).eval()
+    _randomize_bn(model)
+    x = torch.randn(2, 3, 16, 16)
+    reference = model(x)
+    prune(model, ratio=0.0)
+    assert torch.equal(model(x), reference)
+    # keeping every channel through the surgery path (all slots) is exact too
+    from compress.prune import apply_keep
+
+    for group in channel_groups(model)[0]:
+        apply_keep(group, torch.arange(group.channels))
+    assert torch.allclose(model.eval()(x), reference, atol=1e-5)
+
+
+def test_shuffle_pruning_is_exact_on_the_kept_channels() -> None:
+    # Zero the channels that will be removed: the pruned network must compute the same function.
+    model = build(parse(ARCHS["sh"])).eval()
+    _randomize_bn(model)
+    groups, _ = channel_groups(model)
+    from compress.prune import apply_keep, kept_channels, slot_scores
+
+    x = torch.randn(2, 3, 16, 16)
+    keeps = []
+    for g in groups:
+        score = slot_scores(g, torch.rand(g.channels, generator=torch.Generator().manual_seed(1)))
+        pre = kept_channels(g, score, g.channels // 2)
+        dropped = torch.ones(g.channels, dtype=torch.bool)
+        dropped[pre] = False
+        bn = g.owner[g.producer][1]
+        bn.weight.data[dropped] = 0.0  # producer output is ReLU6(BN(conv)) = ReLU6(bias) there
+        bn.bias.data[dropped] = 0.0
+        perm = g.owner[g.shuffle].perm  # post position i holds pre channel perm[i]
+        dw_bn = g.owner[g.depthwise][1]
+        dw_bn.weight.data[dropped[perm]] = 0.0  # and the depthwise BN's output there
+        dw_bn.bias.data[dropped[perm]] = 0.0
+        keeps.append(pre)
+    reference = model(x)
+    for g, pre in zip(groups, keeps):
+        apply_keep(g, pre)
+    assert torch.allclose(model.eval()(x), reference, atol=1e-5)
+
+
+def test_prune_to_macs_and_global_scope() -> None:
+    spec = parse("in_c3_r32-stem_k3_s2_c32-ir_r2_k3_s1_e6_c32-ir_r2_k3_s2_e6_c64-head_c128-fc_c10")
+    model = build(spec).eval()
+    x = torch.zeros(1, 3, 32, 32)
+    before = count_macs(model, x)
+    prune_to_macs(model, 0.5, (1, 3, 32, 32))
+    assert 0.4 * before <= count_macs(model, x) <= 0.55 * before
+    other = build(spec).eval()
+    _randomize_bn(other)
+    result = prune(other, ratio=0.5, criterion="bn", scope="global")
+    assert all(after % 8 == 0 for _, after in result.kept.values())
+    assert slimming_penalty(1e-4)(build(spec)).item() > 0
+
+
+def test_bad_pruning_options_are_named() -> None:
+    model = build(parse(ARCHS["ir"]))
+    with pytest.raises(UserError, match="pruning criterion 'random' is not supported; allowed: l1, taylor, bn"):
+        prune(copy.deepcopy(model), ratio=0.5, criterion="random")
+    with pytest.raises(UserError, match="pruning ratio 1.0 not allowed"):
+        prune(model, ratio=1.0)
+    with pytest.raises(UserError, match="needs training batches"):
+        prune(model, ratio=0.5, criterion="taylor")
