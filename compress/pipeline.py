@@ -77,19 +77,17 @@ def _prune(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, see
     return {"kept_channels": {k: list(v) for k, v in kept.items()}, "left_dense": dense}
 
 
-def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *, seed: int = 0,
-             threads: int = 1, repeats: int = 200) -> Compressed:
-    """Compress a trained ``model`` (left untouched) and report before and after."""
+def apply_recipe(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *,
+                 seed: int = 0) -> tuple[bytes, nn.Module, dict[str, object]]:
+    """The compressed ONNX file, the pruned float module and what pruning kept; ``model`` is left
+    untouched."""
     info = DeployInfo.for_arch(spec, splits.preprocess, splits.classes)
-    shape = (1, spec.in_chs, spec.resolution, spec.resolution)
-    base = copy.deepcopy(model).eval()
     work = copy.deepcopy(model).eval()
     details: dict[str, object] = {}
     if recipe.prune is not None:
         details["prune"] = _prune(work, spec, recipe, splits, seed)
     with torch.no_grad():
-        base_onnx = to_onnx(base, info)
-        out = to_onnx(work, DeployInfo(**{**info.__dict__, "arch": spec.format()}))
+        out = to_onnx(work, info)
     if recipe.quantize is not None:
         q = recipe.quantize
         rng = np.random.default_rng(seed)
@@ -97,7 +95,18 @@ def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *
         calibration = to_tensor(splits.x_train[idx], splits.preprocess, spec.resolution).numpy()
         out = quantize(out, q.mode, calibration_inputs=calibration, method=q.calibration_method,
                        per_channel=q.per_channel)
-    out = _stamp(out, recipe, details)
+    return _stamp(out, recipe, details), work, details
+
+
+def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *, seed: int = 0,
+             threads: int = 1, repeats: int = 200) -> Compressed:
+    """Compress a trained ``model`` (left untouched) and report before and after."""
+    info = DeployInfo.for_arch(spec, splits.preprocess, splits.classes)
+    shape = (1, spec.in_chs, spec.resolution, spec.resolution)
+    base = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        base_onnx = to_onnx(base, info)
+    out, work, details = apply_recipe(model, spec, recipe, splits, seed=seed)
     x = torch.zeros(shape)
     rows = {}
     for name, blob, module in (("baseline", base_onnx, base), ("compressed", out, work)):

@@ -16,7 +16,10 @@ import yaml
 
 from compress.prune import CRITERIA, SCOPES
 from compress.quantize import CALIBRATION_METHODS, MODES
+from optuna.trial import BaseTrial
+
 from nas._schema import check, from_mapping
+from nas.config import CompressionSpace
 from nas.errors import UserError
 
 
@@ -85,6 +88,24 @@ class Recipe:
         if self.quantize is None:
             return "fp32"
         return "fp16" if self.quantize.mode == "fp16" else "int8"
+
+
+def sample_recipe(trial: BaseTrial, space: CompressionSpace) -> Recipe | None:
+    """The compression knobs of one trial (parameters ``c.prune``, ``c.prune_ratio``,
+    ``c.distill``, ``c.quantize``); None when the trial compresses nothing."""
+    def choose(name: str, options: tuple[object, ...]) -> object:
+        return options[0] if len(options) == 1 else trial.suggest_categorical(name, list(options))
+
+    prune, quantize = None, None
+    criterion = choose("c.prune", space.prune_criteria)
+    if criterion != "none":
+        distill = choose("c.distill", space.distill)
+        prune = PruneConfig(criterion=str(criterion), ratio=float(choose("c.prune_ratio", space.prune_ratios)),  # type: ignore[arg-type]
+                            finetune_iters=space.finetune_iters, distill=DistillConfig() if distill else None)
+    mode = choose("c.quantize", space.quantize)
+    if mode != "none":
+        quantize = QuantizeConfig(mode=str(mode), calibration_images=space.calibration_images)
+    return Recipe(prune=prune, quantize=quantize) if prune or quantize else None
 
 
 def parse_recipe(data: object, *, where: str = "recipe") -> Recipe:

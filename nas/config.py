@@ -166,6 +166,29 @@ class BaselinesConfig:
 
 
 @dataclass(frozen=True)
+class CompressionSpace:
+    """Compression knobs searched beside the architecture (see compress.recipe.sample_recipe)."""
+
+    prune_criteria: tuple[str, ...] = ("none",)  # none, l1, taylor, bn
+    prune_ratios: tuple[float, ...] = (0.25, 0.5)  # share of hidden channels removed
+    distill: tuple[bool, ...] = (True,)  # fine-tune after pruning with the unpruned model as teacher
+    finetune_iters: int = 100
+    quantize: tuple[str, ...] = ("none",)  # none, static, dynamic, fp16
+    calibration_images: int = 256
+
+    def __post_init__(self) -> None:
+        check_choices(self.prune_criteria, "compression.prune_criteria", ("none", "l1", "taylor", "bn"))
+        for r in self.prune_ratios:
+            check(0 < r < 1, "compression.prune_ratios", r, "numbers between 0 and 1")
+        check_choices(self.quantize, "compression.quantize", ("none", "static", "dynamic", "fp16"))
+        check(self.finetune_iters >= 0, "compression.finetune_iters", self.finetune_iters, "integers >= 0")
+        check(self.calibration_images >= 1, "compression.calibration_images", self.calibration_images,
+              "integers >= 1")
+        for name in ("prune_criteria", "prune_ratios", "distill", "quantize"):
+            check(bool(getattr(self, name)), f"compression.{name}", getattr(self, name), "a non-empty list")
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     name: str
     space: SpaceConfig
@@ -174,6 +197,7 @@ class SearchConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchSection = field(default_factory=SearchSection)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    compression: CompressionSpace | None = None  # none: trials export the trained fp32 network
 
     def __post_init__(self) -> None:
         check(bool(self.name) and "/" not in self.name, "name", self.name, "a non-empty name without '/'")

@@ -106,6 +106,14 @@ class TrialRunner:
         trial.set_user_attr("profile", self.profile.name)
         trial.set_user_attr("profile_version", self.profile.version)
         trial.set_user_attr("precision", self.cfg.search.precision)
+        recipe = None
+        if self.cfg.compression is not None:
+            from compress.recipe import sample_recipe
+
+            recipe = sample_recipe(trial, self.cfg.compression)
+            trial.set_user_attr("recipe", recipe.to_json() if recipe else "none")
+            if recipe is not None:
+                trial.set_user_attr("precision", recipe.precision)
         if self.on_start:
             self.on_start(trial.number, spec.format())
         torch.manual_seed(seed)
@@ -128,15 +136,42 @@ class TrialRunner:
                        resolution=spec.resolution, cfg=self.cfg.train, seed=seed)
         trial.set_user_attr("train_loss", [round(v, 5) for v in losses])
         trial.set_user_attr("train_seconds", round(time.perf_counter() - train_started, 2))
+        if recipe is not None:
+            # weights.pt keeps the trained dense network, so hwnas compress can try other recipes on it
+            _, onnx_bytes = self._compress(trial, model, spec, recipe, metrics, seed)
+            return self._judge_artifact(trial, model, spec, info, metrics, started, onnx_bytes=onnx_bytes)
         return self._judge_artifact(trial, model, spec, info, metrics, started)
 
-    def _predict(self, trial: optuna.Trial, spec: ArchSpec, model: torch.nn.Module) -> dict[str, float]:
+    def _compress(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec, recipe: object,
+                  metrics: dict[str, float], seed: int) -> tuple[torch.nn.Module, bytes]:
+        """Apply the trial's recipe; from here on costs and predictions are the compressed model's."""
+        from compress.pipeline import apply_recipe
+
+        started = time.perf_counter()
+        onnx_bytes, pruned, details = apply_recipe(model, spec, recipe, self.splits, seed=seed)  # type: ignore[arg-type]
+        costs = count_costs(spec, precision=recipe.precision, model=pruned)  # type: ignore[attr-defined]
+        metrics.update(cost_attrs(costs))
+        for key, value in cost_attrs(costs).items():
+            trial.set_user_attr(key, value)
+        if "prune" in details:
+            trial.set_user_attr("pruned_channels", details["prune"]["kept_channels"])  # type: ignore[index]
+        predicted = self._predict(trial, spec, pruned, precision=recipe.precision)  # type: ignore[attr-defined]
+        if self.profile.kind == "predicted":
+            if self.profile.name not in predicted:
+                raise ValueError(f"profile {self.profile.tag} cannot price this trial's {recipe.precision} model; "  # type: ignore[attr-defined]
+                                 f"see latency_ms_pred_{self.profile.name}_error")
+            metrics["latency_ms"] = predicted[self.profile.name]
+        trial.set_user_attr("compress_seconds", round(time.perf_counter() - started, 2))
+        return pruned, onnx_bytes
+
+    def _predict(self, trial: optuna.Trial, spec: ArchSpec, model: torch.nn.Module,
+                 precision: str | None = None) -> dict[str, float]:
         """Predicted latency on every calibrated predicted profile, from the layer table alone."""
         layers = layer_table(spec, model=model)
+        precision = precision or self.cfg.search.precision
         out = {}
         for profile in self.predicted:
             try:
-                precision = self.cfg.search.precision
                 ms = predict(layers, profile.device_model(precision), precision=precision,
                              where=f"profile {profile.tag}").total_ms
             except UserError as exc:  # e.g. a precision the device lacks: recorded, not fatal
@@ -163,11 +198,12 @@ class TrialRunner:
             raise optuna.TrialPruned(f"over budget before training: {reason}")
 
     def _judge_artifact(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec, info: DeployInfo,
-                        metrics: dict[str, float], started: float) -> tuple[float, ...]:
-        """Export, then take accuracy and latency from the exported file itself."""
+                        metrics: dict[str, float], started: float, *, onnx_bytes: bytes | None = None) -> tuple[float, ...]:
+        """Export (or take the compressed file), then take accuracy and latency from the file itself."""
         out = self.trial_dir(trial.number)
         out.mkdir(parents=True, exist_ok=True)
-        onnx_bytes = to_onnx(model, info)
+        if onnx_bytes is None:
+            onnx_bytes = to_onnx(model, info)
         (out / "model.onnx").write_bytes(onnx_bytes)
         torch.save(model.state_dict(), out / "weights.pt")
         latency = self._measure(onnx_bytes, spec)  # the exported file on this host, whatever the target

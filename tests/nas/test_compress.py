@@ -62,3 +62,30 @@ def test_compress_a_trained_trial_end_to_end(tmp_path: Path, idx_dir: Path, caps
     assert session(out / "model.onnx", threads=1).run(None, {"input": x})[0].shape == (1, 10)
     assert main(["compress", str(tmp_path), "--recipe", "{quantize: {mode: fp16}}"]) == 2
     assert "is not a model folder of a run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Path, idx_dir: Path) -> None:
+    import optuna
+
+    from compress.recipe import parse_recipe
+
+    config = tiny_config(idx_dir, trials=3)
+    config["compression"] = {"prune_criteria": ["l1"], "prune_ratios": [0.5], "finetune_iters": 2,
+                             "quantize": ["static"], "calibration_images": 16}
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["search", str(cfg), "--out", str(run)]) == 0
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done
+    for t in done:
+        recipe = parse_recipe(json.loads(t.user_attrs["recipe"]))  # the recipe round-trips through trial attrs
+        assert recipe.precision == "int8" and t.user_attrs["precision"] == "int8"
+        assert "pruned_channels" in t.user_attrs
+        model = run / t.user_attrs["onnx_path"]
+        assert read_metadata(model)["hwnas.precision"] == "int8"
+        assert t.user_attrs["file_bytes"] == model.stat().st_size
+        # costs are the compressed network's: int8 weights are 1 byte per parameter
+        assert t.user_attrs["weight_mb"] == pytest.approx(t.user_attrs["parameters"] / 1e6, rel=0.2)
