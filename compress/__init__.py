@@ -1,5 +1,4 @@
-"""Model compression for hwnas (pruning, quantization, distillation, low-rank).
-
-Nothing is implemented here yet: it arrives with the compression issue. Searches today export
-fp32 models only, and say so in every ONNX file's ``hwnas.precision``.
+"""Model compression for hwnas: structured pruning (:mod:`compress.prune`), distillation
+(:mod:`compress.distill`), onnxruntime quantization (:mod:`compress.quantize`), recipes
+(:mod:`compress.recipe`) and applying them with before/after measurements (:mod:`compress.pipeline`).
 """

@@ -75,15 +75,19 @@ def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") 
         report.update(latency_ms=prediction.total_ms, latency_kind="predicted",
                       latency_how=f"predicted by the per-layer model of profile {profile.tag}")
         return report
-    if precision != "fp32":
-        report["latency_how"] = (f"not measured: {precision} export comes with compression, which hwnas does not "
-                                 "have yet; memory figures above are at that precision")
-        return report
     info = DeployInfo(arch=spec.format(), input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
                       resize="none", mean=(0.0,) * spec.in_chs, std=(1.0,) * spec.in_chs,
                       channel_order="gray" if spec.in_chs == 1 else "RGB",
                       classes=tuple(str(i) for i in range(spec.num_classes)))
     with torch.no_grad():
-        measurement = measure_on_host(spec, profile, to_onnx(model, info))
-    report.update(latency_ms=measurement.median_ms, latency_how=measurement.describe())
+        onnx_bytes = to_onnx(model, info)
+    how = ""
+    if precision != "fp32":
+        from nas.profile_build import at_precision
+
+        onnx_bytes = at_precision(onnx_bytes, info.input_shape, precision)
+        how = (" of the static int8 QDQ export (calibrated on random inputs, which latency does not depend on)"
+               if precision == "int8" else " of the fp16 export")
+    measurement = measure_on_host(spec, profile, onnx_bytes)
+    report.update(latency_ms=measurement.median_ms, latency_how=measurement.describe() + how)
     return report
