@@ -1,6 +1,6 @@
 """Compression recipes on a MobileNetV2-style CIFAR-10 network trained by hwnas itself.
 
-    .venv/bin/python benchmarks/compression.py [--data ../shared/data/cifar10-jpg.tar.gz] [--epochs 6] [--subset 20000]
+    .venv/bin/python benchmarks/compression.py [--data ../shared/data/cifar10-jpg.tar.gz] [--epochs 10] [--subset 30000]
 
 Trains the reference once (nas.train, channels_last), then applies each recipe with
 compress.pipeline (pruning with fine-tuning and distillation, onnxruntime quantization) and
@@ -51,16 +51,21 @@ RECIPES: dict[str, dict[str, object] | None] = {
     "structured L1 to 50% MACs + KD, then int8 PTQ": {
         "prune": {"criterion": "l1", "target_macs": 0.5, "finetune_iters": FT, "distill": KD},
         "quantize": {"mode": "static"}},
-    "unstructured 50/80/90%": None,
-    "weight sharing + Huffman": None,
+    **{f"unstructured {int(100 * f)}% (polynomial schedule) + KD": {
+        "sparsity": {"final": f, "finetune_iters": FT, "distill": KD}} for f in (0.5, 0.8, 0.9)},
+    "weight sharing 4 bits + Huffman": {"share": {"bits": 4}},
+    "structured L1 to 50% MACs + KD, then weight sharing 4 bits + Huffman": {
+        "prune": {"criterion": "l1", "target_macs": 0.5, "finetune_iters": FT, "distill": KD}, "share": {"bits": 4}},
+    "low-rank 1x1 convs, rank 0.5 + fine-tune": {"lowrank": {"rank_ratio": 0.5, "finetune_iters": FT}},
+    "quantization-aware training": None,
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--subset", type=int, default=20000, help="training images (default 20000)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--subset", type=int, default=30000, help="training images (default 30000)")
     args = parser.parse_args()
     started = time.perf_counter()
     raw = load_raw(DataConfig(dataset="image-folder", dir=args.data), cache_dir=ROOT / "runs" / ".cache")
@@ -82,6 +87,9 @@ def main() -> int:
         r = result.report
         c, b = r["compressed"], r["baseline"]
         rows.append({"recipe": name, "accuracy": round(c["test_accuracy"], 4), "file_bytes": c["file_bytes"],  # type: ignore[index]
+                     "gzip_bytes": c["gzip_bytes"],  # type: ignore[index]
+                     "encoded_bytes": r.get("share", {}).get("encoded_bytes"),  # type: ignore[union-attr]
+                     "sparsity": r.get("sparsity", {}).get("sparsity"),  # type: ignore[union-attr]
                      "macs": c["macs"], "latency_ratio": round(r["latency_ratio"], 3),  # type: ignore[index,arg-type]
                      "accuracy_drop_points": round(r["accuracy_drop_points"], 2),  # type: ignore[arg-type]
                      "size_ratio": round(r["size_ratio"], 2), "speedup": round(r["speedup"], 2),  # type: ignore[arg-type]
@@ -98,7 +106,10 @@ def main() -> int:
         "Accuracy: the exported ONNX file on the 10,000 CIFAR-10 test images with onnxruntime. Latency: "
         "onnxruntime CPU, batch 1, 1 thread, each recipe's file against the baseline, alternating, median of 3 "
         "medians of 200 runs; `latency_ratio` = compressed / baseline (below 1 is faster). Pruning fine-tunes "
-        f"{FT} iterations of batch 128 with the unpruned model as teacher (T 4, alpha 0.9).", "",
+        f"{FT} iterations of batch 128 with the unpruned model as teacher (T 4, alpha 0.9). `gzip_bytes`: the ONNX "
+        "file gzip-compressed (where unstructured zeros show). `encoded_bytes`: the Huffman-coded weight-sharing "
+        "file (compress.sharing.encode); its ONNX still stores fp32 centroid values. Latency targets in the issue: "
+        "int8 PTQ >= 1.8x faster (latency_ratio <= 0.56), structured 50% MACs >= 1.5x (<= 0.67).", "",
         table.to_markdown(index=False), "", *notes, "",
         f"Total {time.perf_counter() - started:.0f} s.", ""])
     (RESULTS / "compression.md").write_text(text)

@@ -26,9 +26,11 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess, resolution: int,
               iterations: int, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
               teacher: nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.9,
-              extra_loss: Callable[[nn.Module], torch.Tensor] | None = None) -> list[float]:
+              extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+              after_step: Callable[[nn.Module, int], None] | None = None) -> list[float]:
     """``iterations`` AdamW steps with a cosine schedule, in place, on uint8 NHWC images; with a
-    ``teacher``, the loss is :func:`kd_loss`. Returns the loss of every 10th step."""
+    ``teacher``, the loss is :func:`kd_loss`; ``after_step(model, step)`` runs after each update.
+    Returns the loss of every 10th step."""
     if iterations <= 0:
         return []
     rng = np.random.default_rng(seed)
@@ -56,6 +58,8 @@ def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, prepr
         loss.backward()
         optimizer.step()
         schedule.step()
+        if after_step is not None:  # e.g. re-apply sparsity masks
+            after_step(model, step)
         if step % 10 == 0:
             losses.append(float(loss.detach()))
     model.to(memory_format=torch.contiguous_format).eval()

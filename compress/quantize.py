@@ -43,6 +43,7 @@ def _with_metadata(proto: onnx.ModelProto, source: onnx.ModelProto, precision: s
     props.update({"hwnas.precision": precision, "hwnas.quantization": how})
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, props)
+    del proto.graph.value_info[:]  # shape annotations of the pre-pass: redundant, and a third of a small file
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 

@@ -9,7 +9,7 @@ trial can store it and ``hwnas compress`` can take it from a file or inline.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -62,6 +62,51 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
+class SparsityConfig:
+    """Unstructured magnitude pruning, raised along TF-MOT's polynomial schedule while fine-tuning."""
+
+    final: float = 0.5
+    initial: float = 0.0
+    scope: str = "global"
+    finetune_iters: int = 200  # the schedule ramps over the first 75%, then the mask is fixed
+    mask_every: int = 10
+    lr: float = 5e-4
+    batch_size: int = 128
+    distill: DistillConfig | None = None
+
+    def __post_init__(self) -> None:
+        check(0 < self.final < 1, "sparsity.final", self.final, "0 < final < 1")
+        check(0 <= self.initial <= self.final, "sparsity.initial", self.initial, "0 <= initial <= final")
+        check(self.scope in ("global", "per-layer"), "sparsity.scope", self.scope, "global, per-layer")
+        check(self.finetune_iters >= 0, "sparsity.finetune_iters", self.finetune_iters, "integers >= 0")
+        check(self.mask_every >= 1, "sparsity.mask_every", self.mask_every, "integers >= 1")
+
+
+@dataclass(frozen=True)
+class LowRankConfig:
+    rank_ratio: float = 0.5  # kept rank as a share of min(out, in) of each 1x1 conv and linear layer
+    finetune_iters: int = 0
+    lr: float = 5e-4
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        check(0 < self.rank_ratio <= 1, "lowrank.rank_ratio", self.rank_ratio, "0 < ratio <= 1")
+        check(self.finetune_iters >= 0, "lowrank.finetune_iters", self.finetune_iters, "integers >= 0")
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    """Weight sharing + Huffman coding (Deep Compression)."""
+
+    bits: int = 4  # centroids per layer: 2^bits
+    layer_bits: dict[str, int] = field(default_factory=dict)  # per-layer overrides, by module name
+
+    def __post_init__(self) -> None:
+        for name, b in {"bits": self.bits, **self.layer_bits}.items():
+            check(1 <= b <= 8, f"share.{name}", b, "integers from 1 to 8")
+
+
+@dataclass(frozen=True)
 class QuantizeConfig:
     mode: str = "static"
     calibration_method: str = "minmax"
@@ -77,8 +122,17 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class Recipe:
+    """Steps run in this order: prune, sparsity, lowrank, share, quantize."""
+
     prune: PruneConfig | None = None
+    sparsity: SparsityConfig | None = None
+    lowrank: LowRankConfig | None = None
+    share: ShareConfig | None = None
     quantize: QuantizeConfig | None = None
+
+    def __post_init__(self) -> None:
+        check(self.share is None or self.quantize is None, "recipe", "share + quantize",
+              "one of share (fp32 centroids, Huffman-coded) or quantize (int8/fp16)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -91,8 +145,9 @@ class Recipe:
 
 
 def sample_recipe(trial: BaseTrial, space: CompressionSpace) -> Recipe | None:
-    """The compression knobs of one trial (parameters ``c.prune``, ``c.prune_ratio``,
-    ``c.distill``, ``c.quantize``); None when the trial compresses nothing."""
+    """The compression knobs of one trial (parameters ``c.prune``, ``c.prune_ratio``, ``c.distill``,
+    ``c.rank_ratio``, ``c.share_bits``, ``c.quantize``; a knob with one option adds no parameter);
+    None when the trial compresses nothing."""
     def choose(name: str, options: tuple[object, ...]) -> object:
         return options[0] if len(options) == 1 else trial.suggest_categorical(name, list(options))
 
@@ -102,15 +157,21 @@ def sample_recipe(trial: BaseTrial, space: CompressionSpace) -> Recipe | None:
         distill = choose("c.distill", space.distill)
         prune = PruneConfig(criterion=str(criterion), ratio=float(choose("c.prune_ratio", space.prune_ratios)),  # type: ignore[arg-type]
                             finetune_iters=space.finetune_iters, distill=DistillConfig() if distill else None)
-    mode = choose("c.quantize", space.quantize)
+    rank = float(choose("c.rank_ratio", space.rank_ratios))  # type: ignore[arg-type]
+    lowrank = LowRankConfig(rank_ratio=rank, finetune_iters=space.finetune_iters) if rank < 1 else None
+    bits = int(choose("c.share_bits", space.share_bits))  # type: ignore[call-overload]
+    share = ShareConfig(bits=bits) if bits else None
+    mode = "none" if share else choose("c.quantize", space.quantize)  # shared weights stay fp32 centroids
     if mode != "none":
         quantize = QuantizeConfig(mode=str(mode), calibration_images=space.calibration_images)
-    return Recipe(prune=prune, quantize=quantize) if prune or quantize else None
+    if not (prune or quantize or lowrank or share):
+        return None
+    return Recipe(prune=prune, lowrank=lowrank, share=share, quantize=quantize)
 
 
 def parse_recipe(data: object, *, where: str = "recipe") -> Recipe:
     if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping with prune and/or quantize, got {data!r}")
+        raise UserError(f"{where}: expected a mapping of prune, sparsity, lowrank, share, quantize; got {data!r}")
     return from_mapping(Recipe, data, where)
 
 

@@ -175,6 +175,8 @@ class CompressionSpace:
     finetune_iters: int = 100
     quantize: tuple[str, ...] = ("none",)  # none, static, dynamic, fp16
     calibration_images: int = 256
+    rank_ratios: tuple[float, ...] = (1.0,)  # low-rank 1x1 convs and linear layers; 1.0: off
+    share_bits: tuple[int, ...] = (0,)  # weight sharing + Huffman, bits per layer; 0: off
 
     def __post_init__(self) -> None:
         check_choices(self.prune_criteria, "compression.prune_criteria", ("none", "l1", "taylor", "bn"))
@@ -184,7 +186,11 @@ class CompressionSpace:
         check(self.finetune_iters >= 0, "compression.finetune_iters", self.finetune_iters, "integers >= 0")
         check(self.calibration_images >= 1, "compression.calibration_images", self.calibration_images,
               "integers >= 1")
-        for name in ("prune_criteria", "prune_ratios", "distill", "quantize"):
+        for r in self.rank_ratios:
+            check(0 < r <= 1, "compression.rank_ratios", r, "numbers in (0, 1]; 1.0 turns low-rank off")
+        for b in self.share_bits:
+            check(0 <= b <= 8, "compression.share_bits", b, "integers from 0 (off) to 8")
+        for name in ("prune_criteria", "prune_ratios", "distill", "quantize", "rank_ratios", "share_bits"):
             check(bool(getattr(self, name)), f"compression.{name}", getattr(self, name), "a non-empty list")
 
 

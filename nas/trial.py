@@ -150,6 +150,11 @@ class TrialRunner:
         started = time.perf_counter()
         onnx_bytes, pruned, details = apply_recipe(model, spec, recipe, self.splits, seed=seed)  # type: ignore[arg-type]
         costs = count_costs(spec, precision=recipe.precision, model=pruned)  # type: ignore[attr-defined]
+        if "share" in details:  # stored as the Huffman-coded file: weights take exactly its bytes
+            import dataclasses
+
+            encoded_mb = details["share"]["encoded_bytes"] / 1e6  # type: ignore[index]
+            costs = dataclasses.replace(costs, weight_mb=encoded_mb)
         metrics.update(cost_attrs(costs))
         for key, value in cost_attrs(costs).items():
             trial.set_user_attr(key, value)

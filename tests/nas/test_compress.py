@@ -89,3 +89,105 @@ def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Pat
         assert t.user_attrs["file_bytes"] == model.stat().st_size
         # costs are the compressed network's: int8 weights are 1 byte per parameter
         assert t.user_attrs["weight_mb"] == pytest.approx(t.user_attrs["parameters"] / 1e6, rel=0.2)
+
+
+def test_unstructured_schedule_masks_and_sparsity() -> None:
+    import torch
+
+    from compress.sparsity import apply_masks, magnitude_masks, polynomial_sparsity, sparsity_of
+    from nas.arch import parse
+    from nas.builder import build
+
+    assert polynomial_sparsity(0, 100, initial=0.0, final=0.8) == 0.0
+    assert polynomial_sparsity(100, 100, initial=0.0, final=0.8) == pytest.approx(0.8)
+    assert 0 < polynomial_sparsity(50, 100, initial=0.0, final=0.8) < 0.8
+    for scope in ("global", "per-layer"):
+        model = build(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e4_c16-head_c32-fc_c10"))
+        apply_masks(model, magnitude_masks(model, 0.8, scope=scope))
+        assert sparsity_of(model) == pytest.approx(0.8, abs=0.02)
+    x = torch.randn(1, 1, 8, 8)
+    assert model.eval()(x).shape == (1, 10)
+    with pytest.raises(UserError, match="sparsity 1.0 not allowed"):
+        magnitude_masks(model, 1.0)
+
+
+def test_weight_sharing_codes_round_trip_exactly() -> None:
+    import numpy as np
+    import torch
+
+    from compress.sharing import decode, encode, huffman_lengths, share_weights
+    from nas.arch import parse
+    from nas.builder import build, fuse_bn
+
+    assert list(huffman_lengths(np.array([5, 0, 1, 1]))) == [1, 0, 2, 2]
+    model = fuse_bn(build(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e4_c16-head_c32-fc_c10")).eval())
+    x = torch.randn(2, 1, 8, 8)
+    layers = share_weights(model, bits=3, layer_bits={"classifier": 2})
+    assert all(len(np.unique(l.symbols)) <= 2 ** 3 + 1 for l in layers)
+    assert len(np.unique(model.classifier.weight.detach().numpy())) <= 4
+    blob = encode(model, layers)
+    tensors = decode(blob)
+    for name, tensor in model.state_dict().items():
+        if tensor.dtype.is_floating_point:
+            assert np.array_equal(tensors[name], tensor.numpy()), name
+    dense_bytes = sum(t.numel() * 4 for t in model.state_dict().values() if t.dtype.is_floating_point)
+    assert len(blob) < dense_bytes
+    assert model(x).shape == (2, 10)
+
+
+def test_low_rank_is_exact_at_full_rank_of_a_low_rank_weight() -> None:
+    import torch
+    from torch import nn
+
+    from compress.lowrank import factorize
+
+    layer = nn.Sequential(nn.Linear(64, 64))
+    layer[0].weight.data = torch.randn(64, 4) @ torch.randn(4, 64)  # rank 4
+    x = torch.randn(3, 64)
+    reference = layer(x)
+    done = factorize(layer, 4 / 64)
+    assert done == {"0": (64, 64, 4)} and isinstance(layer[0], nn.Sequential)
+    assert torch.allclose(layer(x), reference, atol=1e-4)
+    with pytest.raises(UserError, match="rank_ratio 0 not allowed"):
+        factorize(layer, 0)
+
+
+@pytest.mark.slow
+def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Path) -> None:
+    from compress.pipeline import compress
+    from nas.arch import parse
+    from nas.builder import build
+    from nas.config import parse_search_config
+    from nas.study import load_splits
+
+    cfg = parse_search_config(tiny_config(idx_dir))
+    splits = load_splits(cfg, cache_dir=tmp_path)
+    spec = parse("in_c1_r16-stem_k3_s2_c8-ir_r1_k3_s1_e4_c16-head_c32-fc_c10")
+    model = build(spec).eval()
+    recipe = parse_recipe({"sparsity": {"final": 0.5, "finetune_iters": 4, "mask_every": 1, "batch_size": 16},
+                           "lowrank": {"rank_ratio": 0.5, "finetune_iters": 2, "batch_size": 16},
+                           "share": {"bits": 4}})
+    report = compress(model, spec, recipe, splits, repeats=5).report
+    assert report["sparsity"]["sparsity"] > 0.3 and report["lowrank"]["factored_layers"]
+    assert report["share"]["encoded_bytes"] < report["compressed"]["file_bytes"]
+    assert report["compressed"]["gzip_bytes"] < report["compressed"]["file_bytes"]
+    with pytest.raises(UserError, match="one of share"):
+        parse_recipe({"share": {"bits": 4}, "quantize": {"mode": "static"}})
+
+
+def test_sample_recipe_covers_every_knob() -> None:
+    import optuna
+
+    from compress.recipe import sample_recipe
+    from nas.config import CompressionSpace
+
+    space = CompressionSpace(prune_criteria=("none", "taylor"), prune_ratios=(0.25, 0.5), distill=(False, True),
+                             quantize=("none", "static"), rank_ratios=(1.0, 0.5), share_bits=(0, 4))
+    params = {"c.prune": "taylor", "c.prune_ratio": 0.5, "c.distill": True, "c.rank_ratio": 0.5, "c.share_bits": 4}
+    recipe = sample_recipe(optuna.trial.FixedTrial(params), space)
+    assert recipe is not None and recipe.prune is not None and recipe.prune.criterion == "taylor"
+    assert recipe.prune.distill is not None and recipe.lowrank is not None and recipe.lowrank.rank_ratio == 0.5
+    assert recipe.share is not None and recipe.share.bits == 4 and recipe.quantize is None
+    nothing = {"c.prune": "none", "c.rank_ratio": 1.0, "c.share_bits": 0, "c.quantize": "none"}
+    assert sample_recipe(optuna.trial.FixedTrial(nothing), space) is None
+    assert parse_recipe(json.loads(recipe.to_json())) == recipe
