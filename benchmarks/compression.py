@@ -57,7 +57,7 @@ RECIPES: dict[str, dict[str, object] | None] = {
     "structured L1 to 50% MACs + KD, then weight sharing 4 bits + Huffman": {
         "prune": {"criterion": "l1", "target_macs": 0.5, "finetune_iters": FT, "distill": KD}, "share": {"bits": 4}},
     "low-rank 1x1 convs, rank 0.5 + fine-tune": {"lowrank": {"rank_ratio": 0.5, "finetune_iters": FT}},
-    "quantization-aware training": None,
+    "int8 QAT (300 iterations, KD) then static QDQ export": {"quantize": {"mode": "static", "qat_iters": FT}},
 }
 
 

@@ -132,6 +132,17 @@ def apply_recipe(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Split
         details["share"] = {"encoded_bytes": len(encode(work, layers)), "layers": len(layers),
                             "note": "the ONNX file stores the centroid values in fp32; encoded_bytes is the size of "
                                     "the Huffman-coded file (compress.sharing.encode)"}
+    if recipe.quantize is not None and recipe.quantize.qat_iters:
+        from compress.qat import prepare, strip
+
+        q = recipe.quantize
+        prepare(work)
+        fine_tune(work, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
+                  iterations=q.qat_iters, lr=q.qat_lr, seed=seed + 13, teacher=copy.deepcopy(model).eval(),
+                  alpha=0.5)
+        strip(work)
+        details["qat"] = {"iterations": q.qat_iters, "note": "QAT-trained weights; activation ranges recalibrated "
+                                                             "by the static quantization that exports them"}
     with torch.no_grad():
         out = to_onnx(work, info)
     if recipe.quantize is not None:

@@ -112,12 +112,17 @@ class QuantizeConfig:
     calibration_method: str = "minmax"
     calibration_images: int = 256  # from the training split
     per_channel: bool = True
+    qat_iters: int = 0  # > 0: quantization-aware fine-tuning first (compress.qat), static mode only
+    qat_lr: float = 2e-4
 
     def __post_init__(self) -> None:
         check(self.mode in MODES, "quantize.mode", self.mode, ", ".join(MODES))
         check(self.calibration_method in CALIBRATION_METHODS, "quantize.calibration_method",
               self.calibration_method, ", ".join(CALIBRATION_METHODS))
         check(self.calibration_images >= 1, "quantize.calibration_images", self.calibration_images, "integers >= 1")
+        check(self.qat_iters >= 0, "quantize.qat_iters", self.qat_iters, "integers >= 0")
+        check(self.qat_iters == 0 or self.mode == "static", "quantize.qat_iters", self.qat_iters,
+              "0 unless mode is static (QAT simulates static int8)")
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,28 @@ def test_sample_recipe_covers_every_knob() -> None:
     nothing = {"c.prune": "none", "c.rank_ratio": 1.0, "c.share_bits": 0, "c.quantize": "none"}
     assert sample_recipe(optuna.trial.FixedTrial(nothing), space) is None
     assert parse_recipe(json.loads(recipe.to_json())) == recipe
+
+
+def test_qat_wrappers_train_and_strip_back_to_plain_layers() -> None:
+    import torch
+    from torch import nn
+
+    from compress.qat import prepare, strip
+    from nas.arch import parse
+    from nas.builder import build
+
+    model = build(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e4_c16-head_c32-fc_c10")).train()
+    prepare(model)
+    x = torch.randn(4, 1, 8, 8)
+    loss = model(x).sum()
+    loss.backward()  # straight-through gradients reach the weights
+    grads = [m.layer.weight.grad for m in model.modules() if type(m).__name__ == "_FakeQuant"]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    fake = model.eval()(x)
+    strip(model)
+    assert not any(type(m).__name__ == "_FakeQuant" for m in model.modules())
+    assert sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules()) == len(grads)
+    plain = model(x)
+    assert fake.shape == plain.shape and not torch.equal(fake, plain)  # rounding was simulated
+    with pytest.raises(UserError, match="0 unless mode is static"):
+        parse_recipe({"quantize": {"mode": "fp16", "qat_iters": 10}})
