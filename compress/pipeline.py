@@ -80,7 +80,12 @@ def _prune(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, see
 
 def _sparsify(model: nn.Module, spec: ArchSpec, cfg: object, splits: Splits, seed: int,
               teacher: nn.Module) -> dict[str, object]:
-    from compress.sparsity import apply_masks, magnitude_masks, polynomial_sparsity, sparsity_of
+    from compress.sparsity import (
+        apply_masks,
+        magnitude_masks,
+        polynomial_sparsity,
+        sparsity_of,
+    )
 
     ramp = max(1, int(0.75 * cfg.finetune_iters))  # type: ignore[attr-defined]
     masks = magnitude_masks(model, cfg.initial, scope=cfg.scope)  # type: ignore[attr-defined]

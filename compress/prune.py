@@ -30,7 +30,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.blocks import ChannelShuffle, ConvBnAct, FBNetBlock, InvertedResidual, ShuffleUnit, ShuffleV2Unit, SqueezeExcite
+from nas.blocks import (
+    ChannelShuffle,
+    ConvBnAct,
+    FBNetBlock,
+    InvertedResidual,
+    ShuffleUnit,
+    ShuffleV2Unit,
+    SqueezeExcite,
+)
 from nas.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+from optuna.trial import BaseTrial
 
 from compress.prune import CRITERIA, SCOPES
 from compress.quantize import CALIBRATION_METHODS, MODES
-from optuna.trial import BaseTrial
-
 from nas._schema import check, from_mapping
 from nas.config import CompressionSpace
 from nas.errors import UserError

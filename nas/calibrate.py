@@ -19,8 +19,16 @@ from torch import nn
 from nas.blocks import ConvBnAct, FBNetBlock, skip
 from nas.costs import BYTES_PER_ELEMENT
 from nas.errors import UserError
-from nas.latency_model import (BLOCKABLE_KINDS, BLOCKED_KINDS, COMPUTE_KINDS, DATA_KINDS, DeviceModel,
-                               effective_macs, efficiency_key, predict)
+from nas.latency_model import (
+    BLOCKABLE_KINDS,
+    BLOCKED_KINDS,
+    COMPUTE_KINDS,
+    DATA_KINDS,
+    DeviceModel,
+    effective_macs,
+    efficiency_key,
+    predict,
+)
 from nas.layers import Layer, module_layers
 
 _FIELDS = re.compile(r"([A-Za-z]+?)(\d+)")
@@ -137,8 +145,9 @@ class _Params:
     def device(self, theta: np.ndarray) -> DeviceModel:
         n = len(self.eff_keys)
         effs = dict(zip(self.eff_keys, map(float, np.exp(theta[:n]))))
-        for kind in BLOCKABLE_KINDS:  # a blocked kind the data lacks runs as the plain one
-            effs.setdefault(f"{kind}_blocked", effs[kind]) if self.layout_block else None
+        if self.layout_block:
+            for kind in BLOCKABLE_KINDS:  # a blocked kind the data lacks runs as the plain one
+                effs.setdefault(f"{kind}_blocked", effs[kind])
         group_ms = dict(zip(self.groups, map(float, theta[n + 1:])))
         overheads = {kind: group_ms[group] for kind, group in _OVERHEAD_GROUPS.items()}
         if "reorder" in group_ms:

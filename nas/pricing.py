@@ -14,11 +14,11 @@ import torch
 from nas.arch import ArchSpec
 from nas.builder import build
 from nas.costs import count_costs
+from nas.errors import UserError
 from nas.export import DeployInfo, to_onnx
 from nas.latency import LatencyMeasurement, measure_latency
 from nas.latency_model import predict
 from nas.layers import layer_table
-from nas.errors import UserError
 from nas.profiles import HardwareProfile
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -20,8 +21,8 @@ from nas.builder import build
 from nas.config import OBJECTIVES, Budgets, SearchConfig
 from nas.costs import ModelCosts, count_costs
 from nas.data import Splits
-from nas.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.errors import UserError
+from nas.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.latency import LatencyMeasurement
 from nas.latency_model import predict
 from nas.layers import layer_table
@@ -51,6 +52,10 @@ def describe_violations(violations: dict[str, float], metrics: dict[str, float],
 def cost_attrs(costs: ModelCosts) -> dict[str, float | int]:
     return {"macs": costs.macs, "parameters": costs.params, "weight_mb": round(costs.weight_mb, 6),
             "peak_activation_mb": round(costs.peak_activation_mb, 6), "peak_memory_mb": round(costs.memory_mb, 6)}
+
+
+if TYPE_CHECKING:  # compress imports nas; at run time it is imported where used
+    from compress.recipe import Recipe
 
 
 @dataclass
@@ -142,14 +147,14 @@ class TrialRunner:
             return self._judge_artifact(trial, model, spec, info, metrics, started, onnx_bytes=onnx_bytes)
         return self._judge_artifact(trial, model, spec, info, metrics, started)
 
-    def _compress(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec, recipe: object,
+    def _compress(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec, recipe: Recipe,
                   metrics: dict[str, float], seed: int) -> tuple[torch.nn.Module, bytes]:
         """Apply the trial's recipe; from here on costs and predictions are the compressed model's."""
         from compress.pipeline import apply_recipe
 
         started = time.perf_counter()
-        onnx_bytes, pruned, details = apply_recipe(model, spec, recipe, self.splits, seed=seed)  # type: ignore[arg-type]
-        costs = count_costs(spec, precision=recipe.precision, model=pruned)  # type: ignore[attr-defined]
+        onnx_bytes, pruned, details = apply_recipe(model, spec, recipe, self.splits, seed=seed)
+        costs = count_costs(spec, precision=recipe.precision, model=pruned)
         if "share" in details:  # stored as the Huffman-coded file: weights take exactly its bytes
             import dataclasses
 
@@ -160,10 +165,10 @@ class TrialRunner:
             trial.set_user_attr(key, value)
         if "prune" in details:
             trial.set_user_attr("pruned_channels", details["prune"]["kept_channels"])  # type: ignore[index]
-        predicted = self._predict(trial, spec, pruned, precision=recipe.precision)  # type: ignore[attr-defined]
+        predicted = self._predict(trial, spec, pruned, precision=recipe.precision)
         if self.profile.kind == "predicted":
             if self.profile.name not in predicted:
-                raise ValueError(f"profile {self.profile.tag} cannot price this trial's {recipe.precision} model; "  # type: ignore[attr-defined]
+                raise ValueError(f"profile {self.profile.tag} cannot price this trial's {recipe.precision} model; "
                                  f"see latency_ms_pred_{self.profile.name}_error")
             metrics["latency_ms"] = predicted[self.profile.name]
         trial.set_user_attr("compress_seconds", round(time.perf_counter() - started, 2))

@@ -12,7 +12,8 @@ from nas.cli import main
 from tests.conftest import tiny_config
 
 
-@pytest.mark.parametrize("command", [[], ["search"], ["front"], ["export"], ["dashboard"]])
+@pytest.mark.parametrize("command", [[], ["search"], ["front"], ["export"], ["dashboard"], ["compress"], ["cost"],
+                                     ["profile", "build"], ["profile", "calibrate"]])
 def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])

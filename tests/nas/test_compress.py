@@ -94,7 +94,12 @@ def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Pat
 def test_unstructured_schedule_masks_and_sparsity() -> None:
     import torch
 
-    from compress.sparsity import apply_masks, magnitude_masks, polynomial_sparsity, sparsity_of
+    from compress.sparsity import (
+        apply_masks,
+        magnitude_masks,
+        polynomial_sparsity,
+        sparsity_of,
+    )
     from nas.arch import parse
     from nas.builder import build
 

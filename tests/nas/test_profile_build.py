@@ -15,8 +15,16 @@ from nas.errors import UserError
 from nas.latency import session
 from nas.latency_model import DeviceModel, effective_macs, is_blocked, predict
 from nas.layers import layer_table
-from nas.profile_build import (FORMAT, at_precision, build_measurements, designed_architectures,
-                               detect_layout_block, export_for_timing, load_measurements, profile_skeleton)
+from nas.profile_build import (
+    FORMAT,
+    at_precision,
+    build_measurements,
+    designed_architectures,
+    detect_layout_block,
+    export_for_timing,
+    load_measurements,
+    profile_skeleton,
+)
 from nas.profiles import load_profile
 
 
