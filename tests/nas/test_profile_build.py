@@ -95,7 +95,8 @@ def test_layout_block_detection_returns_a_block_size() -> None:
     assert detect_layout_block(threads=1) in (0, 4, 8, 16)
 
 
-def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, idx_dir: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "build", "--name", "tiny", "--out", str(tmp_path), "--n", "24", "--repeats", "5"]) == 0
     data = load_measurements(tmp_path / "tiny-measurements.json")
     assert data["format"] == FORMAT and len(data["measurements"]) == 48  # 24 networks x fp32, int8
@@ -114,6 +115,18 @@ def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, capsy
         report = json.loads(capsys.readouterr().out)
         assert report["latency_kind"] == "predicted" and report["latency_ms"] > 0
         assert report["profile"] == "tiny" and report["profile_version"] == "2"
+
+    # and a search can target it: latency objective and budget on its prediction
+    import optuna
+
+    from tests.conftest import tiny_config
+
+    config = tiny_config(idx_dir, trials=1, profile=str(tmp_path / "tiny.yaml"))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(config))
+    assert main(["search", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "run")]) == 0
+    (trial,) = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}").trials
+    assert trial.user_attrs["latency_kind"] == "predicted" and trial.user_attrs["profile"] == "tiny"
+    assert trial.user_attrs["latency_ms"] == trial.user_attrs["latency_ms_pred_tiny"] > 0
 
 
 def test_measurement_file_errors(tmp_path: Path) -> None:
@@ -145,3 +158,4 @@ def test_sibling_calibration_carries_efficiencies_to_the_target_peaks(tmp_path: 
     # The efficiencies are the ones fitted on the sibling: predictions scale with the Nano's peaks.
     assert (nano.model or {})["fp32"].efficiency != (before.model or {})["fp32"].efficiency
     assert set(yaml.safe_load(out.read_text())["model"]) == set(before.model or {})
+
