@@ -51,7 +51,7 @@ RECIPES: dict[str, dict[str, object] | None] = {
     "structured L1 to 50% MACs + KD, then int8 PTQ": {
         "prune": {"criterion": "l1", "target_macs": 0.5, "finetune_iters": FT, "distill": KD},
         "quantize": {"mode": "static"}},
-    **{f"unstructured {int(100 * f)}% (polynomial schedule) + KD": {
+    **{f"unstructured {int(100 * f)}% per layer (polynomial schedule) + KD": {
         "sparsity": {"final": f, "finetune_iters": FT, "distill": KD}} for f in (0.5, 0.8, 0.9)},
     "weight sharing 4 bits + Huffman": {"share": {"bits": 4}},
     "structured L1 to 50% MACs + KD, then weight sharing 4 bits + Huffman": {
@@ -66,6 +66,8 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--subset", type=int, default=30000, help="training images (default 30000)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="load the reference trained by an earlier run (runs/bench-compression/reference.pt)")
     args = parser.parse_args()
     started = time.perf_counter()
     raw = load_raw(DataConfig(dataset="image-folder", dir=args.data), cache_dir=ROOT / "runs" / ".cache")
@@ -74,7 +76,16 @@ def main() -> int:
     model = build(spec)
     cfg = TrainConfig(epochs=args.epochs, train_subset=args.subset, batch_size=128, lr=0.004, schedule="onecycle",
                       label_smoothing=0.1)
-    losses = train(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=32, cfg=cfg, seed=0)
+    saved = ROOT / "runs" / "bench-compression" / "reference.pt"
+    if args.reuse and saved.is_file():
+        model.load_state_dict(torch.load(saved))
+        model.eval()
+        losses = ["reused " + str(saved)]
+    else:
+        losses = train(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=32, cfg=cfg,
+                       seed=0)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), saved)
     train_s = time.perf_counter() - started
     print(f"trained {REFERENCE} for {args.epochs} epochs in {train_s:.0f}s, losses {losses}", flush=True)
     rows, notes = [], []

@@ -66,7 +66,7 @@ class SparsityConfig:
 
     final: float = 0.5
     initial: float = 0.0
-    scope: str = "global"
+    scope: str = "per-layer"  # global thresholds can empty small layers (depthwise) at high sparsity
     finetune_iters: int = 200  # the schedule ramps over the first 75%, then the mask is fixed
     mask_every: int = 10
     lr: float = 5e-4
