@@ -6,8 +6,7 @@ Trains the reference once (nas.train, channels_last), then applies each recipe w
 compress.pipeline (pruning with fine-tuning and distillation, onnxruntime quantization) and
 writes benchmarks/results/compression.md and compression.csv: test accuracy of the exported file,
 file bytes, MACs, and host latency as a ratio to the baseline measured side by side in the same
-process. Recipes the product does not have yet (unstructured pruning, weight sharing) are listed
-as not run, never estimated.
+process. A recipe the product does not have would be listed as not run, never estimated.
 """
 from __future__ import annotations
 
