@@ -139,7 +139,8 @@ class SearchSection:
         check("accuracy" in self.objectives, "search.objectives", self.objectives, "lists that include accuracy")
         check(len(set(self.objectives)) == len(self.objectives), "search.objectives", self.objectives,
               "lists without repeats")
-        check(self.precision == "fp32", "search.precision", self.precision, "fp32 (fp16/int8 come with compression)")
+        check(self.precision == "fp32", "search.precision", self.precision,
+              "fp32 (int8 and fp16 trials come from compression.quantize)")
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,9 @@ class TrialRunner:
             trial.set_user_attr(key, value)
         predicted = self._predict(trial, spec, model)
         if self.profile.kind == "predicted":
+            if self.profile.name not in predicted:  # e.g. an op kind the target cannot run, named there
+                raise ValueError(trial.user_attrs.get(f"latency_ms_pred_{self.profile.name}_error",
+                                                      f"profile {self.profile.tag} cannot price this network"))
             metrics["latency_ms"] = predicted[self.profile.name]
         if gate:
             if self.cfg.search.budgets.latency_ms is not None and self.profile.kind == "measured":
