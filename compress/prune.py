@@ -256,10 +256,12 @@ class PruneResult:
 
 
 def prune(model: nn.Module, *, ratio: float, criterion: str = "l1", scope: str = "per-layer", round_to: int = 8,
-          taylor_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PruneResult:
+          taylor_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+          importance: list[torch.Tensor] | None = None) -> PruneResult:
     """Remove ``ratio`` of the hidden channels, in place. ``per-layer``: each group loses that
     share; ``global``: one threshold over all groups' normalised scores. Kept counts round up
-    to ``round_to`` (or to g*g for shuffled groups). ``ratio`` 0 changes nothing."""
+    to ``round_to`` (or to g*g for shuffled groups). ``ratio`` 0 changes nothing. ``importance``
+    (per group, as :func:`channel_importance` returns) skips computing the criterion."""
     if not 0 <= ratio < 1:
         raise UserError(f"pruning ratio {ratio} not allowed; allowed: 0 <= ratio < 1")
     if scope not in SCOPES:
@@ -267,7 +269,9 @@ def prune(model: nn.Module, *, ratio: float, criterion: str = "l1", scope: str =
     groups, dense = channel_groups(model)
     if ratio == 0 or not groups:
         return PruneResult({g.name: (g.channels, g.channels) for g in groups}, dense)
-    scores = [slot_scores(g, s) for g, s in zip(groups, channel_importance(groups, criterion, taylor_batches, model))]
+    if importance is None:
+        importance = channel_importance(groups, criterion, taylor_batches, model)
+    scores = [slot_scores(g, s) for g, s in zip(groups, importance)]
     if scope == "global":
         normed = [s / s.max().clamp_min(1e-12) for s in scores]
         threshold = torch.quantile(torch.cat(normed), ratio)
@@ -294,17 +298,19 @@ def prune_to_macs(model: nn.Module, fraction: float, input_shape: tuple[int, ...
 
     x = torch.zeros(input_shape)
     base = count_macs(model, x)
+    # Copies share the weights, so the criterion (Taylor: forward and backward passes) is computed once.
+    importance = channel_importance(channel_groups(model)[0], criterion, taylor_batches, model)
     lo, hi = 0.0, 0.95
     for _ in range(12):
         mid = (lo + hi) / 2
         trial = copy.deepcopy(model)
-        prune(trial, ratio=mid, criterion=criterion, scope=scope, round_to=round_to, taylor_batches=taylor_batches)
+        prune(trial, ratio=mid, criterion=criterion, scope=scope, round_to=round_to, importance=importance)
         if count_macs(trial, x) > fraction * base:
             lo = mid
         else:
             hi = mid
     # the smallest ratio found that reaches the target (or 0.95, the most this will prune)
-    return prune(model, ratio=hi, criterion=criterion, scope=scope, round_to=round_to, taylor_batches=taylor_batches)
+    return prune(model, ratio=hi, criterion=criterion, scope=scope, round_to=round_to, importance=importance)
 
 
 def slimming_penalty(strength: float) -> Callable[[nn.Module], torch.Tensor]:

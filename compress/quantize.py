@@ -118,9 +118,9 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
         if not ready:
             raise ValueError("graph has a cycle or an undefined input")
         for node in ready:
-            ordered.append(node)
             available.update(node.output)
-        pending = [n for n in pending if n not in ready]
+        ordered += ready
+        pending = [n for n in pending if not all(name in available for name in n.output)]
     del graph.node[:]
     graph.node.extend(ordered)
 

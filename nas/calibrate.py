@@ -27,7 +27,9 @@ from nas.latency_model import (
     DeviceModel,
     effective_macs,
     efficiency_key,
+    layout_switches,
     predict,
+    reorder_bytes,
 )
 from nas.layers import Layer, module_layers
 
@@ -169,8 +171,7 @@ def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: fl
     (calibrate_profile refuses those)."""
     eff_keys = COMPUTE_KINDS + (BLOCKED_KINDS if layout_block else ())
     if layout_block:
-        seen = {efficiency_key(l, DeviceModel({}, 1, {}, 1, {}, layout_block=layout_block))
-                for b in blocks for l in b.layers}
+        seen = {efficiency_key(l, layout_block) for b in blocks for l in b.layers}
         eff_keys = COMPUTE_KINDS + tuple(k for k in BLOCKED_KINDS if k in seen)
     groups = tuple(_GROUPS) + (("reorder",) if layout_block else ()) + (("run",) if run_overhead else ())
     params = _Params(eff_keys, groups, macs_per_s, bandwidth_gb_s, precision, fuses_activations, layout_block)
@@ -195,8 +196,6 @@ def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: fl
 
 def _linear_features(layers: list[Layer], precision: str, layout_block: int) -> dict[str, float]:
     """Per-unit quantities of the linear form: ("mmac", key), ("mb", key) and ("ops", group) sums."""
-    probe = DeviceModel({precision: 1.0}, 1.0, {}, 1.0, {}, layout_block=layout_block, form="linear",
-                        linear_terms={"reorder": (0.0, 1.0)})
     feats: dict[str, float] = {}
 
     def add(name: str, value: float) -> None:
@@ -205,19 +204,15 @@ def _linear_features(layers: list[Layer], precision: str, layout_block: int) -> 
     for layer in layers:
         if layer.kind in ("act", "flatten"):
             continue
-        key = efficiency_key(layer, probe) if layer.kind in COMPUTE_KINDS else layer.kind
+        key = efficiency_key(layer, layout_block) if layer.kind in COMPUTE_KINDS else layer.kind
         if layer.kind in COMPUTE_KINDS:
             add(f"mmac:{key}", effective_macs(layer, layout_block) * 1e-6)
         add(f"mb:{key}", (layer.in_elems + layer.out_elems + layer.weight_elems) * BYTES_PER_ELEMENT[precision] * 1e-6)
         add(f"ops:{_OVERHEAD_GROUPS[layer.kind]}", 1.0)
-    for _, _, ms in _reorders_of(layers, probe, precision):
+    for layer in layout_switches(layers, layout_block):
         add("ops:reorder", 1.0)
-        add("mb:reorder", ms)  # with 1 ms per MB and no overhead, the probe's reorder time is its MB
+        add("mb:reorder", reorder_bytes(layer, precision) * 1e-6)
     return feats
-
-
-def _reorders_of(layers: list[Layer], device: DeviceModel, precision: str) -> list[tuple[str, str, float]]:
-    return [row for row in predict(layers, device, precision=precision).per_layer if row[1] == "reorder"]
 
 
 def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_overhead: bool = True,

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -18,6 +19,9 @@ from nas.progress import Progress
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+if TYPE_CHECKING:
+    from nas.calibrate import Score
 
 
 def _run_storage(run_dir: Path, storage: str | None) -> str:
@@ -305,10 +309,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_scores(source: Path, out: Path, precision: str, held_out: object, in_sample: object) -> None:
-    print(f"calibrated {source} -> {out} [{precision}]: held-out half MdAPE {100 * held_out.mdape:.1f}% "  # type: ignore[attr-defined]
-          f"({100 * held_out.within_10pct:.0f}% within 10%, Spearman {held_out.spearman:.3f}, n={held_out.n}); "  # type: ignore[attr-defined]
-          f"final fit on all MdAPE {100 * in_sample.mdape:.1f}%")  # type: ignore[attr-defined]
+def _print_scores(source: Path, out: Path, precision: str, held_out: Score, in_sample: Score) -> None:
+    print(f"calibrated {source} -> {out} [{precision}]: held-out half MdAPE {100 * held_out.mdape:.1f}% "
+          f"({100 * held_out.within_10pct:.0f}% within 10%, Spearman {held_out.spearman:.3f}, n={held_out.n}); "
+          f"final fit on all MdAPE {100 * in_sample.mdape:.1f}%")
 
 
 def cmd_profile_calibrate(args: argparse.Namespace) -> int:
@@ -351,13 +355,14 @@ def cmd_profile_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_profile_build(args: argparse.Namespace) -> int:
     import json
+    import time
 
     import yaml
 
-    import time
-
     from nas.profile_build import build_measurements, profile_skeleton
 
+    if args.n < 10:
+        raise UserError(f"--n {args.n} not allowed; allowed: integers >= 10 (calibration fits about 20 parameters)")
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     precisions = tuple(args.precision or ["fp32", "int8"])

@@ -97,8 +97,9 @@ def effective_macs(layer: Layer, block: int) -> float:
     return layer.macs * scale
 
 
-def efficiency_key(layer: Layer, device: DeviceModel) -> str:
-    return f"{layer.kind}_blocked" if is_blocked(layer, device.layout_block) else layer.kind
+def efficiency_key(layer: Layer, block: int) -> str:
+    """The key of a compute op's efficiency (and linear terms): ``<kind>_blocked`` when blocked."""
+    return f"{layer.kind}_blocked" if is_blocked(layer, block) else layer.kind
 
 
 def layer_ms(layer: Layer, device: DeviceModel, precision: str) -> float:
@@ -107,37 +108,47 @@ def layer_ms(layer: Layer, device: DeviceModel, precision: str) -> float:
         return 0.0
     nbytes = (layer.in_elems + layer.out_elems + layer.weight_elems) * BYTES_PER_ELEMENT[precision]
     if device.form == "linear":
-        key = efficiency_key(layer, device) if layer.kind in COMPUTE_KINDS else layer.kind
+        key = efficiency_key(layer, device.layout_block) if layer.kind in COMPUTE_KINDS else layer.kind
         per_mmac, per_mb = device.linear_terms.get(key, (0.0, 0.0))
         return per_mmac * effective_macs(layer, device.layout_block) * 1e-6 + per_mb * nbytes * 1e-6 + device.overhead_ms.get(layer.kind, 0.0)
     memory_s = nbytes / (device.bandwidth_gb_s * 1e9 * device.bandwidth_efficiency)
     seconds = memory_s
     if layer.kind in COMPUTE_KINDS:
-        compute_s = effective_macs(layer, device.layout_block) / (device.macs_per_s[precision] * device.efficiency[efficiency_key(layer, device)])
+        compute_s = effective_macs(layer, device.layout_block) / (device.macs_per_s[precision] * device.efficiency[efficiency_key(layer, device.layout_block)])
         seconds = max(compute_s, memory_s)
     return seconds * 1e3 + device.overhead_ms.get(layer.kind, 0.0)
 
 
-def _reorders(layers: list[Layer], device: DeviceModel, precision: str) -> list[tuple[str, str, float]]:
-    """Layout switches of a blocked-layout runtime: entering the blocked layout from a plain tensor
-    with enough channels, and leaving it for an op that needs the plain layout."""
-    if device.layout_block <= 0:
+def layout_switches(layers: list[Layer], block: int) -> list[Layer]:
+    """The ops before which a blocked-layout runtime reorders its input: entering the blocked
+    layout from a plain tensor with enough channels, and leaving it for an op that needs the plain
+    layout."""
+    if block <= 0:
         return []
     out, blocked = [], False
+    for layer in layers:
+        if layer.kind in _LAYOUT_NEUTRAL:
+            continue
+        now = is_blocked(layer, block)
+        if now != blocked and not (now and reads_plain_input(layer, block)):
+            out.append(layer)
+        blocked = now
+    return out
+
+
+def reorder_bytes(layer: Layer, precision: str) -> int:
+    """Bytes a reorder before ``layer`` moves: it reads one layout and writes the other."""
+    return 2 * layer.in_elems * BYTES_PER_ELEMENT[precision]
+
+
+def _reorders(layers: list[Layer], device: DeviceModel, precision: str) -> list[tuple[str, str, float]]:
     if device.form == "linear":  # ms per MB as fitted
         ms_per_byte = device.linear_terms.get("reorder", (0.0, 0.0))[1] * 1e-6
     else:
         ms_per_byte = 1e3 / (device.bandwidth_gb_s * 1e9 * device.bandwidth_efficiency)
-    for layer in layers:
-        if layer.kind in _LAYOUT_NEUTRAL:
-            continue
-        now = is_blocked(layer, device.layout_block)
-        if now != blocked and not (now and reads_plain_input(layer, device.layout_block)):
-            nbytes = 2 * layer.in_elems * BYTES_PER_ELEMENT[precision]  # read one layout, write the other
-            ms = device.overhead_ms.get("reorder", 0.0) + nbytes * ms_per_byte
-            out.append((f"reorder before {layer.name}", "reorder", ms))
-        blocked = now
-    return out
+    return [(f"reorder before {layer.name}", "reorder",
+             device.overhead_ms.get("reorder", 0.0) + reorder_bytes(layer, precision) * ms_per_byte)
+            for layer in layout_switches(layers, device.layout_block)]
 
 
 def predict(layers: list[Layer], device: DeviceModel, *, precision: str = "fp32", where: str = "device") -> Prediction:

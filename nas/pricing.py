@@ -9,13 +9,10 @@
 """
 from __future__ import annotations
 
-import torch
-
 from nas.arch import ArchSpec
 from nas.builder import build
 from nas.costs import count_costs
 from nas.errors import UserError
-from nas.export import DeployInfo, to_onnx
 from nas.latency import LatencyMeasurement, measure_latency
 from nas.latency_model import predict
 from nas.layers import layer_table
@@ -75,17 +72,13 @@ def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") 
         report.update(latency_ms=prediction.total_ms, latency_kind="predicted",
                       latency_how=f"predicted by the per-layer model of profile {profile.tag}")
         return report
-    info = DeployInfo(arch=spec.format(), input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
-                      resize="none", mean=(0.0,) * spec.in_chs, std=(1.0,) * spec.in_chs,
-                      channel_order="gray" if spec.in_chs == 1 else "RGB",
-                      classes=tuple(str(i) for i in range(spec.num_classes)))
-    with torch.no_grad():
-        onnx_bytes = to_onnx(model, info)
+    from nas.profile_build import at_precision, export_for_timing
+
+    shape = (1, spec.in_chs, spec.resolution, spec.resolution)
+    onnx_bytes = export_for_timing(model, shape, spec.format())
     how = ""
     if precision != "fp32":
-        from nas.profile_build import at_precision
-
-        onnx_bytes = at_precision(onnx_bytes, info.input_shape, precision)
+        onnx_bytes = at_precision(onnx_bytes, shape, precision)
         how = (" of the static int8 QDQ export (calibrated on random inputs, which latency does not depend on)"
                if precision == "int8" else " of the fp16 export")
     measurement = measure_on_host(spec, profile, onnx_bytes)
