@@ -140,7 +140,7 @@ def apply_recipe(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Split
         from compress.qat import prepare, strip
 
         q = recipe.quantize
-        prepare(work)
+        prepare(work, per_channel=q.per_channel)
         fine_tune(work, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
                   iterations=q.qat_iters, lr=q.qat_lr, seed=seed + 13, teacher=copy.deepcopy(model).eval(),
                   alpha=0.5)
@@ -155,7 +155,7 @@ def apply_recipe(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Split
         idx = rng.choice(len(splits.y_train), min(q.calibration_images, len(splits.y_train)), replace=False)
         calibration = to_tensor(splits.x_train[idx], splits.preprocess, spec.resolution).numpy()
         out = quantize(out, q.mode, calibration_inputs=calibration, method=q.calibration_method,
-                       per_channel=q.per_channel)
+                       per_channel=q.per_channel, fmt=q.format, activations=q.activations)
     return _stamp(out, recipe, details), work, details
 
 

@@ -2,7 +2,8 @@
 survive rounding, for when post-training quantization loses accuracy.
 
 The scheme simulated is the one :func:`compress.quantize.quantize_int8_static` deploys: weights
-symmetric per output channel (scale = max|w| / 127), conv and linear inputs asymmetric per tensor
+symmetric per output channel or per tensor (scale = max|w| / 127), conv and linear inputs
+asymmetric 8-bit per tensor (the same grid for uint8 and int8, shifted by 128)
 (min/max tracked as an exponential moving average). Training runs on the BatchNorm-folded network
 (BN frozen into the convs, as deployed). Export goes through the same static QDQ quantization,
 calibrated on training images, so the file is a regular QDQ ONNX model; the activation ranges are
@@ -19,9 +20,10 @@ from nas.builder import fuse_bn
 class _FakeQuant(nn.Module):
     """Wraps a conv or linear layer: fake-quantized input (per tensor) and weight (per channel)."""
 
-    def __init__(self, layer: nn.Module, momentum: float = 0.1) -> None:
+    def __init__(self, layer: nn.Module, momentum: float = 0.1, per_channel: bool = True) -> None:
         super().__init__()
         self.layer = layer
+        self.per_channel = per_channel
         self.momentum = momentum
         self.register_buffer("lo", torch.tensor(0.0))
         self.register_buffer("hi", torch.tensor(0.0))
@@ -42,7 +44,10 @@ class _FakeQuant(nn.Module):
         zero_point = int(torch.clamp(torch.round(-128 - lo / scale), -128, 127))
         xq = torch.fake_quantize_per_tensor_affine(x, scale, zero_point, -128, 127)
         w = self.layer.weight
-        w_scale = torch.clamp(w.detach().abs().flatten(1).max(1).values / 127.0, min=1e-8)
+        w_max = w.detach().abs().flatten(1).max(1).values
+        if not self.per_channel:
+            w_max = w_max.max().expand_as(w_max)
+        w_scale = torch.clamp(w_max / 127.0, min=1e-8)
         wq = torch.fake_quantize_per_channel_affine(w, w_scale, torch.zeros_like(w_scale, dtype=torch.int32), 0,
                                                     -127, 127)
         if isinstance(self.layer, nn.Conv2d):
@@ -51,13 +56,13 @@ class _FakeQuant(nn.Module):
         return nn.functional.linear(xq, wq, self.layer.bias)
 
 
-def prepare(model: nn.Module) -> nn.Module:
+def prepare(model: nn.Module, *, per_channel: bool = True) -> nn.Module:
     """Fold BatchNorm and wrap every conv and linear layer in fake quantization, in place."""
     fuse_bn(model)
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, (nn.Conv2d, nn.Linear)):
-                setattr(module, child_name, _FakeQuant(child))
+                setattr(module, child_name, _FakeQuant(child, per_channel=per_channel))
     return model
 
 

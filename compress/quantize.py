@@ -1,5 +1,13 @@
 """Post-training quantization of an exported ONNX model with ``onnxruntime.quantization``:
-static int8 (QDQ, per-channel weights, calibrated on real inputs), dynamic int8, and fp16.
+static int8 (calibrated on real inputs), dynamic int8, and fp16.
+
+Static int8 comes in two formats. ``qdq`` (the default) is the portable one: standard
+QuantizeLinear/DequantizeLinear pairs around float ops, which onnxruntime, TensorRT and the
+vendor compilers fuse into integer kernels. ``qoperator`` writes onnxruntime's integer operators
+(QLinearConv, QLinearAdd, ...) directly: no bias scales or zero points are stored, so the file is
+smaller, but only onnxruntime runs it. Activations are uint8 by default: onnxruntime's x86 kernels
+are U8S8 (uint8 activations, int8 weights), and with int8 activations it leaves convs that share
+an input and every residual add in float, which made int8 slower than fp32 on this host.
 
 Every function takes and returns serialized ONNX bytes, keeps the ``hwnas.*`` metadata and sets
 ``hwnas.precision`` (and ``hwnas.quantization``, saying how) on the result, which must pass
@@ -31,6 +39,8 @@ log = logging.getLogger(__name__)
 CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                        "percentile": CalibrationMethod.Percentile}
 MODES = ("static", "dynamic", "fp16")
+FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
 
 class _Batches(CalibrationDataReader):
@@ -63,12 +73,18 @@ def _preprocessed(model: bytes, folder: Path) -> Path:
 
 
 def quantize_int8_static(model: bytes, calibration_inputs: np.ndarray, *, method: str = "minmax",
-                         per_channel: bool = True, batch: int = 32) -> bytes:
-    """Static int8 in QDQ format: int8 weights (per output channel by default) and int8 activations
-    whose ranges come from running ``calibration_inputs`` (preprocessed model inputs, real training
-    images for an accurate model) through the float model."""
+                         per_channel: bool = True, fmt: str = "qdq", activations: str = "uint8",
+                         batch: int = 32) -> bytes:
+    """Static int8: symmetric int8 weights (per output channel by default) and asymmetric 8-bit
+    activations whose ranges come from running ``calibration_inputs`` (preprocessed model inputs,
+    real training images for an accurate model) through the float model; ``fmt`` and
+    ``activations`` as in :data:`FORMATS` and :data:`ACTIVATION_TYPES`."""
     if method not in CALIBRATION_METHODS:
         raise UserError(f"calibration method {method!r} is not supported; allowed: {', '.join(CALIBRATION_METHODS)}")
+    if fmt not in FORMATS:
+        raise UserError(f"quantization format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
+    if activations not in ACTIVATION_TYPES:
+        raise UserError(f"activation type {activations!r} is not supported; allowed: {', '.join(ACTIVATION_TYPES)}")
     if len(calibration_inputs) == 0:
         raise UserError("static int8 quantization needs at least one calibration input")
     source = onnx.load_from_string(model)
@@ -77,14 +93,18 @@ def quantize_int8_static(model: bytes, calibration_inputs: np.ndarray, *, method
         folder = Path(tmp)
         pre = _preprocessed(model, folder)
         out = folder / "int8.onnx"
-        extra = {"CalibMovingAverage": False} if method == "minmax" else {}
+        extra: dict[str, object] = {"CalibMovingAverage": False} if method == "minmax" else {}
+        if fmt == "qdq":  # one DQ per consumer: onnxruntime fuses a DQ into a kernel only if it has one consumer
+            extra["DedicatedQDQPair"] = True
         quantize_static(str(pre), str(out), _Batches(name, calibration_inputs.astype(np.float32), batch),
-                        quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CALIBRATION_METHODS[method],
+                        quant_format=FORMATS[fmt], per_channel=per_channel,
+                        activation_type=ACTIVATION_TYPES[activations], weight_type=QuantType.QInt8,
+                        calibrate_method=CALIBRATION_METHODS[method],
                         extra_options={**extra, "ActivationSymmetric": False, "WeightSymmetric": True})
         proto = onnx.load(str(out))
-    how = (f"static int8, QDQ, {'per-channel' if per_channel else 'per-tensor'} symmetric weights, asymmetric "
-           f"activations calibrated ({method}) on {len(calibration_inputs)} inputs, onnxruntime.quantization")
+    how = (f"static int8, {fmt}, {'per-channel' if per_channel else 'per-tensor'} symmetric int8 weights, "
+           f"asymmetric {activations} activations calibrated ({method}) on {len(calibration_inputs)} inputs, "
+           "onnxruntime.quantization")
     return _with_metadata(proto, source, "int8", how)
 
 
@@ -126,12 +146,13 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
 
 
 def quantize(model: bytes, mode: str, *, calibration_inputs: np.ndarray | None = None, method: str = "minmax",
-             per_channel: bool = True) -> bytes:
+             per_channel: bool = True, fmt: str = "qdq", activations: str = "uint8") -> bytes:
     """One entry point for the modes in :data:`MODES`."""
     if mode == "static":
         if calibration_inputs is None:
             raise UserError("static int8 quantization needs calibration inputs")
-        return quantize_int8_static(model, calibration_inputs, method=method, per_channel=per_channel)
+        return quantize_int8_static(model, calibration_inputs, method=method, per_channel=per_channel, fmt=fmt,
+                                    activations=activations)
     if mode == "dynamic":
         return quantize_int8_dynamic(model)
     if mode == "fp16":

@@ -16,7 +16,7 @@ import yaml
 from optuna.trial import BaseTrial
 
 from compress.prune import CRITERIA, SCOPES
-from compress.quantize import CALIBRATION_METHODS, MODES
+from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MODES
 from nas._schema import check, from_mapping
 from nas.config import CompressionSpace
 from nas.errors import UserError
@@ -111,6 +111,8 @@ class QuantizeConfig:
     calibration_method: str = "minmax"
     calibration_images: int = 256  # from the training split
     per_channel: bool = True
+    format: str = "qdq"  # static only: qdq (portable) or qoperator (onnxruntime's integer ops, smaller file)
+    activations: str = "uint8"  # static only: uint8 (onnxruntime's fast x86 U8S8 kernels) or int8
     qat_iters: int = 0  # > 0: quantization-aware fine-tuning first (compress.qat), static mode only
     qat_lr: float = 2e-4
 
@@ -118,6 +120,9 @@ class QuantizeConfig:
         check(self.mode in MODES, "quantize.mode", self.mode, ", ".join(MODES))
         check(self.calibration_method in CALIBRATION_METHODS, "quantize.calibration_method",
               self.calibration_method, ", ".join(CALIBRATION_METHODS))
+        check(self.format in FORMATS, "quantize.format", self.format, ", ".join(FORMATS))
+        check(self.activations in ACTIVATION_TYPES, "quantize.activations", self.activations,
+              ", ".join(ACTIVATION_TYPES))
         check(self.calibration_images >= 1, "quantize.calibration_images", self.calibration_images, "integers >= 1")
         check(self.qat_iters >= 0, "quantize.qat_iters", self.qat_iters, "integers >= 0")
         check(self.qat_iters == 0 or self.mode == "static", "quantize.qat_iters", self.qat_iters,
