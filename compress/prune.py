@@ -8,6 +8,10 @@ depthwise conv, an optional squeeze-and-excite, and a consumer 1x1 conv (possibl
 - ShuffleNetV2 units (the transformed branch's 1x1 -> dw -> 1x1),
 - ShuffleNetV1 units and FBNet blocks (grouped 1x1 -> shuffle -> dw -> grouped 1x1).
 
+It also prunes the network's head: the 1x1 head conv's output channels, which pass through global
+average pooling into the classifier (the consumer, a linear layer). In a MobileNet-style network
+the head holds a large share of the parameters.
+
 The block's input and output channels are untouched, so residual adds, concats and the next
 block need no change. Grouped convs with a shuffle between them stay exact: with ``n = g * g * r``
 hidden channels, channel (group a, slot j) lands after the shuffle in consumer group ``j // r``;
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nas.builder import Net
 from nas.blocks import (
     ChannelShuffle,
     ConvBnAct,
@@ -49,20 +54,36 @@ SCOPES = ("per-layer", "global")
 
 @dataclass
 class ChannelGroup:
-    """Hidden channels of one block: ``owner[p]`` produces them, ``owner[c]`` consumes them."""
+    """Channels that ``owner[producer]`` (a conv + BN block) produces and ``owner[consumer]``
+    consumes: a conv + BN block inside a block (integer keys into its Sequential), or the
+    classifier of the network (attribute keys into the :class:`~nas.builder.Net`)."""
 
     name: str
-    owner: nn.Sequential
-    producer: int
+    owner: nn.Module
+    producer: int | str
     shuffle: int | None
-    depthwise: int
+    depthwise: int | None
     se: int | None
-    consumer: int
+    consumer: int | str
     groups: int  # groups of the shuffle (1: none)
+
+    def at(self, key: int | str) -> nn.Module:
+        return self.owner[key] if isinstance(key, int) else getattr(self.owner, key)  # type: ignore[index]
+
+    def put(self, key: int | str, module: nn.Module) -> None:
+        if isinstance(key, int):
+            self.owner[key] = module  # type: ignore[index]
+        else:
+            setattr(self.owner, key, module)
+
+    @property
+    def source(self) -> nn.Module:
+        """The producing conv + BN (+ activation) block."""
+        return self.at(self.producer)
 
     @property
     def channels(self) -> int:
-        return self.owner[self.producer][0].out_channels
+        return self.source[0].out_channels  # type: ignore[index]
 
     @property
     def unit(self) -> int:
@@ -74,7 +95,10 @@ def channel_groups(model: nn.Module) -> tuple[list[ChannelGroup], list[str]]:
     """The prunable groups of ``model`` and the names of blocks left dense, with why."""
     groups, dense = [], []
     for name, module in model.named_modules():
-        if isinstance(module, InvertedResidual):
+        if isinstance(module, Net) and isinstance(module.head, ConvBnAct):
+            groups.append(ChannelGroup(f"{name}.head" if name else "head", module, "head", None, None, None,
+                                       "classifier", 1))
+        elif isinstance(module, InvertedResidual):
             body = module.body
             if not (isinstance(body[0], ConvBnAct) and body[0][0].kernel_size == (1, 1) and body[0][0].groups == 1):
                 dense.append(f"{name}: expansion 1, its depthwise channels are the block input")
@@ -167,6 +191,14 @@ def _consumer(old: nn.Conv2d, post: torch.Tensor, n: int) -> nn.Conv2d:
     return new
 
 
+def _linear_inputs(old: nn.Linear, keep: torch.Tensor) -> nn.Linear:
+    new = nn.Linear(len(keep), old.out_features, bias=old.bias is not None)
+    new.weight.data.copy_(old.weight.detach()[:, keep])
+    if old.bias is not None:
+        new.bias.data.copy_(old.bias.detach())
+    return new
+
+
 def apply_keep(group: ChannelGroup, pre: torch.Tensor) -> None:
     """Remove all but the ``pre`` channels (pre-shuffle indices) from the group, in place."""
     seq, n = group.owner, group.channels
@@ -178,18 +210,22 @@ def apply_keep(group: ChannelGroup, pre: torch.Tensor) -> None:
         seq[group.shuffle] = ChannelShuffle(len(pre), group.groups)
     else:
         post = pre
-    producer = seq[group.producer]
+    producer = group.source
     producer[0] = _conv(producer[0], pre, None, producer[0].groups)
     producer[1] = _bn(producer[1], pre)
-    dw = seq[group.depthwise]
-    dw[0] = _conv(dw[0], post, None, len(post))
-    dw[1] = _bn(dw[1], post)
+    if group.depthwise is not None:
+        dw = seq[group.depthwise]
+        dw[0] = _conv(dw[0], post, None, len(post))
+        dw[1] = _bn(dw[1], post)
     if group.se is not None:
         se = seq[group.se]
         se.reduce = _conv(se.reduce, None, post, 1)
         se.expand = _conv(se.expand, post, None, 1)
-    consumer = seq[group.consumer]
-    consumer[0] = _consumer(consumer[0], post, n)
+    consumer = group.at(group.consumer)
+    if isinstance(consumer, nn.Linear):  # after global pooling: one input per channel
+        group.put(group.consumer, _linear_inputs(consumer, post))
+    else:
+        consumer[0] = _consumer(consumer[0], post, n)
 
 
 def channel_importance(groups: list[ChannelGroup], criterion: str,
@@ -197,9 +233,9 @@ def channel_importance(groups: list[ChannelGroup], criterion: str,
                        model: nn.Module | None = None) -> list[torch.Tensor]:
     """Importance of each pre-shuffle channel of each group."""
     if criterion == "l1":
-        return [g.owner[g.producer][0].weight.detach().abs().flatten(1).sum(1) for g in groups]
+        return [g.source[0].weight.detach().abs().flatten(1).sum(1) for g in groups]
     if criterion == "bn":
-        return [g.owner[g.producer][1].weight.detach().abs() for g in groups]
+        return [g.source[1].weight.detach().abs() for g in groups]
     if criterion == "taylor":
         if taylor_batches is None or model is None:
             raise UserError("the taylor criterion needs training batches to accumulate activation x gradient")
@@ -216,7 +252,7 @@ def _taylor(groups: list[ChannelGroup], batches: Iterable[tuple[torch.Tensor, to
         def keep(_m: nn.Module, _inp: object, out: torch.Tensor, i: int = i) -> None:
             out.retain_grad()
             outputs[i] = out
-        hooks.append(g.owner[g.producer].register_forward_hook(keep))
+        hooks.append(g.source.register_forward_hook(keep))
     was_training = model.training
     model.train()
     loss_fn = nn.CrossEntropyLoss()
@@ -317,5 +353,5 @@ def slimming_penalty(strength: float) -> Callable[[nn.Module], torch.Tensor]:
     """Network slimming's L1 penalty on the BatchNorm scales of prunable producers, to add to the loss."""
     def penalty(model: nn.Module) -> torch.Tensor:
         groups, _ = channel_groups(model)
-        return strength * sum((g.owner[g.producer][1].weight.abs().sum() for g in groups), torch.zeros(()))
+        return strength * sum((g.source[1].weight.abs().sum() for g in groups), torch.zeros(()))
     return penalty

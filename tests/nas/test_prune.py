@@ -82,7 +82,7 @@ def test_shuffle_pruning_is_exact_on_the_kept_channels() -> None:
         pre = kept_channels(g, score, g.channels // 2)
         dropped = torch.ones(g.channels, dtype=torch.bool)
         dropped[pre] = False
-        bn = g.owner[g.producer][1]
+        bn = g.source[1]
         bn.weight.data[dropped] = 0.0  # producer output is ReLU6(BN(conv)) = ReLU6(bias) there
         bn.bias.data[dropped] = 0.0
         perm = g.owner[g.shuffle].perm  # post position i holds pre channel perm[i]
@@ -118,3 +118,21 @@ def test_bad_pruning_options_are_named() -> None:
         prune(model, ratio=1.0)
     with pytest.raises(UserError, match="needs training batches"):
         prune(model, ratio=0.5, criterion="taylor")
+
+
+def test_head_channels_prune_exactly_into_the_classifier() -> None:
+    from compress.prune import apply_keep
+
+    model = build(parse(ARCHS["ir"])).eval()
+    _randomize_bn(model)
+    head = next(g for g in channel_groups(model)[0] if g.name == "head")
+    keep = torch.arange(0, head.channels, 2)
+    dropped = torch.ones(head.channels, dtype=torch.bool)
+    dropped[keep] = False
+    with torch.no_grad():
+        model.classifier.weight[:, dropped] = 0  # the dropped channels no longer reach the logits
+    x = torch.randn(2, 3, 16, 16)
+    reference = model(x)
+    apply_keep(head, keep)
+    assert model.head[0].out_channels == model.classifier.in_features == len(keep) == 32
+    assert torch.allclose(model.eval()(x), reference, atol=1e-5)
