@@ -7,6 +7,7 @@ import copy
 import gzip
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from compress.distill import fine_tune
-from compress.prune import prune, prune_to_macs
+from compress.prune import parameter_count, prune, prune_to_budget, slimming_penalty
 from compress.quantize import quantize
 from compress.recipe import Recipe
 from nas.arch import ArchSpec
@@ -48,17 +49,27 @@ def _prune(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, see
     assert cfg is not None
     teacher = copy.deepcopy(model).eval() if cfg.distill else None
     shape = (1, spec.in_chs, spec.resolution, spec.resolution)
-    base_macs = count_macs(model, torch.zeros(shape))
+    x = torch.zeros(shape)
+    base_macs = count_macs(model, x)
+    budget: tuple[float, Callable[[nn.Module], float], float] | None = None  # (share, cost, cost before)
+    if cfg.target_macs is not None:
+        budget = (cfg.target_macs, lambda m: count_macs(m, x), base_macs)
+    elif cfg.target_params is not None:
+        budget = (cfg.target_params, parameter_count, parameter_count(model))
+    if cfg.slimming_iters:
+        fine_tune(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
+                  iterations=cfg.slimming_iters, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed + 97,
+                  extra_loss=slimming_penalty(cfg.slimming))
     kept: dict[str, tuple[int, int]] = {}
     dense: list[str] = []
     for step in range(1, cfg.steps + 1):
         batches = (_taylor_batches(splits, spec.resolution, cfg.taylor_batches, cfg.batch_size, seed + step)
                    if cfg.criterion == "taylor" else None)
-        if cfg.target_macs is not None:
-            goal = base_macs * cfg.target_macs ** (step / cfg.steps)
-            now = count_macs(model, torch.zeros(shape))
-            result = prune_to_macs(model, min(1.0, goal / now), shape, criterion=cfg.criterion, scope=cfg.scope,
-                                   round_to=cfg.round_to, taylor_batches=batches)
+        if budget is not None:
+            share, cost, start = budget
+            goal = start * share ** (step / cfg.steps)
+            result = prune_to_budget(model, min(1.0, goal / cost(model)), cost, criterion=cfg.criterion,
+                                     scope=cfg.scope, round_to=cfg.round_to, taylor_batches=batches)
         else:
             assert cfg.ratio is not None
             step_ratio = 1 - (1 - cfg.ratio) ** (1 / cfg.steps)

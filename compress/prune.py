@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.builder import Net
 from nas.blocks import (
     ChannelShuffle,
     ConvBnAct,
@@ -44,6 +43,7 @@ from nas.blocks import (
     ShuffleV2Unit,
     SqueezeExcite,
 )
+from nas.builder import Net
 from nas.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -328,12 +328,24 @@ def prune(model: nn.Module, *, ratio: float, criterion: str = "l1", scope: str =
 def prune_to_macs(model: nn.Module, fraction: float, input_shape: tuple[int, ...], *, criterion: str = "l1",
                   scope: str = "per-layer", round_to: int = 8,
                   taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PruneResult:
-    """Prune, in place, to about ``fraction`` of the model's MACs (bisection on the ratio; channel
-    rounding makes the result land near, not on, the target)."""
+    """Prune, in place, to about ``fraction`` of the model's MACs."""
     from nas.costs import count_macs
 
     x = torch.zeros(input_shape)
-    base = count_macs(model, x)
+    return prune_to_budget(model, fraction, lambda m: count_macs(m, x), criterion=criterion, scope=scope,
+                           round_to=round_to, taylor_batches=taylor_batches)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def prune_to_budget(model: nn.Module, fraction: float, cost: Callable[[nn.Module], float], *, criterion: str = "l1",
+                    scope: str = "per-layer", round_to: int = 8,
+                    taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PruneResult:
+    """Prune, in place, to about ``fraction`` of ``cost(model)`` (MACs, parameters...), by bisection
+    on the ratio; channel rounding makes the result land near, not on, the target."""
+    base = cost(model)
     # Copies share the weights, so the criterion (Taylor: forward and backward passes) is computed once.
     importance = channel_importance(channel_groups(model)[0], criterion, taylor_batches, model)
     lo, hi = 0.0, 0.95
@@ -341,7 +353,7 @@ def prune_to_macs(model: nn.Module, fraction: float, input_shape: tuple[int, ...
         mid = (lo + hi) / 2
         trial = copy.deepcopy(model)
         prune(trial, ratio=mid, criterion=criterion, scope=scope, round_to=round_to, importance=importance)
-        if count_macs(trial, x) > fraction * base:
+        if cost(trial) > fraction * base:
             lo = mid
         else:
             hi = mid

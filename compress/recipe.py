@@ -37,6 +37,7 @@ class PruneConfig:
     criterion: str = "l1"
     ratio: float | None = None  # share of hidden channels to remove ...
     target_macs: float | None = None  # ... or the share of the model's MACs to keep
+    target_params: float | None = None  # ... or the share of its parameters (file size, on-chip memory)
     scope: str = "per-layer"
     round_to: int = 8
     steps: int = 1  # iterative: prune a share, fine-tune, repeat
@@ -45,19 +46,32 @@ class PruneConfig:
     batch_size: int = 128
     taylor_batches: int = 8
     distill: DistillConfig | None = None  # fine-tune with the unpruned model as teacher
+    # network slimming: train this many iterations with an L1 penalty of this strength on the
+    # BatchNorm scales before pruning by them (criterion bn), so that unneeded channels fade out
+    slimming: float = 0.0
+    slimming_iters: int = 0
 
     def __post_init__(self) -> None:
         check(self.criterion in CRITERIA, "prune.criterion", self.criterion, ", ".join(CRITERIA))
         check(self.scope in SCOPES, "prune.scope", self.scope, ", ".join(SCOPES))
-        check((self.ratio is None) != (self.target_macs is None), "prune", "ratio/target_macs",
-              "exactly one of ratio or target_macs")
+        given = [k for k in ("ratio", "target_macs", "target_params") if getattr(self, k) is not None]
+        check(len(given) == 1, "prune", "/".join(given) or "none of ratio/target_macs/target_params",
+              "exactly one of ratio, target_macs or target_params")
         if self.ratio is not None:
             check(0 <= self.ratio < 1, "prune.ratio", self.ratio, "0 <= ratio < 1")
         if self.target_macs is not None:
             check(0 < self.target_macs <= 1, "prune.target_macs", self.target_macs, "0 < share <= 1")
+        if self.target_params is not None:
+            check(0 < self.target_params <= 1, "prune.target_params", self.target_params, "0 < share <= 1")
         check(self.round_to >= 1, "prune.round_to", self.round_to, "integers >= 1")
         check(self.steps >= 1, "prune.steps", self.steps, "integers >= 1")
         check(self.finetune_iters >= 0, "prune.finetune_iters", self.finetune_iters, "integers >= 0")
+        check(self.slimming >= 0, "prune.slimming", self.slimming, "numbers >= 0")
+        check(self.slimming_iters >= 0, "prune.slimming_iters", self.slimming_iters, "integers >= 0")
+        check((self.slimming > 0) == (self.slimming_iters > 0), "prune.slimming", self.slimming,
+              "a strength > 0 together with slimming_iters > 0, or neither")
+        check(self.slimming == 0 or self.criterion == "bn", "prune.slimming", self.slimming,
+              "0 unless criterion is bn (slimming trains the BatchNorm scales that bn prunes by)")
 
 
 @dataclass(frozen=True)

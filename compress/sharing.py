@@ -123,7 +123,7 @@ def encode(model: nn.Module, layers: list[SharedLayer]) -> bytes:
         codes = canonical_codes(lengths)
         bitstring = "".join(codes[int(s)] for s in layer.symbols)
         bits = np.frombuffer(bitstring.encode(), np.uint8) - ord("0")
-        header[layer.name] = {"kind": "shared", "shape": list(layer.shape), "nbits": int(len(bits)),
+        header[layer.name] = {"kind": "shared", "shape": list(layer.shape), "nbits": len(bits),
                               "bits": put(np.packbits(bits).tobytes()),
                               "lengths": put(lengths.astype(np.uint8).tobytes()),
                               "codebook": put(layer.codebook.astype(np.float32).tobytes())}

@@ -25,7 +25,7 @@ def test_recipe_round_trips_and_rejects_bad_input(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"quantize": {"mode": "fp16"}}))
     assert load_recipe(str(path)).precision == "fp16"
     for text, message in [
-        ("{prune: {criterion: l1}}", "exactly one of ratio or target_macs"),
+        ("{prune: {criterion: l1}}", "exactly one of ratio, target_macs or target_params"),
         ("{prune: {criterion: l2, ratio: 0.5}}", "prune.criterion: 'l2' not allowed; allowed: l1, taylor, bn"),
         ("{quantize: {mode: int4}}", "quantize.mode: 'int4' not allowed; allowed: static, dynamic, fp16"),
         ("{quantise: {mode: static}}", "quantise"),
@@ -159,6 +159,8 @@ def test_low_rank_is_exact_at_full_rank_of_a_low_rank_weight() -> None:
 
 @pytest.mark.slow
 def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Path) -> None:
+    import torch
+
     from compress.pipeline import compress
     from nas.arch import parse
     from nas.builder import build
@@ -178,6 +180,32 @@ def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Pa
     assert report["compressed"]["gzip_bytes"] < report["compressed"]["file_bytes"]
     with pytest.raises(UserError, match="one of share"):
         parse_recipe({"share": {"bits": 4}, "quantize": {"mode": "static"}})
+    # network slimming: the L1 penalty shrinks the BatchNorm scales that the bn criterion prunes by
+    from compress.distill import fine_tune
+    from compress.prune import channel_groups, slimming_penalty
+
+    def scales(m: torch.nn.Module) -> float:
+        return float(sum(g.source[1].weight.abs().sum() for g in channel_groups(m)[0]))
+
+    slim, plain = build(spec), build(spec)
+    plain.load_state_dict(slim.state_dict())
+    for net, extra in ((slim, slimming_penalty(1.0)), (plain, None)):
+        fine_tune(net, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=16, iterations=20,
+                  batch_size=16, lr=1e-2, extra_loss=extra)
+    assert scales(slim) < 0.9 * scales(plain)
+    recipe = parse_recipe({"prune": {"criterion": "bn", "ratio": 0.5, "slimming": 1e-3, "slimming_iters": 2,
+                                     "finetune_iters": 0, "batch_size": 16}})
+    assert compress(model, spec, recipe, splits, repeats=5).report["compressed"]["macs"] < report["baseline"]["macs"]
+    with pytest.raises(UserError, match="0 unless criterion is bn"):
+        parse_recipe({"prune": {"criterion": "l1", "ratio": 0.5, "slimming": 1e-3, "slimming_iters": 2}})
+    # a parameter budget, then the compact int8 format
+    recipe = parse_recipe({"prune": {"criterion": "l1", "target_params": 0.5, "finetune_iters": 2, "batch_size": 16},
+                           "quantize": {"mode": "static", "format": "qoperator", "per_channel": False,
+                                        "calibration_images": 8}})
+    result = compress(model, spec, recipe, splits, repeats=5)
+    assert result.report["compressed"]["parameters"] <= 0.5 * result.report["baseline"]["parameters"]
+    props = {p.key: p.value for p in onnx.load_from_string(result.onnx).metadata_props}
+    assert "static int8, qoperator, per-tensor" in props["hwnas.quantization"]
 
 
 def test_sample_recipe_covers_every_knob() -> None:
@@ -234,8 +262,8 @@ def test_static_int8_runs_fully_in_integer_kernels(fmt: str, tmp_path: Path) -> 
     from compress.quantize import quantize_int8_static
     from nas.arch import parse
     from nas.builder import build
-    from nas.export import DeployInfo, to_onnx
     from nas.data import Preprocess
+    from nas.export import DeployInfo, to_onnx
 
     spec = parse("in_c3_r16-stem_k3_s2_c16-ir_r2_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c64-fc_c10")
     torch.manual_seed(0)

@@ -5,7 +5,14 @@ import copy
 import pytest
 import torch
 
-from compress.prune import channel_groups, prune, prune_to_macs, slimming_penalty
+from compress.prune import (
+    channel_groups,
+    parameter_count,
+    prune,
+    prune_to_budget,
+    prune_to_macs,
+    slimming_penalty,
+)
 from nas.arch import parse
 from nas.builder import build
 from nas.costs import count_macs
@@ -108,6 +115,10 @@ def test_prune_to_macs_and_global_scope() -> None:
     result = prune(other, ratio=0.5, criterion="bn", scope="global")
     assert all(after % 8 == 0 for _, after in result.kept.values())
     assert slimming_penalty(1e-4)(build(spec)).item() > 0
+    third = build(spec).eval()
+    params = parameter_count(third)
+    prune_to_budget(third, 0.4, parameter_count)
+    assert 0.3 * params <= parameter_count(third) <= 0.4 * params
 
 
 def test_bad_pruning_options_are_named() -> None:
