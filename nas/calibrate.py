@@ -25,11 +25,9 @@ from nas.latency_model import (
     COMPUTE_KINDS,
     DATA_KINDS,
     DeviceModel,
-    effective_macs,
-    efficiency_key,
-    layout_switches,
+    Op,
+    plan,
     predict,
-    reorder_bytes,
 )
 from nas.layers import Layer, module_layers
 
@@ -53,6 +51,7 @@ class Fit:
     layout_block: int = 0
     form: str = "roofline"
     linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    runtime: str = "generic"
 
     def device(self, *, macs_per_s: float, bandwidth_gb_s: float, precision: str = "fp32") -> DeviceModel:
         """The fitted model on the peak and bandwidth it was fitted against."""
@@ -60,7 +59,7 @@ class Fit:
                            efficiency=self.efficiency, bandwidth_efficiency=self.bandwidth_efficiency,
                            overhead_ms=self.overhead_ms, fuses_activations=self.fuses_activations,
                            run_overhead_ms=self.run_overhead_ms, layout_block=self.layout_block, form=self.form,
-                           linear_terms=self.linear_terms)
+                           linear_terms=self.linear_terms, runtime=self.runtime)
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ def hwnasbench_measurements(table: dict[str, dict[str, float]], metric: str) -> 
 # that calibration blocks lack (FBNet blocks have no concat, max pool or slice) are still priced,
 # with an overhead fitted on the data ops that do occur (add, global pooling).
 _OVERHEAD_GROUPS = {**{k: k for k in COMPUTE_KINDS}, "shuffle": "shuffle",
-                    **{k: "data" for k in DATA_KINDS if k != "shuffle"}}
+                    **{k: "data" for k in DATA_KINDS if k != "shuffle"}, "act": "data"}
 _GROUPS = sorted(set(_OVERHEAD_GROUPS.values()))
 
 
@@ -143,6 +142,7 @@ class _Params:
     precision: str
     fuses_activations: bool
     layout_block: int
+    runtime: str
 
     def device(self, theta: np.ndarray) -> DeviceModel:
         n = len(self.eff_keys)
@@ -157,12 +157,12 @@ class _Params:
         return DeviceModel(macs_per_s={self.precision: self.macs_per_s}, bandwidth_gb_s=self.bandwidth_gb_s,
                            efficiency=effs, bandwidth_efficiency=float(np.exp(theta[n])), overhead_ms=overheads,
                            fuses_activations=self.fuses_activations, run_overhead_ms=group_ms.get("run", 0.0),
-                           layout_block=self.layout_block)
+                           layout_block=self.layout_block, runtime=self.runtime)
 
 
 def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: float,
         fuses_activations: bool = True, precision: str = "fp32", run_overhead: bool = False,
-        layout_block: int = 0) -> Fit:
+        layout_block: int = 0, runtime: str = "generic") -> Fit:
     """Least squares on log latency; efficiencies in (0, 1], overheads >= 0 (one per compute kind,
     shuffle, and one shared by the other data-movement ops; a layout reorder with ``layout_block``;
     a per-inference overhead with ``run_overhead``, for measurements of whole models). Peaks are
@@ -171,10 +171,12 @@ def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: fl
     (calibrate_profile refuses those)."""
     eff_keys = COMPUTE_KINDS + (BLOCKED_KINDS if layout_block else ())
     if layout_block:
-        seen = {efficiency_key(l, layout_block) for b in blocks for l in b.layers}
+        seen = {op.key for b in blocks
+                for op in plan(b.layers, runtime=runtime, layout_block=layout_block, precision=precision)}
         eff_keys = COMPUTE_KINDS + tuple(k for k in BLOCKED_KINDS if k in seen)
     groups = tuple(_GROUPS) + (("reorder",) if layout_block else ()) + (("run",) if run_overhead else ())
-    params = _Params(eff_keys, groups, macs_per_s, bandwidth_gb_s, precision, fuses_activations, layout_block)
+    params = _Params(eff_keys, groups, macs_per_s, bandwidth_gb_s, precision, fuses_activations, layout_block,
+                     runtime)
     n_eff, n_over = len(eff_keys) + 1, len(groups)
     measured = np.log([b.latency_ms for b in blocks])
 
@@ -191,38 +193,40 @@ def fit(blocks: list[BlockMeasurement], *, macs_per_s: float, bandwidth_gb_s: fl
     device = params.device(min(runs, key=lambda r: r.cost).x)
     return Fit(efficiency=device.efficiency, bandwidth_efficiency=device.bandwidth_efficiency,
                overhead_ms=device.overhead_ms, fuses_activations=fuses_activations,
-               run_overhead_ms=device.run_overhead_ms, layout_block=layout_block)
+               run_overhead_ms=device.run_overhead_ms, layout_block=layout_block, runtime=runtime)
 
 
-def _linear_features(layers: list[Layer], precision: str, layout_block: int) -> dict[str, float]:
-    """Per-unit quantities of the linear form: ("mmac", key), ("mb", key) and ("ops", group) sums."""
+def _overhead_group(op: Op) -> str:
+    """Compute ops and reorders have their own overhead per key (a blocked conv's differs from the
+    plain one's); data ops share one by kind (see _OVERHEAD_GROUPS)."""
+    return op.key if op.kind in COMPUTE_KINDS or op.kind == "reorder" else _OVERHEAD_GROUPS[op.kind]
+
+
+def _linear_features(layers: list[Layer], precision: str, runtime: str, layout_block: int) -> dict[str, float]:
+    """Per-unit quantities of the linear form over the planned ops: ("mmac", key), ("mb", key) and
+    ("ops", overhead group) sums."""
     feats: dict[str, float] = {}
 
     def add(name: str, value: float) -> None:
         feats[name] = feats.get(name, 0.0) + value
 
-    for layer in layers:
-        if layer.kind in ("act", "flatten"):
-            continue
-        key = efficiency_key(layer, layout_block) if layer.kind in COMPUTE_KINDS else layer.kind
-        if layer.kind in COMPUTE_KINDS:
-            add(f"mmac:{key}", effective_macs(layer, layout_block) * 1e-6)
-        add(f"mb:{key}", (layer.in_elems + layer.out_elems + layer.weight_elems) * BYTES_PER_ELEMENT[precision] * 1e-6)
-        add(f"ops:{_OVERHEAD_GROUPS[layer.kind]}", 1.0)
-    for layer in layout_switches(layers, layout_block):
-        add("ops:reorder", 1.0)
-        add("mb:reorder", reorder_bytes(layer, precision) * 1e-6)
+    for op in plan(layers, runtime=runtime, layout_block=layout_block, precision=precision):
+        if op.kind in COMPUTE_KINDS:
+            add(f"mmac:{op.key}", op.macs * 1e-6)
+        add(f"mb:{op.key}", op.elems * BYTES_PER_ELEMENT[precision] * 1e-6)
+        add(f"ops:{_overhead_group(op)}", 1.0)
     return feats
 
 
 def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_overhead: bool = True,
-               layout_block: int = 0, macs_per_s: float = 1.0, bandwidth_gb_s: float = 1.0) -> Fit:
+               layout_block: int = 0, macs_per_s: float = 1.0, bandwidth_gb_s: float = 1.0,
+               runtime: str = "generic") -> Fit:
     """The linear form (compute and memory add; see nas.latency_model): non-negative least squares
     on relative error, so small and large blocks weigh alike. ``macs_per_s`` and ``bandwidth_gb_s``
     only label the result (the efficiencies it reports are the fitted rates over those peaks)."""
     from scipy.optimize import nnls
 
-    rows = [_linear_features(b.layers, precision, layout_block) for b in blocks]
+    rows = [_linear_features(b.layers, precision, runtime, layout_block) for b in blocks]
     names = sorted({n for r in rows for n in r} | ({"ops:run"} if run_overhead else set()))
     x = np.array([[r.get(n, 1.0 if n == "ops:run" else 0.0) for n in names] for r in rows])
     y = np.array([b.latency_ms for b in blocks])
@@ -232,8 +236,7 @@ def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_o
     terms = {k: (values.get(f"mmac:{k}", 0.0), values.get(f"mb:{k}", 0.0)) for k in keys}
     group_ms = {n.split(":", 1)[1]: v for n, v in values.items() if n.startswith("ops:")}
     overheads = {kind: group_ms.get(group, 0.0) for kind, group in _OVERHEAD_GROUPS.items()}
-    if layout_block:
-        overheads["reorder"] = group_ms.get("reorder", 0.0)
+    overheads.update({key: ms for key, ms in group_ms.items() if key not in overheads and key not in ("data", "run")})
     # Efficiency as achieved share of peak, for reading the fit; the linear form predicts from the terms.
     efficiency = {k: min(1.0, 1e3 / (a * 1e-6 * macs_per_s * 1e3)) if a > 0 else 1.0
                   for k, (a, _) in terms.items() if k in COMPUTE_KINDS + BLOCKED_KINDS}
@@ -241,7 +244,7 @@ def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_o
         efficiency.setdefault(kind, 1.0)
     return Fit(efficiency=efficiency, bandwidth_efficiency=1.0, overhead_ms=overheads,
                run_overhead_ms=group_ms.get("run", 0.0), layout_block=layout_block, form="linear",
-               linear_terms=terms)
+               linear_terms=terms, runtime=runtime)
 
 
 def score(blocks: list[BlockMeasurement], device: DeviceModel) -> Score:
@@ -278,6 +281,8 @@ def _model_section(fitted: Fit, fit_note: str) -> dict[str, object]:
     if fitted.form != "roofline":
         section["form"] = fitted.form
         section["linear_terms"] = {k: [float(f"{a:.6g}"), float(f"{b:.6g}")] for k, (a, b) in fitted.linear_terms.items()}
+    if fitted.runtime != "generic":
+        section["runtime"] = fitted.runtime
     if fitted.layout_block:
         section["layout_block"] = fitted.layout_block
     section["fit"] = fit_note
@@ -382,6 +387,9 @@ def calibrate_from_build(profile_file: Path, data: dict[str, object], *, out: Pa
         _check_identifiable(blocks)
         options = {"macs_per_s": profile.device.macs_per_s[precision].value, "precision": precision,
                    "bandwidth_gb_s": profile.device.bandwidth_gb_s.value, "run_overhead": True,
+                   # onnxruntime's graph rules (nas.latency_model.plan): fusions, and at fp32 its
+                   # NCHWc layout where the build detected one; at int8 its NHWC integer graph
+                   "runtime": "onnxruntime",
                    "layout_block": int(data.get("layout_block", 0)) if precision == "fp32" else 0}  # type: ignore[arg-type]
         held_out = cross_validate(blocks, seed=seed, linear=True, **options)  # type: ignore[arg-type]
         fitted = fit_linear(blocks, **options)  # type: ignore[arg-type]

@@ -9,13 +9,24 @@ their overhead; activations cost nothing on devices that fuse them into the op b
 are free. An op kind or a precision the device does not support is reported by name, never
 priced as zero.
 
-Runtimes that compute in a channel-blocked layout (onnxruntime's NCHWc on x86: 16 channels per
-block with AVX-512, 8 with AVX2) run a compute op blocked only when its channels divide into
-blocks (dense and depthwise convolutions, channels padded up to whole blocks; not grouped ones);
-such ops get their own efficiency (``<kind>_blocked``) and compute their padding too, and every
-switch between the blocked and the plain layout costs a reorder (``overhead_ms["reorder"]`` plus
-the tensor's bytes).
-A device model sets ``layout_block`` to the block size to get this; 0 turns it off.
+What a runtime executes is not the layer table itself: :func:`plan` turns the table into the ops
+the runtime runs. With ``runtime: generic`` that is one op per layer (activations fused when
+``fuses_activations``). With ``runtime: onnxruntime`` it follows onnxruntime's CPU graph
+optimizer, whose rules were read off its optimized graphs (onnxruntime 1.31; on 270 networks of
+every block type the simulated op counts, layouts and reorders match the optimized graph exactly):
+
+- an activation after a conv is fused into it; an add after a conv is fused into it (the conv
+  adds the other operand), and so is an activation after that add, unless the conv runs blocked;
+- with ``layout_block`` > 0 (onnxruntime's NCHWc on x86: 16 channels per block with AVX-512,
+  8 with AVX2) convs run in the blocked layout: dense ones when their input channels are fewer
+  than a block (they read the plain layout) or divide by 4; depthwise ones when their channels
+  divide by 4; grouped ones when both channel counts per group divide into blocks. Pools run
+  blocked when their channels divide into blocks; a concat when all its inputs are blocked and
+  their channels divide into blocks; an add when all its inputs are blocked. Everything else
+  (unfused activations, SE gating, shuffle, slice, flatten, linear) runs plain. Blocked ops
+  compute their padding channels and have their own efficiency and overhead
+  (``<kind>_blocked``); each change of layout is a reorder op (kind ``reorder``, keyed
+  ``reorder_in`` or ``reorder_out``: its bytes plus its overhead).
 
 >>> from nas.arch import parse
 >>> from nas.layers import layer_table
@@ -33,14 +44,17 @@ from nas.errors import UserError
 from nas.layers import Layer
 
 COMPUTE_KINDS = ("conv", "pwconv", "gconv", "dwconv", "linear")
-BLOCKABLE_KINDS = ("conv", "pwconv", "dwconv")
+BLOCKABLE_KINDS = ("conv", "pwconv", "gconv", "dwconv")
 BLOCKED_KINDS = tuple(f"{k}_blocked" for k in BLOCKABLE_KINDS)
 DATA_KINDS = ("add", "mul", "concat", "shuffle", "slice", "avgpool", "maxpool", "gap")
 FREE_KINDS = ("flatten",)
 FORMS = ("roofline", "linear")
+RUNTIMES = ("generic", "onnxruntime")
+REORDER_KEYS = ("reorder_in", "reorder_out")  # into and out of the blocked layout
 ALL_KINDS = COMPUTE_KINDS + DATA_KINDS + ("act",) + FREE_KINDS
-# Data ops that stay in the blocked layout between blocked convs (fused adds, blocked pooling).
-_LAYOUT_NEUTRAL = ("act", "flatten", "add", "gap")
+_CONVS = ("conv", "pwconv", "gconv", "dwconv")
+_ALIGN = 4  # channel multiple onnxruntime's NCHWc reorders need
+_FOLDED_ACTS = ("ReLU", "ReLU6")  # int8: clipping the quantized range is the activation
 
 
 @dataclass(frozen=True)
@@ -56,12 +70,32 @@ class DeviceModel:
     fuses_activations: bool = True
     supported_kinds: tuple[str, ...] = ALL_KINDS
     run_overhead_ms: float = 0.0  # once per inference
-    layout_block: int = 0  # channels per block of a blocked layout; 0: none
+    layout_block: int = 0  # channels per block of a blocked layout (runtime onnxruntime); 0: none
     # "roofline": max(compute, memory) per op, as above. "linear": compute and memory add, with
     # fitted times per unit per kind instead of peak x efficiency: ms per million MACs and per MB
     # moved, keyed like efficiency (compute kinds) or by kind (data ops, "reorder").
     form: str = "roofline"
     linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    runtime: str = "generic"  # whose graph rules plan() follows: generic or onnxruntime
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise UserError(f"runtime {self.runtime!r} not allowed; allowed: {', '.join(RUNTIMES)}")
+        if self.layout_block and self.runtime != "onnxruntime":
+            raise UserError("layout_block needs runtime onnxruntime (the blocked-layout rules are onnxruntime's)")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op the runtime executes: ``key`` picks its efficiency or linear terms and its overhead
+    (a compute kind, ``<kind>_blocked``, a data kind, ``act``, ``reorder_in``/``reorder_out``),
+    ``kind`` its overhead where the key has none (the layer's kind, or ``reorder``)."""
+
+    name: str
+    kind: str
+    key: str
+    macs: float  # multiply-adds executed, padding channels included
+    elems: int  # elements read and written, weights included
 
 
 @dataclass(frozen=True)
@@ -74,81 +108,168 @@ def _pad(channels: int, block: int) -> int:
     return -(-channels // block) * block
 
 
-def is_blocked(layer: Layer, block: int) -> bool:
-    """Whether a runtime with ``block``-channel blocks runs this op in the blocked layout. As
-    onnxruntime's NCHWc transformer does: dense and depthwise convolutions are blocked (channels
-    padded up to whole blocks), grouped ones are not."""
-    return block > 0 and layer.kind in ("conv", "pwconv", "dwconv")
+def _op(layer: Layer, key: str | None = None, macs: float | None = None) -> Op:
+    return Op(layer.name, layer.kind, key or layer.kind, float(layer.macs) if macs is None else macs,
+              layer.in_elems + layer.out_elems + layer.weight_elems)
 
 
-def reads_plain_input(layer: Layer, block: int) -> bool:
-    """A blocked dense conv with fewer input channels than a block (an image) reads the plain layout."""
-    return layer.kind in ("conv", "pwconv") and layer.in_shape[1] < block
+def plan(layers: list[Layer], *, runtime: str = "generic", layout_block: int = 0,
+         fuses_activations: bool = True, precision: str = "fp32") -> list[Op]:
+    """The ops a runtime executes for ``layers``; see the module docstring."""
+    if runtime == "generic":
+        return [_op(l) for l in layers if l.kind not in FREE_KINDS and not (l.kind == "act" and fuses_activations)]
+    if precision == "int8":
+        return _onnxruntime_int8_plan(layers)
+    return _onnxruntime_plan(layers, layout_block)
 
 
-def effective_macs(layer: Layer, block: int) -> float:
-    """MACs the runtime executes: a blocked op also computes its padding channels."""
-    if not is_blocked(layer, block):
-        return float(layer.macs)
-    cin, cout = layer.in_shape[1], layer.out_shape[1]
-    scale = _pad(cout, block) / cout
-    if layer.kind != "dwconv" and cin >= block:
-        scale *= _pad(cin, block) / cin
-    return layer.macs * scale
+def _blocked_conv(layer: Layer, block: int) -> bool:
+    cin, cout, g = layer.in_shape[1], layer.out_shape[1], layer.groups
+    if layer.kind in ("conv", "pwconv"):
+        return cin < block or cin % _ALIGN == 0
+    if layer.kind == "dwconv":
+        return cout % _ALIGN == 0
+    return (cin // g) % block == 0 and (cout // g) % block == 0  # gconv
 
 
-def efficiency_key(layer: Layer, block: int) -> str:
-    """The key of a compute op's efficiency (and linear terms): ``<kind>_blocked`` when blocked."""
-    return f"{layer.kind}_blocked" if is_blocked(layer, block) else layer.kind
+def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
+    by_name = {l.name: l for l in layers}
+    consumers: dict[str, list[Layer]] = {}
+    for l in layers:
+        for i in l.inputs:
+            consumers.setdefault(i, []).append(l)
 
+    def sole_conv(name: str) -> bool:
+        src = by_name.get(name)
+        return src is not None and src.kind in _CONVS and len(consumers.get(name, [])) == 1
 
-def layer_ms(layer: Layer, device: DeviceModel, precision: str) -> float:
-    """Predicted time of one op; see the module docstring."""
-    if layer.kind in FREE_KINDS or (layer.kind == "act" and device.fuses_activations):
-        return 0.0
-    nbytes = (layer.in_elems + layer.out_elems + layer.weight_elems) * BYTES_PER_ELEMENT[precision]
-    if device.form == "linear":
-        key = efficiency_key(layer, device.layout_block) if layer.kind in COMPUTE_KINDS else layer.kind
-        per_mmac, per_mb = device.linear_terms.get(key, (0.0, 0.0))
-        return per_mmac * effective_macs(layer, device.layout_block) * 1e-6 + per_mb * nbytes * 1e-6 + device.overhead_ms.get(layer.kind, 0.0)
-    memory_s = nbytes / (device.bandwidth_gb_s * 1e9 * device.bandwidth_efficiency)
-    seconds = memory_s
-    if layer.kind in COMPUTE_KINDS:
-        compute_s = effective_macs(layer, device.layout_block) / (device.macs_per_s[precision] * device.efficiency[efficiency_key(layer, device.layout_block)])
-        seconds = max(compute_s, memory_s)
-    return seconds * 1e3 + device.overhead_ms.get(layer.kind, 0.0)
+    blocked: dict[str, bool] = {"input": False}  # layout of each output
+    converted: dict[str, set[bool]] = {}
+    absorbed: set[str] = set()  # activations executed inside a conv that absorbed an add
+    ops: list[Op] = []
+    index: dict[str, int] = {}  # layer name -> its op
 
+    def need(name: str, want: bool, reader: Layer) -> None:
+        """Reorder ``name``'s output into layout ``want`` (once per tensor and layout)."""
+        if blocked.get(name, False) == want or want in converted.setdefault(name, set()):
+            return
+        converted[name].add(want)
+        src = by_name.get(name)
+        elems = src.out_elems if src is not None else reader.in_elems
+        key = "reorder_in" if want else "reorder_out"  # into / out of the blocked layout
+        ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0, 2 * elems))
 
-def layout_switches(layers: list[Layer], block: int) -> list[Layer]:
-    """The ops before which a blocked-layout runtime reorders its input: entering the blocked
-    layout from a plain tensor with enough channels, and leaving it for an op that needs the plain
-    layout."""
-    if block <= 0:
-        return []
-    out, blocked = [], False
-    for layer in layers:
-        if layer.kind in _LAYOUT_NEUTRAL:
+    for l in layers:
+        src = l.inputs[0] if l.inputs else "input"
+        if l.name in absorbed or l.kind in FREE_KINDS:
+            if l.kind in FREE_KINDS and block:
+                need(src, False, l)
+            blocked[l.name] = blocked.get(src, False) if l.name in absorbed else False
             continue
-        now = is_blocked(layer, block)
-        if now != blocked and not (now and reads_plain_input(layer, block)):
-            out.append(layer)
-        blocked = now
-    return out
+        if l.kind == "act" and sole_conv(src):
+            blocked[l.name] = blocked[src]  # fused into the conv
+            continue
+        if l.kind in _CONVS:
+            on = block > 0 and _blocked_conv(l, block)
+            reads_plain = on and l.kind in ("conv", "pwconv") and l.in_shape[1] < block
+            need(src, on and not reads_plain, l)
+            macs = float(l.macs)
+            if on:
+                cin, cout = l.in_shape[1], l.out_shape[1]
+                macs *= _pad(cout, block) / cout
+                if l.kind in ("conv", "pwconv") and not reads_plain:
+                    macs *= _pad(cin, block) / cin
+            index[l.name] = len(ops)
+            ops.append(_op(l, f"{l.kind}_blocked" if on else l.kind, macs))
+            blocked[l.name] = on
+            continue
+        if l.kind == "add":
+            conv = next((i for i in l.inputs if sole_conv(i)), None)
+            other = next((i for i in l.inputs if i != conv), None)
+            if conv is not None and other is not None and (not blocked[conv] or blocked.get(other, False)):
+                need(other, blocked[conv], l)  # the conv reads the other operand and adds it
+                fused = ops[index[conv]]
+                ops[index[conv]] = Op(fused.name, fused.kind, fused.key, fused.macs, fused.elems + l.out_elems)
+                blocked[l.name] = blocked[conv]
+                after = consumers.get(l.name, [])
+                if not blocked[conv] and len(after) == 1 and after[0].kind == "act":
+                    absorbed.add(after[0].name)
+                continue
+            on = block > 0 and all(blocked.get(i, False) for i in l.inputs)
+        elif l.kind == "concat":
+            on = block > 0 and all(blocked.get(i, False) and by_name[i].out_shape[1] % block == 0
+                                   for i in l.inputs if i in by_name)
+        elif l.kind in ("gap", "avgpool", "maxpool"):
+            on = block > 0 and l.in_shape[1] % block == 0
+        else:  # act, mul, shuffle, slice, linear: plain
+            on = False
+        for i in l.inputs:
+            need(i, on, l)
+        ops.append(_op(l))
+        blocked[l.name] = on
+    return ops
 
 
-def reorder_bytes(layer: Layer, precision: str) -> int:
-    """Bytes a reorder before ``layer`` moves: it reads one layout and writes the other."""
-    return 2 * layer.in_elems * BYTES_PER_ELEMENT[precision]
+def _onnxruntime_int8_plan(layers: list[Layer]) -> list[Op]:
+    """onnxruntime's int8 (QDQ) graph: every conv runs in NHWC; ReLU-type activations fold into the
+    output quantization of the op before, others (hard-swish, hard-sigmoid) run as float ops
+    between a dequantize and a quantize (``act``); adds, concats and products run
+    in NHWC when all their inputs are, pools in their input's layout; shuffle, slice, flatten and
+    linear in NCHW.
+    Each change of layout is a transpose (``reorder_in``: to NHWC, ``reorder_out``: back)."""
+    by_name = {l.name: l for l in layers}
+    nhwc: dict[str, bool] = {"input": False}
+    converted: dict[str, set[bool]] = {}
+    ops: list[Op] = []
+
+    def need(name: str, want: bool, reader: Layer) -> None:
+        if nhwc.get(name, False) == want or want in converted.setdefault(name, set()):
+            return
+        converted[name].add(want)
+        src = by_name.get(name)
+        key = "reorder_in" if want else "reorder_out"
+        ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0,
+                      2 * (src.out_elems if src is not None else reader.in_elems)))
+
+    for l in layers:
+        src = l.inputs[0] if l.inputs else "input"
+        if l.kind == "act":
+            nhwc[l.name] = nhwc.get(src, False)  # elementwise: either layout
+            if l.op not in _FOLDED_ACTS:
+                ops.append(_op(l))
+            continue
+        if l.kind in _CONVS:
+            on = True
+        elif l.kind in ("gap", "avgpool", "maxpool"):
+            on = nhwc.get(src, False)
+        elif l.kind in ("add", "concat", "mul"):
+            on = all(nhwc.get(i, False) for i in l.inputs)
+        else:  # shuffle, slice, flatten, linear
+            on = False
+        for i in l.inputs or ("input",):
+            need(i, on, l)
+        nhwc[l.name] = on
+        if l.kind not in FREE_KINDS:
+            ops.append(_op(l))
+    return ops
 
 
-def _reorders(layers: list[Layer], device: DeviceModel, precision: str) -> list[tuple[str, str, float]]:
-    if device.form == "linear":  # ms per MB as fitted
-        ms_per_byte = device.linear_terms.get("reorder", (0.0, 0.0))[1] * 1e-6
-    else:
-        ms_per_byte = 1e3 / (device.bandwidth_gb_s * 1e9 * device.bandwidth_efficiency)
-    return [(f"reorder before {layer.name}", "reorder",
-             device.overhead_ms.get("reorder", 0.0) + reorder_bytes(layer, precision) * ms_per_byte)
-            for layer in layout_switches(layers, device.layout_block)]
+def op_ms(op: Op, device: DeviceModel, precision: str) -> float:
+    """Predicted time of one planned op; see the module docstring."""
+    nbytes = op.elems * BYTES_PER_ELEMENT[precision]
+    overhead = device.overhead_ms.get(op.key, device.overhead_ms.get(op.kind, 0.0))
+    if device.form == "linear":
+        per_mmac, per_mb = device.linear_terms.get(op.key, (0.0, 0.0))
+        return per_mmac * op.macs * 1e-6 + per_mb * nbytes * 1e-6 + overhead
+    seconds = nbytes / (device.bandwidth_gb_s * 1e9 * device.bandwidth_efficiency)
+    if op.kind in COMPUTE_KINDS:
+        seconds = max(seconds, op.macs / (device.macs_per_s[precision] * device.efficiency[op.key]))
+    return seconds * 1e3 + overhead
+
+
+def device_plan(layers: list[Layer], device: DeviceModel, precision: str = "fp32") -> list[Op]:
+    return plan(layers, runtime=device.runtime, layout_block=device.layout_block,
+                fuses_activations=device.fuses_activations, precision=precision)
 
 
 def predict(layers: list[Layer], device: DeviceModel, *, precision: str = "fp32", where: str = "device") -> Prediction:
@@ -160,8 +281,7 @@ def predict(layers: list[Layer], device: DeviceModel, *, precision: str = "fp32"
     if unsupported:
         raise UserError(f"{where} cannot price op kind(s) {', '.join(unsupported)}; it supports "
                         f"{', '.join(device.supported_kinds)}")
-    per_layer = [(l.name, l.kind, layer_ms(l, device, precision)) for l in layers]
-    per_layer += _reorders(layers, device, precision)
+    per_layer = [(op.name, op.kind, op_ms(op, device, precision)) for op in device_plan(layers, device, precision)]
     if device.run_overhead_ms:
         per_layer.append(("run", "run", device.run_overhead_ms))
     return Prediction(total_ms=sum(ms for _, _, ms in per_layer), per_layer=per_layer)

@@ -16,6 +16,7 @@ Kinds: ``conv`` (dense kxk), ``pwconv`` (1x1, groups 1), ``gconv`` (grouped, not
 from __future__ import annotations
 
 import copy
+import dataclasses
 import operator
 from dataclasses import dataclass
 
@@ -46,6 +47,8 @@ class Layer:
     kernel: int = 1
     stride: int = 1
     groups: int = 1
+    inputs: tuple[str, ...] = ()  # names of the layers whose outputs it reads ("input": the network input)
+    op: str = ""  # the function, where the kind leaves it open (activations: ReLU, ReLU6, Hardswish, ...)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -87,7 +90,7 @@ def _module_layer(name: str, m: nn.Module, ins: tuple[int, ...], outs: tuple[int
             k = getattr(m, "kernel_size", 1)
             s = getattr(m, "stride", 1)
             return Layer(name, kind, ins, outs, 0, 0, _numel(ins), _numel(outs), k if isinstance(k, int) else k[0],
-                         s if isinstance(s, int) else s[0])
+                         s if isinstance(s, int) else s[0], op=type(m).__name__ if kind == "act" else "")
     if isinstance(m, _SKIPPED):
         return None
     raise ValueError(f"layer {name!r} of type {type(m).__name__} has no layer kind; the layer table cannot price it")
@@ -108,11 +111,15 @@ def module_layers(module: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
     fused = fuse_bn(copy.deepcopy(module)).eval()
     graph_module, modules = trace_with_shapes(fused, torch.zeros(input_shape))
     layers: list[Layer] = []
+    producer: dict[str, str] = {}  # fx node -> the layer whose output it is (skipped ops pass theirs through)
     for node in graph_module.graph.nodes:
         outs = _shape(node)
+        if node.op == "placeholder":
+            producer[node.name] = "input"
         if node.op in ("placeholder", "output", "get_attr") or outs is None:
             continue
         inputs = [a for a in node.all_input_nodes if _shape(a) is not None]
+        sources = tuple(dict.fromkeys(producer.get(a.name, "input") for a in inputs))
         ins = _shape(inputs[0]) if inputs else outs
         if node.op == "call_module":
             layer = _module_layer(str(node.target), modules[str(node.target)], ins, outs)
@@ -123,6 +130,9 @@ def module_layers(module: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
             layer = Layer(node.name, "flatten", ins, outs, 0, 0, _numel(ins), _numel(outs))
         else:
             raise ValueError(f"op {node.target!r} ({node.op}) has no layer kind; the layer table cannot price it")
-        if layer is not None:
-            layers.append(layer)
+        if layer is None:
+            producer[node.name] = sources[0] if sources else "input"
+        else:
+            producer[node.name] = layer.name
+            layers.append(dataclasses.replace(layer, inputs=sources))
     return layers

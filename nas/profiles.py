@@ -17,7 +17,15 @@ import yaml
 
 from nas._schema import check, check_choices, from_mapping
 from nas.errors import UserError
-from nas.latency_model import ALL_KINDS, BLOCKED_KINDS, COMPUTE_KINDS, FORMS, DeviceModel
+from nas.latency_model import (
+    ALL_KINDS,
+    BLOCKED_KINDS,
+    COMPUTE_KINDS,
+    FORMS,
+    REORDER_KEYS,
+    RUNTIMES,
+    DeviceModel,
+)
 
 PROFILE_KINDS = ("measured", "predicted")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -85,21 +93,25 @@ class FittedModel:
     form: str = "roofline"
     linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)  # form linear: (ms/M MACs, ms/MB)
     layout_block: int = 0  # channels per block of the runtime's blocked layout (see nas.latency_model); 0: none
+    runtime: str = "generic"  # whose graph rules the model plans ops by (see nas.latency_model.plan)
 
     def __post_init__(self) -> None:
         check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
         check(set(COMPUTE_KINDS) <= set(self.efficiency), "model.efficiency", sorted(self.efficiency),
               f"one entry per compute kind: {', '.join(COMPUTE_KINDS)}")
         check(self.form in FORMS, "model.form", self.form, ", ".join(FORMS))
+        check(self.runtime in RUNTIMES, "model.runtime", self.runtime, ", ".join(RUNTIMES))
+        check(not self.layout_block or self.runtime == "onnxruntime", "model.layout_block", self.layout_block,
+              "0 unless runtime is onnxruntime")
         check(self.run_overhead_ms >= 0, "model.run_overhead_ms", self.run_overhead_ms, "numbers >= 0")
-        check_choices(self.linear_terms, "model.linear_terms", ALL_KINDS + BLOCKED_KINDS + ("reorder",))
+        check_choices(self.linear_terms, "model.linear_terms", ALL_KINDS + BLOCKED_KINDS + REORDER_KEYS)
         for kind, terms in self.linear_terms.items():
             check(len(terms) == 2 and min(terms) >= 0, f"model.linear_terms.{kind}", terms,
                   "[ms per million MACs, ms per MB], both >= 0")
         for kind, eff in self.efficiency.items():
             check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
         check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
-        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + ("reorder",))
+        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + BLOCKED_KINDS + ("reorder",) + REORDER_KEYS)
         for kind, ms in self.overhead_ms.items():
             check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
 
@@ -152,6 +164,7 @@ class HardwareProfile:
                            bandwidth_efficiency=m.bandwidth_efficiency, overhead_ms=dict(m.overhead_ms),
                            fuses_activations=m.fuses_activations, run_overhead_ms=m.run_overhead_ms,
                            layout_block=m.layout_block, form=m.form, supported_kinds=self.device.supported_kinds,
+                           runtime=m.runtime,
                            linear_terms={k: (float(a), float(b)) for k, (a, b) in m.linear_terms.items()})
 
 

@@ -8,22 +8,21 @@ import onnx
 import pytest
 import yaml
 
-from nas.arch import parse
-from nas.calibrate import BlockMeasurement, calibrate_from_build, fit_linear, score
+from nas.arch import ArchSpec, parse
+from nas.builder import build
+from nas.calibrate import BlockMeasurement, fit_linear, score
 from nas.cli import main
 from nas.errors import UserError
 from nas.latency import session
-from nas.latency_model import DeviceModel, effective_macs, is_blocked, predict
+from nas.latency_model import DeviceModel, plan, predict
 from nas.layers import layer_table
 from nas.profile_build import (
     FORMAT,
     at_precision,
-    build_measurements,
     designed_architectures,
     detect_layout_block,
     export_for_timing,
     load_measurements,
-    profile_skeleton,
 )
 from nas.profiles import load_profile
 
@@ -39,31 +38,93 @@ def test_designed_set_is_distinct_valid_and_covers_every_block_type() -> None:
 
 def test_blocked_layout_pads_channels_and_pays_reorders() -> None:
     layers = layer_table(parse("in_c1_r8-stem_k3_s1_c24-sh_r1_s1_g2_c32-head_c64-fc_c2"))
+    ops = {op.name: op for op in plan(layers, runtime="onnxruntime", layout_block=16)}
     stem = layers[0]
-    assert is_blocked(stem, 16) and effective_macs(stem, 16) == pytest.approx(stem.macs * 32 / 24)
+    assert ops[stem.name].key == "conv_blocked" and ops[stem.name].macs == pytest.approx(stem.macs * 32 / 24)
     gconv = next(l for l in layers if l.kind == "gconv")
-    assert not is_blocked(gconv, 16) and effective_macs(gconv, 16) == gconv.macs
+    assert ops[gconv.name].key == "gconv" and ops[gconv.name].macs == gconv.macs
+    assert [op.key for op in ops.values() if op.kind == "reorder"][:1] == ["reorder_out"]  # blocked stem -> gconv
     device = DeviceModel({"fp32": 1e9}, 1.0, {"conv": 1.0, "pwconv": 1.0, "gconv": 1.0, "dwconv": 1.0,
                                              "linear": 1.0, "conv_blocked": 1.0, "pwconv_blocked": 1.0,
-                                             "dwconv_blocked": 1.0}, 1.0, {"reorder": 0.5}, layout_block=16)
+                                             "dwconv_blocked": 1.0}, 1.0, {"reorder": 0.5}, layout_block=16,
+                         runtime="onnxruntime")
     reorders = [row for row in predict(layers, device).per_layer if row[1] == "reorder"]
     assert len(reorders) >= 2  # out of the blocked stem into the grouped conv, and back
     assert predict(layers, device).total_ms > predict(layers, DeviceModel(
         {"fp32": 1e9}, 1.0, device.efficiency, 1.0, {"reorder": 0.5})).total_ms
+    with pytest.raises(UserError, match="layout_block needs runtime onnxruntime"):
+        DeviceModel({"fp32": 1e9}, 1.0, device.efficiency, 1.0, {}, layout_block=16)
+
+
+def _optimized_graph_counts(spec: ArchSpec, tmp_path: Path) -> tuple[int, int, int, int, int]:
+    """(reorders, blocked convs, plain convs, standalone activations, standalone adds) of the graph
+    onnxruntime actually runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    shape = (1, spec.in_chs, spec.resolution, spec.resolution)
+    ort.InferenceSession(export_for_timing(build(spec), shape), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(str(tmp_path / "optimized.onnx")).graph.node
+    convs = [n for n in nodes if n.op_type in ("Conv", "FusedConv")]
+    blocked = sum(n.domain == "com.microsoft.nchwc" for n in convs)
+    return (sum(n.op_type in ("ReorderInput", "ReorderOutput") for n in nodes), blocked, len(convs) - blocked,
+            sum(n.op_type in ("Clip", "Relu", "HardSigmoid", "HardSwish", "Sigmoid") for n in nodes),
+            sum(n.op_type in ("Add", "Sum") for n in nodes))
+
+
+def test_onnxruntime_plan_matches_the_graph_onnxruntime_optimizes(tmp_path: Path) -> None:
+    """The planned fusions, layouts and reorders are the ones onnxruntime makes, on every block type
+    (block size as detected on this CPU; 0 where it has no NCHWc)."""
+    block = detect_layout_block(threads=1)
+    for spec in designed_architectures(24, seed=11):
+        ops = plan(layer_table(spec), runtime="onnxruntime", layout_block=block)
+        planned = (sum(op.kind == "reorder" for op in ops), sum(op.key.endswith("_blocked") for op in ops),
+                   sum(op.key in ("conv", "pwconv", "gconv", "dwconv") for op in ops),
+                   sum(op.kind == "act" for op in ops), sum(op.kind == "add" for op in ops))
+        assert planned == _optimized_graph_counts(spec, tmp_path), spec.format()
+
+
+def test_onnxruntime_int8_plan_matches_its_integer_graph(tmp_path: Path) -> None:
+    """At int8 the planned transposes (NHWC <-> NCHW), integer convs and adds, and float islands
+    (hard-swish) are those of the graph onnxruntime runs."""
+    import onnxruntime as ort
+
+    from nas.config import load_search_config
+
+    archs = designed_architectures(12, seed=1000, space=load_search_config("quickstart").space)
+    archs += [parse("in_c3_r16-stem_k3_s2_c16-ir_r2_k3_s1_e4_c16_se1_hs1-sh_r1_s2_g2_c32-head_c64-fc_c10")]
+    for spec in archs:
+        shape = (1, spec.in_chs, spec.resolution, spec.resolution)
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "int8.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(at_precision(export_for_timing(build(spec), shape), shape, "int8"), options,
+                             providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
+        planned = plan(layer_table(spec), runtime="onnxruntime", precision="int8")
+        assert (ops.count("Transpose"), ops.count("QLinearConv"), ops.count("QLinearAdd"),
+                ops.count("DequantizeLinear") - 1) == (
+            sum(op.kind == "reorder" for op in planned), sum(op.kind in ("conv", "pwconv", "gconv", "dwconv")
+                                                            for op in planned),
+            sum(op.kind == "add" for op in planned), sum(op.kind == "act" for op in planned)), spec.format()
 
 
 def test_linear_fit_recovers_a_known_linear_device() -> None:
     truth = DeviceModel({"fp32": 1.0}, 1.0, {}, 1.0, {"pwconv": 0.002, "dwconv": 0.003, "add": 0.001,
                                                      "reorder": 0.004}, run_overhead_ms=0.01, layout_block=16,
+                        runtime="onnxruntime",
                         form="linear", linear_terms={"pwconv_blocked": (0.02, 0.01), "dwconv_blocked": (0.05, 0.02),
                                                      "conv_blocked": (0.03, 0.0), "gconv": (0.08, 0.01),
                                                      "linear": (0.1, 0.0), "gap": (0.0, 0.05), "shuffle": (0.0, 0.1),
-                                                     "reorder": (0.0, 0.03), "add": (0.0, 0.02)})
+                                                     "reorder_in": (0.0, 0.03), "reorder_out": (0.0, 0.02),
+                                                     "add": (0.0, 0.02), "act": (0.0, 0.01)})
     blocks = []
     for spec in designed_architectures(80, seed=3):
         layers = layer_table(spec)
         blocks.append(BlockMeasurement(spec.format(), layers, predict(layers, truth).total_ms))
-    fitted = fit_linear(blocks, layout_block=16, run_overhead=True)
+    fitted = fit_linear(blocks, layout_block=16, run_overhead=True, runtime="onnxruntime")
     assert score(blocks, fitted.device(macs_per_s=1.0, bandwidth_gb_s=1.0)).mdape < 0.01
     # Every network has one fc and one global pool, so the per-inference overhead and theirs are not
     # separable: the predictions above are what must match, not each parameter.
