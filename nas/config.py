@@ -84,6 +84,20 @@ class SpaceConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """Knowledge distillation for candidate training: Hinton's loss against a teacher's logits."""
+
+    model: str  # an ONNX classifier of the same classes (e.g. runs/<run>/models/<n>/model.onnx)
+    temperature: float = 4.0
+    alpha: float = 0.9  # weight of the soft (teacher) term; 1 - alpha for the labels
+
+    def __post_init__(self) -> None:
+        check(self.model.endswith(".onnx"), "train.distill.model", self.model, "a path to an .onnx file")
+        check(self.temperature > 0, "train.distill.temperature", self.temperature, "numbers > 0")
+        check(0 <= self.alpha <= 1, "train.distill.alpha", self.alpha, "0 <= alpha <= 1")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 2
     train_subset: int | None = None
@@ -95,6 +109,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     device: str = "auto"
     threads: int | None = None
+    distill: TeacherConfig | None = None
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "train.epochs", self.epochs, "integers >= 1")

@@ -42,11 +42,18 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
-          resolution: int, cfg: TrainConfig, seed: int) -> list[float]:
+          resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
     """Train ``model`` in place on uint8 NHWC ``images``; returns the mean loss of each epoch.
+    With ``teacher_logits`` (one row per image) and ``cfg.distill``, the loss is
+    alpha * T^2 * KL(teacher || student) + (1 - alpha) * the label loss.
 
     The subset and the batch order come from ``seed`` alone, so a trial re-runs identically.
     """
+    distill = cfg.distill if teacher_logits is not None else None
+    if distill is not None:
+        from compress.distill import soft_loss
+
+        assert teacher_logits is not None and len(teacher_logits) == len(labels)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     if cfg.threads:
@@ -55,6 +62,9 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
     if cfg.train_subset and cfg.train_subset < len(labels):
         keep = np.sort(rng.choice(len(labels), cfg.train_subset, replace=False))
         images, labels = images[keep], labels[keep]
+        if teacher_logits is not None:
+            teacher_logits = teacher_logits[keep]
+    soft = torch.from_numpy(teacher_logits) if distill is not None and teacher_logits is not None else None
     x_all = to_tensor(images, preprocess, resolution)
     y_all = torch.from_numpy(labels)
     model.to(device=device, memory_format=torch.channels_last).train()
@@ -69,7 +79,11 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = x_all[idx].to(device, memory_format=torch.channels_last)
-            loss = loss_fn(model(x), y_all[idx].to(device))
+            logits = model(x)
+            loss = loss_fn(logits, y_all[idx].to(device))
+            if soft is not None and distill is not None:
+                loss = (distill.alpha * soft_loss(logits, soft[idx].to(device), distill.temperature)
+                        + (1 - distill.alpha) * loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

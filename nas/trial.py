@@ -80,6 +80,12 @@ class TrialRunner:
         self.predicted = [p for p in calibrated_predicted_profiles() if p.name != self.profile.name]
         if self.profile.kind == "predicted":
             self.predicted.insert(0, self.profile)
+        # Distilled training: the teacher's logits for every training image, once per search.
+        self.teacher_logits = None
+        if self.cfg.train.distill is not None:
+            from nas.teacher import teacher_logits
+
+            self.teacher_logits = teacher_logits(self.cfg.train.distill, self.splits)
 
     def trial_dir(self, number: int) -> Path:
         return self.run_dir / self.artifacts / f"{number:04d}"
@@ -141,7 +147,9 @@ class TrialRunner:
 
         train_started = time.perf_counter()
         losses = train(model, self.splits.x_train, self.splits.y_train, preprocess=self.splits.preprocess,
-                       resolution=spec.resolution, cfg=self.cfg.train, seed=seed)
+                       resolution=spec.resolution, cfg=self.cfg.train, seed=seed, teacher_logits=self.teacher_logits)
+        if self.cfg.train.distill is not None:
+            trial.set_user_attr("teacher", self.cfg.train.distill.model)
         trial.set_user_attr("train_loss", [round(v, 5) for v in losses])
         trial.set_user_attr("train_seconds", round(time.perf_counter() - train_started, 2))
         if recipe is not None:
