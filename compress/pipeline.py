@@ -19,7 +19,7 @@ from compress.prune import parameter_count, prune, prune_to_budget, slimming_pen
 from compress.quantize import quantize
 from compress.recipe import Recipe
 from nas.arch import ArchSpec
-from nas.costs import count_macs
+from nas.costs import count_costs, count_macs
 from nas.data import Splits, to_tensor
 from nas.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.latency import measure_latency
@@ -158,6 +158,12 @@ def apply_recipe(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Split
         strip(work)
         details["qat"] = {"iterations": q.qat_iters, "note": "QAT-trained weights; activation ranges recalibrated "
                                                              "by the static quantization that exports them"}
+    if recipe.quantize is not None and recipe.quantize.weight_bits:
+        from compress.lowbit import NOTE, apply_weight_bits
+
+        low = apply_weight_bits(work, spec, recipe.quantize.weight_bits)
+        details["lowbit"] = {"weight_bits": dict(recipe.quantize.weight_bits), "elements_at_4_bits": low,
+                             "note": NOTE}
     with torch.no_grad():
         out = to_onnx(work, info)
     if recipe.quantize is not None:
@@ -185,7 +191,10 @@ def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *
         rows[name] = {"test_accuracy": onnx_accuracy(blob, splits.x_test, splits.y_test, preprocess=splits.preprocess,
                                                      resolution=spec.resolution),
                       "file_bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, 9)), "macs": count_macs(module, x),
-                      "parameters": sum(p.numel() for p in module.parameters())}
+                      "parameters": sum(p.numel() for p in module.parameters()),
+                      "weight_mb": deployed_weight_mb(
+                          count_costs(spec, precision="fp32" if name == "baseline" else recipe.precision,
+                                      model=module).weight_mb, details if name == "compressed" else {})}
     # latency side by side, alternating, so drift on a shared machine hits both alike
     times: dict[str, list[float]] = {"baseline": [], "compressed": []}
     for _ in range(3):
@@ -207,6 +216,16 @@ def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *
     if recipe.quantize is not None and recipe.quantize.mode != "fp16":
         report["macs_note"] = "MACs count multiply-adds whatever their precision; int8 ones are cheaper"
     return Compressed(onnx=out, module=work, report=report)
+
+
+def deployed_weight_mb(mb: float, details: dict[str, object]) -> float:
+    """Weight memory of the deployed model from ``mb`` at its precision (nas.costs conventions):
+    shared weights take their Huffman-coded size, 4-bit groups half a byte per weight."""
+    if "share" in details:
+        return details["share"]["encoded_bytes"] / 1e6  # type: ignore[index]
+    if "lowbit" in details:
+        mb -= 0.5 * sum(details["lowbit"]["elements_at_4_bits"].values()) / 1e6  # type: ignore[index]
+    return mb
 
 
 def _stamp(model: bytes, recipe: Recipe, details: dict[str, object]) -> bytes:

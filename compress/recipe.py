@@ -127,6 +127,7 @@ class QuantizeConfig:
     per_channel: bool = True
     format: str = "qdq"  # static only: qdq (portable) or qoperator (onnxruntime's integer ops, smaller file)
     activations: str = "uint8"  # static only: uint8 (onnxruntime's fast x86 U8S8 kernels) or int8
+    weight_bits: dict[str, int] = field(default_factory=dict)  # static only: 8 or 4 per group (compress.lowbit)
     qat_iters: int = 0  # > 0: quantization-aware fine-tuning first (compress.qat), static mode only
     qat_lr: float = 2e-4
 
@@ -141,6 +142,10 @@ class QuantizeConfig:
         check(self.qat_iters >= 0, "quantize.qat_iters", self.qat_iters, "integers >= 0")
         check(self.qat_iters == 0 or self.mode == "static", "quantize.qat_iters", self.qat_iters,
               "0 unless mode is static (QAT simulates static int8)")
+        check(not self.weight_bits or self.mode == "static", "quantize.weight_bits", self.weight_bits,
+              "empty unless mode is static")
+        for group, bits in self.weight_bits.items():
+            check(bits in (8, 4), f"quantize.weight_bits.{group}", bits, "8, 4")
 
 
 @dataclass(frozen=True)
@@ -167,9 +172,10 @@ class Recipe:
         return "fp16" if self.quantize.mode == "fp16" else "int8"
 
 
-def sample_recipe(trial: BaseTrial, space: CompressionSpace) -> Recipe | None:
+def sample_recipe(trial: BaseTrial, space: CompressionSpace, groups: list[str] = ()) -> Recipe | None:  # type: ignore[assignment]
     """The compression knobs of one trial (parameters ``c.prune``, ``c.prune_ratio``, ``c.distill``,
-    ``c.rank_ratio``, ``c.share_bits``, ``c.quantize``; a knob with one option adds no parameter);
+    ``c.rank_ratio``, ``c.share_bits``, ``c.quantize``, and with static int8 ``c.bits.<group>`` for
+    each of ``groups`` (compress.lowbit.group_names); a knob with one option adds no parameter);
     None when the trial compresses nothing."""
     def choose(name: str, options: tuple[object, ...]) -> object:
         return options[0] if len(options) == 1 else trial.suggest_categorical(name, list(options))
@@ -186,7 +192,9 @@ def sample_recipe(trial: BaseTrial, space: CompressionSpace) -> Recipe | None:
     share = ShareConfig(bits=bits) if bits else None
     mode = "none" if share else choose("c.quantize", space.quantize)  # shared weights stay fp32 centroids
     if mode != "none":
-        quantize = QuantizeConfig(mode=str(mode), calibration_images=space.calibration_images)
+        bits = {g: int(choose(f"c.bits.{g}", space.weight_bits)) for g in groups} if mode == "static" else {}  # type: ignore[call-overload]
+        quantize = QuantizeConfig(mode=str(mode), calibration_images=space.calibration_images,
+                                  weight_bits={g: b for g, b in bits.items() if b != 8})
     if not (prune or quantize or lowrank or share):
         return None
     return Recipe(prune=prune, lowrank=lowrank, share=share, quantize=quantize)

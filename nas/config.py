@@ -193,6 +193,7 @@ class CompressionSpace:
     calibration_images: int = 256
     rank_ratios: tuple[float, ...] = (1.0,)  # low-rank 1x1 convs and linear layers; 1.0: off
     share_bits: tuple[int, ...] = (0,)  # weight sharing + Huffman, bits per layer; 0: off
+    weight_bits: tuple[int, ...] = (8,)  # static int8: bits per layer group (stem, each stage, head), 8 or 4
 
     def __post_init__(self) -> None:
         check_choices(self.prune_criteria, "compression.prune_criteria", ("none", "l1", "taylor", "bn"))
@@ -206,7 +207,9 @@ class CompressionSpace:
             check(0 < r <= 1, "compression.rank_ratios", r, "numbers in (0, 1]; 1.0 turns low-rank off")
         for b in self.share_bits:
             check(0 <= b <= 8, "compression.share_bits", b, "integers from 0 (off) to 8")
-        for name in ("prune_criteria", "prune_ratios", "distill", "quantize", "rank_ratios", "share_bits"):
+        check_choices(self.weight_bits, "compression.weight_bits", (8, 4))
+        for name in ("prune_criteria", "prune_ratios", "distill", "quantize", "rank_ratios", "share_bits",
+                     "weight_bits"):
             check(bool(getattr(self, name)), f"compression.{name}", getattr(self, name), "a non-empty list")
 
 

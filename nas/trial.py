@@ -6,6 +6,7 @@ them together.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -119,9 +120,10 @@ class TrialRunner:
         trial.set_user_attr("precision", self.cfg.search.precision)
         recipe = None
         if self.cfg.compression is not None:
+            from compress.lowbit import group_names
             from compress.recipe import sample_recipe
 
-            recipe = sample_recipe(trial, self.cfg.compression)
+            recipe = sample_recipe(trial, self.cfg.compression, group_names(spec))
             trial.set_user_attr("recipe", recipe.to_json() if recipe else "none")
             if recipe is not None:
                 trial.set_user_attr("precision", recipe.precision)
@@ -161,16 +163,15 @@ class TrialRunner:
     def _compress(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec, recipe: Recipe,
                   metrics: dict[str, float], seed: int) -> tuple[torch.nn.Module, bytes]:
         """Apply the trial's recipe; from here on costs and predictions are the compressed model's."""
-        from compress.pipeline import apply_recipe
+        from compress.pipeline import apply_recipe, deployed_weight_mb
 
         started = time.perf_counter()
         onnx_bytes, pruned, details = apply_recipe(model, spec, recipe, self.splits, seed=seed)
         costs = count_costs(spec, precision=recipe.precision, model=pruned)
-        if "share" in details:  # stored as the Huffman-coded file: weights take exactly its bytes
-            import dataclasses
-
-            encoded_mb = details["share"]["encoded_bytes"] / 1e6  # type: ignore[index]
-            costs = dataclasses.replace(costs, weight_mb=encoded_mb)
+        # shared weights take their Huffman-coded bytes, 4-bit groups half a byte per weight
+        costs = dataclasses.replace(costs, weight_mb=deployed_weight_mb(costs.weight_mb, details))
+        if "lowbit" in details:
+            trial.set_user_attr("weight_bits_note", details["lowbit"]["note"])  # type: ignore[index]
         metrics.update(cost_attrs(costs))
         for key, value in cost_attrs(costs).items():
             trial.set_user_attr(key, value)

@@ -72,7 +72,7 @@ def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Pat
 
     config = tiny_config(idx_dir, trials=3)
     config["compression"] = {"prune_criteria": ["l1"], "prune_ratios": [0.5], "finetune_iters": 2,
-                             "quantize": ["static"], "calibration_images": 16}
+                             "quantize": ["static"], "calibration_images": 16, "weight_bits": [8, 4]}
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
@@ -87,8 +87,16 @@ def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Pat
         model = run / t.user_attrs["onnx_path"]
         assert read_metadata(model)["hwnas.precision"] == "int8"
         assert t.user_attrs["file_bytes"] == model.stat().st_size
-        # costs are the compressed network's: int8 weights are 1 byte per parameter
-        assert t.user_attrs["weight_mb"] == pytest.approx(t.user_attrs["parameters"] / 1e6, rel=0.2)
+        # costs are the compressed network's: int8 weights are 1 byte per parameter, 4-bit ones half
+        four = [g for g, b in recipe.quantize.weight_bits.items() if b == 4]  # type: ignore[union-attr]
+        assert set(four) == {k[len("c.bits."):] for k, v in t.params.items() if k.startswith("c.bits.") and v == 4}
+        if four:
+            assert "runs them as int8" in t.user_attrs["weight_bits_note"]
+            assert t.user_attrs["weight_mb"] < t.user_attrs["parameters"] / 1e6
+        else:
+            assert t.user_attrs["weight_mb"] == pytest.approx(t.user_attrs["parameters"] / 1e6, rel=0.2)
+    assert any(recipe_bits for recipe_bits in (json.loads(t.user_attrs["recipe"])["quantize"]["weight_bits"]
+                                               for t in done))  # 3 trials x 4 groups: some 4-bit group
 
 
 def test_unstructured_schedule_masks_and_sparsity() -> None:
@@ -287,3 +295,55 @@ def test_static_int8_runs_fully_in_integer_kernels(fmt: str, tmp_path: Path) -> 
     assert np.corrcoef(ref.ravel(), out.ravel())[0, 1] > 0.98
     with pytest.raises(UserError, match="quantization format 'qop' is not supported; allowed: qdq, qoperator"):
         quantize_int8_static(fp32, x, fmt="qop")
+
+
+def test_four_bit_groups_hold_15_levels_and_count_half_a_byte(tmp_path: Path, idx_dir: Path) -> None:
+    import numpy as np
+    import optuna
+    import torch
+
+    from compress.lowbit import apply_weight_bits, group_names, weight_layers
+    from compress.pipeline import compress
+    from compress.recipe import sample_recipe
+    from nas.arch import parse
+    from nas.builder import build
+    from nas.config import CompressionSpace, parse_search_config
+    from nas.study import load_splits
+
+    spec = parse("in_c1_r16-stem_k3_s2_c8-ir_r1_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c32-fc_c10")
+    assert group_names(spec) == ["stem", "stage0", "stage1", "head"]
+    model = build(spec).eval()
+    before = {n: [l.weight.detach().clone() for l in ls] for n, ls in weight_layers(model, spec).items()}
+    low = apply_weight_bits(model, spec, {"stage1": 4, "head": 4, "stem": 8})
+    assert set(low) == {"stage1", "head"} and all(v > 0 for v in low.values())
+    for name, layers in weight_layers(model, spec).items():
+        for layer, old in zip(layers, before[name]):
+            levels = max(len(torch.unique(row)) for row in layer.weight.detach().flatten(1))
+            assert levels <= 15 if name in low else levels > 15 or layer.weight.shape[1:].numel() <= 15
+    with pytest.raises(UserError, match="unknown group 'stage7'; allowed: stem, stage0, stage1, head"):
+        apply_weight_bits(build(spec), spec, {"stage7": 4})
+    with pytest.raises(UserError, match="empty unless mode is static"):
+        parse_recipe({"quantize": {"mode": "fp16", "weight_bits": {"head": 4}}})
+
+    cfg = parse_search_config(tiny_config(idx_dir))
+    splits = load_splits(cfg, cache_dir=tmp_path)
+    trained = build(spec).eval()
+    eight = compress(trained, spec, parse_recipe({"quantize": {"mode": "static", "calibration_images": 8}}), splits,
+                     repeats=3)
+    four = compress(trained, spec, parse_recipe({"quantize": {"mode": "static", "calibration_images": 8,
+                                                              "weight_bits": {"stage1": 4, "head": 4}}}), splits,
+                    repeats=3)
+    saved = 0.5 * sum(four.report["lowbit"]["elements_at_4_bits"].values()) / 1e6
+    assert four.report["compressed"]["weight_mb"] == pytest.approx(eight.report["compressed"]["weight_mb"] - saved)
+    assert "runs them as int8" in four.report["lowbit"]["note"]
+    proto = onnx.load_from_string(four.onnx)
+    head_weight = next(t for t in proto.graph.initializer if t.name.startswith("head") and "weight" in t.name
+                       and onnx.numpy_helper.to_array(t).dtype == np.int8)
+    stored = onnx.numpy_helper.to_array(head_weight).reshape(32, -1)
+    assert max(len(np.unique(row)) for row in stored) <= 15  # the int8 file keeps the 4-bit levels
+
+    space = CompressionSpace(quantize=("static",), weight_bits=(8, 4))
+    recipe = sample_recipe(optuna.trial.FixedTrial({"c.bits.stem": 8, "c.bits.stage0": 4, "c.bits.stage1": 8,
+                                                    "c.bits.head": 4}), space, group_names(spec))
+    assert recipe is not None and recipe.quantize is not None and recipe.quantize.weight_bits == {"stage0": 4,
+                                                                                                   "head": 4}
