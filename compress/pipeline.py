@@ -69,12 +69,13 @@ def _prune(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, see
             share, cost, start = budget
             goal = start * share ** (step / cfg.steps)
             result = prune_to_budget(model, min(1.0, goal / cost(model)), cost, criterion=cfg.criterion,
-                                     scope=cfg.scope, round_to=cfg.round_to, taylor_batches=batches)
+                                     scope=cfg.scope, round_to=cfg.round_to, taylor_batches=batches,
+                                     streams=cfg.streams)
         else:
             assert cfg.ratio is not None
             step_ratio = 1 - (1 - cfg.ratio) ** (1 / cfg.steps)
             result = prune(model, ratio=step_ratio, criterion=cfg.criterion, scope=cfg.scope, round_to=cfg.round_to,
-                           taylor_batches=batches)
+                           taylor_batches=batches, streams=cfg.streams)
         for name, (before, after) in result.kept.items():
             kept[name] = (kept.get(name, (before, before))[0], after)
         dense = result.dense

@@ -12,8 +12,13 @@ It also prunes the network's head: the 1x1 head conv's output channels, which pa
 average pooling into the classifier (the consumer, a linear layer). In a MobileNet-style network
 the head holds a large share of the parameters.
 
-The block's input and output channels are untouched, so residual adds, concats and the next
-block need no change. Grouped convs with a shuffle between them stay exact: with ``n = g * g * r``
+And it prunes the channels between blocks where residual adds couple them (a :class:`StreamGroup`):
+a run of inverted residuals (one that changes channels or stride, then the residual ones after
+it) sums every block's projection into one stream, so the same channels go from every
+projection, from the expand conv of every residual block that reads the stream, and from the
+conv that reads it after the run (the next block's expand conv, or the head conv). A run whose
+stream feeds anything else (a depthwise conv of an expansion-1 block, a ShuffleNet unit, the
+classifier directly) is left dense and reported. Grouped convs with a shuffle between them stay exact: with ``n = g * g * r``
 hidden channels, channel (group a, slot j) lands after the shuffle in consumer group ``j // r``;
 keeping the same slots in every producer group, the same number in each block of ``r`` slots,
 keeps every surviving weight where it was. Hidden sizes that do not divide by ``g * g`` are left
@@ -82,6 +87,10 @@ class ChannelGroup:
         return self.at(self.producer)
 
     @property
+    def sources(self) -> list[nn.Module]:
+        return [self.source]
+
+    @property
     def channels(self) -> int:
         return self.source[0].out_channels  # type: ignore[index]
 
@@ -91,9 +100,65 @@ class ChannelGroup:
         return self.groups * self.groups if self.groups > 1 else 1
 
 
-def channel_groups(model: nn.Module) -> tuple[list[ChannelGroup], list[str]]:
-    """The prunable groups of ``model`` and the names of blocks left dense, with why."""
+@dataclass
+class StreamGroup:
+    """Channels that residual adds couple: ``producers`` (projection conv + BN blocks) are summed
+    into them; ``consumers`` (1x1 conv + BN blocks) read them."""
+
+    name: str
+    producers: list[nn.Module]
+    consumers: list[nn.Module]
+    groups: int = 1
+    unit: int = 1
+
+    @property
+    def sources(self) -> list[nn.Module]:
+        return self.producers
+
+    @property
+    def channels(self) -> int:
+        return self.producers[0][0].out_channels  # type: ignore[index]
+
+
+def _reads_with_pointwise(module: nn.Module) -> nn.Module | None:
+    """The dense 1x1 conv + BN block through which ``module`` reads its input, if it does."""
+    first = module.body[0] if isinstance(module, InvertedResidual) else module
+    if isinstance(first, ConvBnAct) and first[0].kernel_size == (1, 1) and first[0].groups == 1:
+        return first
+    return None
+
+
+def _stream_groups(net: Net) -> tuple[list[StreamGroup], list[str]]:
+    blocks = list(net.blocks)
     groups, dense = [], []
+    i = 0
+    while i < len(blocks):
+        if not isinstance(blocks[i], InvertedResidual):
+            i += 1
+            continue
+        j = i + 1
+        while j < len(blocks) and isinstance(blocks[j], InvertedResidual) and blocks[j].residual:
+            j += 1
+        run = blocks[i:j]
+        name = f"blocks.{i}" + (f"-{j - 1}" if j - 1 > i else "") + ".out"
+        after = blocks[j] if j < len(blocks) else (net.head if isinstance(net.head, ConvBnAct) else None)
+        readers = [_reads_with_pointwise(b) for b in run[1:]] + [_reads_with_pointwise(after) if after else None]
+        if blocks[i].residual:  # the stream began before this block: its input is coupled too
+            dense.append(f"{name}: continues a residual stream that an earlier block began")
+        elif any(r is None for r in readers):
+            dense.append(f"{name}: read by a block that is not a dense 1x1 conv (expansion-1 or ShuffleNet "
+                         "block, or the classifier directly)")
+        else:
+            groups.append(StreamGroup(name, [b.body[-1] for b in run], [r for r in readers if r is not None]))
+        i = j
+    return groups, dense
+
+
+def channel_groups(model: nn.Module, *, streams: bool = False) -> tuple[list[ChannelGroup | StreamGroup], list[str]]:
+    """The prunable groups of ``model`` and the names of blocks left dense, with why; ``streams``
+    adds the residual-coupled channels between blocks."""
+    groups: list[ChannelGroup | StreamGroup] = []
+    dense: list[str] = []
     for name, module in model.named_modules():
         if isinstance(module, Net) and isinstance(module.head, ConvBnAct):
             groups.append(ChannelGroup(f"{name}.head" if name else "head", module, "head", None, None, None,
@@ -116,6 +181,10 @@ def channel_groups(model: nn.Module) -> tuple[list[ChannelGroup], list[str]]:
                 dense.append(f"{name}: {n} hidden channels do not divide by groups^2 = {g * g}")
                 continue
             groups.append(ChannelGroup(name, seq, 0, 1, 2, None, 3, g))
+    if streams and isinstance(model, Net):
+        coupled, left = _stream_groups(model)
+        groups += coupled
+        dense += left
     return groups, dense
 
 
@@ -199,8 +268,15 @@ def _linear_inputs(old: nn.Linear, keep: torch.Tensor) -> nn.Linear:
     return new
 
 
-def apply_keep(group: ChannelGroup, pre: torch.Tensor) -> None:
+def apply_keep(group: ChannelGroup | StreamGroup, pre: torch.Tensor) -> None:
     """Remove all but the ``pre`` channels (pre-shuffle indices) from the group, in place."""
+    if isinstance(group, StreamGroup):
+        for producer in group.producers:
+            producer[0] = _conv(producer[0], pre, None, 1)
+            producer[1] = _bn(producer[1], pre)
+        for consumer in group.consumers:
+            consumer[0] = _conv(consumer[0], None, pre, 1)
+        return
     seq, n = group.owner, group.channels
     if group.shuffle is not None and isinstance(seq[group.shuffle], ChannelShuffle):
         perm = seq[group.shuffle].perm
@@ -233,9 +309,9 @@ def channel_importance(groups: list[ChannelGroup], criterion: str,
                        model: nn.Module | None = None) -> list[torch.Tensor]:
     """Importance of each pre-shuffle channel of each group."""
     if criterion == "l1":
-        return [g.source[0].weight.detach().abs().flatten(1).sum(1) for g in groups]
+        return [sum(s[0].weight.detach().abs().flatten(1).sum(1) for s in g.sources) for g in groups]
     if criterion == "bn":
-        return [g.source[1].weight.detach().abs() for g in groups]
+        return [sum(s[1].weight.detach().abs() for s in g.sources) for g in groups]
     if criterion == "taylor":
         if taylor_batches is None or model is None:
             raise UserError("the taylor criterion needs training batches to accumulate activation x gradient")
@@ -246,13 +322,14 @@ def channel_importance(groups: list[ChannelGroup], criterion: str,
 def _taylor(groups: list[ChannelGroup], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
             model: nn.Module) -> list[torch.Tensor]:
     scores = [torch.zeros(g.channels) for g in groups]
-    outputs: dict[int, torch.Tensor] = {}
+    outputs: dict[tuple[int, int], torch.Tensor] = {}
     hooks = []
     for i, g in enumerate(groups):
-        def keep(_m: nn.Module, _inp: object, out: torch.Tensor, i: int = i) -> None:
-            out.retain_grad()
-            outputs[i] = out
-        hooks.append(g.source.register_forward_hook(keep))
+        for k, source in enumerate(g.sources):  # a stream's channels: summed over its producers
+            def keep(_m: nn.Module, _inp: object, out: torch.Tensor, key: tuple[int, int] = (i, k)) -> None:
+                out.retain_grad()
+                outputs[key] = out
+            hooks.append(source.register_forward_hook(keep))
     was_training = model.training
     model.train()
     loss_fn = nn.CrossEntropyLoss()
@@ -261,7 +338,7 @@ def _taylor(groups: list[ChannelGroup], batches: Iterable[tuple[torch.Tensor, to
         for x, y in batches:
             model.zero_grad(set_to_none=True)
             loss_fn(model(x), y).backward()
-            for i, out in outputs.items():
+            for (i, _), out in outputs.items():
                 # Molchanov et al.: |mean over positions of activation x gradient|, averaged over the batch
                 scores[i] += (out.detach() * out.grad).mean(dim=(2, 3)).abs().mean(0)
             count += 1
@@ -293,7 +370,7 @@ class PruneResult:
 
 def prune(model: nn.Module, *, ratio: float, criterion: str = "l1", scope: str = "per-layer", round_to: int = 8,
           taylor_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
-          importance: list[torch.Tensor] | None = None) -> PruneResult:
+          importance: list[torch.Tensor] | None = None, streams: bool = False) -> PruneResult:
     """Remove ``ratio`` of the hidden channels, in place. ``per-layer``: each group loses that
     share; ``global``: one threshold over all groups' normalised scores. Kept counts round up
     to ``round_to`` (or to g*g for shuffled groups). ``ratio`` 0 changes nothing. ``importance``
@@ -302,7 +379,7 @@ def prune(model: nn.Module, *, ratio: float, criterion: str = "l1", scope: str =
         raise UserError(f"pruning ratio {ratio} not allowed; allowed: 0 <= ratio < 1")
     if scope not in SCOPES:
         raise UserError(f"pruning scope {scope!r} not allowed; allowed: {', '.join(SCOPES)}")
-    groups, dense = channel_groups(model)
+    groups, dense = channel_groups(model, streams=streams)
     if ratio == 0 or not groups:
         return PruneResult({g.name: (g.channels, g.channels) for g in groups}, dense)
     if importance is None:
@@ -327,13 +404,14 @@ def prune(model: nn.Module, *, ratio: float, criterion: str = "l1", scope: str =
 
 def prune_to_macs(model: nn.Module, fraction: float, input_shape: tuple[int, ...], *, criterion: str = "l1",
                   scope: str = "per-layer", round_to: int = 8,
-                  taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PruneResult:
+                  taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  streams: bool = False) -> PruneResult:
     """Prune, in place, to about ``fraction`` of the model's MACs."""
     from nas.costs import count_macs
 
     x = torch.zeros(input_shape)
     return prune_to_budget(model, fraction, lambda m: count_macs(m, x), criterion=criterion, scope=scope,
-                           round_to=round_to, taylor_batches=taylor_batches)
+                           round_to=round_to, taylor_batches=taylor_batches, streams=streams)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -342,28 +420,31 @@ def parameter_count(model: nn.Module) -> int:
 
 def prune_to_budget(model: nn.Module, fraction: float, cost: Callable[[nn.Module], float], *, criterion: str = "l1",
                     scope: str = "per-layer", round_to: int = 8,
-                    taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> PruneResult:
+                    taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                    streams: bool = False) -> PruneResult:
     """Prune, in place, to about ``fraction`` of ``cost(model)`` (MACs, parameters...), by bisection
     on the ratio; channel rounding makes the result land near, not on, the target."""
     base = cost(model)
     # Copies share the weights, so the criterion (Taylor: forward and backward passes) is computed once.
-    importance = channel_importance(channel_groups(model)[0], criterion, taylor_batches, model)
+    importance = channel_importance(channel_groups(model, streams=streams)[0], criterion, taylor_batches, model)
     lo, hi = 0.0, 0.95
     for _ in range(12):
         mid = (lo + hi) / 2
         trial = copy.deepcopy(model)
-        prune(trial, ratio=mid, criterion=criterion, scope=scope, round_to=round_to, importance=importance)
+        prune(trial, ratio=mid, criterion=criterion, scope=scope, round_to=round_to, importance=importance,
+              streams=streams)
         if cost(trial) > fraction * base:
             lo = mid
         else:
             hi = mid
     # the smallest ratio found that reaches the target (or 0.95, the most this will prune)
-    return prune(model, ratio=hi, criterion=criterion, scope=scope, round_to=round_to, importance=importance)
+    return prune(model, ratio=hi, criterion=criterion, scope=scope, round_to=round_to, importance=importance,
+                 streams=streams)
 
 
 def slimming_penalty(strength: float) -> Callable[[nn.Module], torch.Tensor]:
     """Network slimming's L1 penalty on the BatchNorm scales of prunable producers, to add to the loss."""
     def penalty(model: nn.Module) -> torch.Tensor:
         groups, _ = channel_groups(model)
-        return strength * sum((g.source[1].weight.abs().sum() for g in groups), torch.zeros(()))
+        return strength * sum((s[1].weight.abs().sum() for g in groups for s in g.sources), torch.zeros(()))
     return penalty

@@ -40,6 +40,7 @@ class PruneConfig:
     target_params: float | None = None  # ... or the share of its parameters (file size, on-chip memory)
     scope: str = "per-layer"
     round_to: int = 8
+    streams: bool = False  # also the residual-coupled channels between inverted residuals (compress.prune)
     steps: int = 1  # iterative: prune a share, fine-tune, repeat
     finetune_iters: int = 200  # per step
     lr: float = 1e-3

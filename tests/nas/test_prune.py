@@ -147,3 +147,50 @@ def test_head_channels_prune_exactly_into_the_classifier() -> None:
     apply_keep(head, keep)
     assert model.head[0].out_channels == model.classifier.in_features == len(keep) == 32
     assert torch.allclose(model.eval()(x), reference, atol=1e-5)
+
+
+def test_residual_streams_prune_exactly_across_adds() -> None:
+    from compress.prune import StreamGroup, apply_keep
+
+    spec = parse("in_c3_r16-stem_k3_s1_c16-ir_r3_k3_s1_e4_c32-ir_r2_k3_s2_e4_c48-ir_r1_k3_s1_e1_c64-head_c64-fc_c10")
+    model = build(spec).eval()
+    _randomize_bn(model)
+    groups, dense = channel_groups(model, streams=True)
+    streams = [g for g in groups if isinstance(g, StreamGroup)]
+    # blocks 0-2 (32 channels, two residual adds) and 3-4 (48) are streams; the stream of block 5 feeds
+    # the head, but blocks 3-4's stream feeds block 5's depthwise conv (expansion 1): left dense
+    assert [(g.name, len(g.producers), len(g.consumers)) for g in streams] == [("blocks.0-2.out", 3, 3),
+                                                                              ("blocks.5.out", 1, 1)]
+    assert any(d.startswith("blocks.3-4.out") for d in dense)
+    assert channel_groups(model)[0] == [g for g in groups if not isinstance(g, StreamGroup)]
+    stream = streams[0]
+    keep = torch.arange(0, 32, 2)
+    with torch.no_grad():
+        for producer in stream.producers:  # every projection writes zeros on the dropped channels
+            bn = producer[1]
+            dropped = torch.ones(32, dtype=torch.bool)
+            dropped[keep] = False
+            bn.weight[dropped] = 0
+            bn.bias[dropped] = 0
+            bn.running_mean[dropped] = 0
+    x = torch.randn(2, 3, 16, 16)
+    reference = model(x)
+    apply_keep(stream, keep)
+    assert torch.allclose(model.eval()(x), reference, atol=1e-5)
+    assert model.blocks[1].body[0][0].in_channels == 16 and model.blocks[2].body[-1][0].out_channels == 16
+    # pruned with the streams, the same ratio removes more
+    a, b = build(spec).eval(), build(spec).eval()
+    prune(a, ratio=0.5)
+    prune(b, ratio=0.5, streams=True)
+    x1 = torch.zeros(1, 3, 16, 16)
+    assert count_macs(b, x1) < count_macs(a, x1) and b(x1).shape == (1, 10)
+
+
+@pytest.mark.parametrize("family", list(ARCHS))
+def test_stream_pruning_runs_on_every_family(family: str) -> None:
+    model = build(parse(ARCHS[family])).eval()
+    _randomize_bn(model)
+    x = torch.randn(2, 3, 16, 16)
+    batches = [(x, torch.tensor([0, 1]))]
+    prune(model, ratio=0.5, criterion="taylor", streams=True, taylor_batches=batches)
+    assert model.eval()(x).shape == (2, 10)
