@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ RECIPES: dict[str, dict[str, object] | None] = {
     "fp16": {"quantize": {"mode": "fp16"}},
     "structured L1 to 50% MACs + KD": {"prune": {**TAYLOR, "criterion": "l1"}},
     "structured Taylor to 50% MACs + KD": {"prune": TAYLOR},
+    "structured Taylor to 50% MACs, residual streams too, + KD": {"prune": {**TAYLOR, "streams": True}},
     "structured slimming to 50% MACs + KD (600 sparsity-training iterations, L1 1e-4 on BN scales)": {
         "prune": {**TAYLOR, "criterion": "bn", "slimming": 1e-4, "slimming_iters": 600}},
     "structured Taylor to 50% MACs + KD, then int8 (QOperator, per-tensor)": {"prune": TAYLOR, "quantize": QOP},
@@ -92,6 +94,9 @@ def main() -> int:
     parser.add_argument("--subset", type=int, default=30000, help="training images (default 30000)")
     parser.add_argument("--reuse", action="store_true",
                         help="load the reference trained by an earlier run (runs/bench-compression/reference.pt)")
+    parser.add_argument("--only", metavar="REGEX",
+                        help="run only the recipes whose name matches; their rows replace (or join) those of "
+                             "benchmarks/results/compression.csv, the other rows are kept from the earlier run")
     args = parser.parse_args()
     started = time.perf_counter()
     raw = load_raw(DataConfig(dataset="image-folder", dir=args.data), cache_dir=ROOT / "runs" / ".cache")
@@ -114,7 +119,17 @@ def main() -> int:
     train_s = time.perf_counter() - started
     print(f"trained {REFERENCE} for {args.epochs} epochs in {train_s:.0f}s, losses {losses}", flush=True)
     rows, notes = [], []
+    kept: dict[str, dict[str, object]] = {}
+    if args.only:
+        pattern = re.compile(args.only)
+        previous = pd.read_csv(RESULTS / "compression.csv").to_dict("records")
+        kept = {str(r["recipe"]): r for r in previous if not pattern.search(str(r["recipe"]))}
     for name, data in RECIPES.items():
+        if name in kept:
+            rows.append(kept[name])
+            continue
+        if args.only and not re.search(args.only, name):
+            continue
         if data is None:
             notes.append(f"- {name}: not run, hwnas does not implement it yet.")
             continue
@@ -138,7 +153,8 @@ def main() -> int:
                "settings (its training time is not re-measured)" if reused else f"trained in {train_s:.0f} s")
     text = "\n".join([
         "# Compression recipes on a MobileNetV2-style CIFAR-10 network", "",
-        f"Command: `.venv/bin/python benchmarks/compression.py --epochs {args.epochs}{' --reuse' if reused else ''}`. "
+        f"Command: `.venv/bin/python benchmarks/compression.py --epochs {args.epochs}{' --reuse' if reused else ''}"
+        f"{f' --only {chr(39)}{args.only}{chr(39)}' if args.only else ''}`. "
         f"Reference `{REFERENCE}`, trained by hwnas (AdamW, one-cycle, label smoothing 0.1, {args.epochs} epochs, "
         f"{len(splits.y_train) if not args.subset else args.subset} training images), {trained}. "
         "Accuracy: the exported ONNX file on the 10,000 CIFAR-10 test images with onnxruntime. Latency: "
@@ -150,7 +166,9 @@ def main() -> int:
         "file (compress.sharing.encode); its ONNX still stores fp32 centroid values. QDQ is the portable int8 "
         "format; QOperator (onnxruntime's integer ops) stores no bias scales or zero points.", "",
         table.to_markdown(index=False), "", "## The issue's targets", "", *_targets(rows), "", *notes, "",
-        f"Total {time.perf_counter() - started:.0f} s.", ""])
+        f"Total {time.perf_counter() - started:.0f} s" + (f" (this run: the recipes matching `{args.only}`; the other "
+                                                          "rows come from the previous run)." if args.only else "."),
+        ""])
     (RESULTS / "compression.md").write_text(text)
     print(text)
     return 0

@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nas.arch import ArchSpec  # noqa: E402
 from nas.calibrate import cross_validate, fit, hwnasbench_measurements, score  # noqa: E402
 from nas.hwnasbench import load_table  # noqa: E402
 from nas.latency_model import predict  # noqa: E402
@@ -51,38 +52,29 @@ def device_numbers(name: str) -> tuple[str, float, float, str]:
     return metric, peak, bandwidth, source
 
 
-def _test_architectures(n: int, seed: int) -> list[tuple[str, list, dict[str, float]]]:
-    """``n`` random quickstart-space networks, measured on this host at fp32 and int8."""
+def _test_architectures(n: int, seed: int, exclude: set[str]) -> list[ArchSpec]:
+    """``n`` random quickstart-space networks, none of them in ``exclude`` (the calibration sets)."""
     import optuna
 
-    from nas.builder import build
     from nas.config import load_search_config
-    from nas.latency import measure_latency
-    from nas.layers import layer_table
-    from nas.profile_build import at_precision, export_for_timing
     from nas.space import SearchSpace
 
-    lat = load_profile("cpu").latency
-    assert lat is not None
     space = SearchSpace(load_search_config("quickstart").space, in_chs=1, num_classes=10)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out, seen = [], set()
+    out: list[ArchSpec] = []
+    seen = set(exclude)
     while len(out) < n:
         spec = space.sample(study.ask())
-        if spec.format() in seen:
-            continue
-        seen.add(spec.format())
-        shape = (1, 1, spec.resolution, spec.resolution)
-        model = build(spec).eval()
-        fp32 = export_for_timing(model, shape, spec.format())
-        measured = {p: measure_latency(at_precision(fp32, shape, p), shape, threads=lat.threads, warmup=lat.warmup,
-                                       repeats=lat.repeats).median_ms for p in ("fp32", "int8")}
-        out.append((spec.format(), layer_table(spec, model=model), measured))
+        if spec.format() not in seen:
+            seen.add(spec.format())
+            out.append(spec)
     return out
 
 
 def host_section(n: int) -> tuple[dict[str, object], list[str], list[dict[str, object]]]:
-    """Build and calibrate two host profiles; score them on ``n`` held-out architectures."""
+    """Build and calibrate two host profiles; score them on ``n`` held-out architectures. All
+    networks (both calibration sets and the held-out ones) are timed in one pass in a seeded
+    random order, so that drift of this shared machine's speed hits every set alike."""
     import time
 
     import yaml
@@ -90,25 +82,41 @@ def host_section(n: int) -> tuple[dict[str, object], list[str], list[dict[str, o
 
     from nas.calibrate import calibrate_from_build
     from nas.config import load_search_config
-    from nas.profile_build import build_measurements, profile_skeleton
+    from nas.layers import layer_table
+    from nas.profile_build import build_measurements, designed_architectures, profile_skeleton, time_networks
 
+    lat = load_profile("cpu").latency
+    assert lat is not None
     folder = ROOT / "runs" / "latency-bench"
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     variants = {"generic": dict(n=300, seed=0),
                 "quickstart": dict(n=200, seed=1, space=load_search_config("quickstart").space,
                                    space_name="quickstart", in_chs=(1,))}
+    sets = {name: designed_architectures(o["n"], seed=o["seed"], space=o.get("space"),  # type: ignore[arg-type]
+                                         in_chs=o.get("in_chs", (1, 3)))  # type: ignore[arg-type]
+            for name, o in variants.items()}
+    test_specs = _test_architectures(n, seed=1000, exclude={a.format() for archs in sets.values() for a in archs})
+    everything = list({a.format(): a for a in [*sets["generic"], *sets["quickstart"], *test_specs]}.values())
+    order = np.random.default_rng(0).permutation(len(everything))
+    timed = time_networks([everything[i] for i in order], ("fp32", "int8"), threads=lat.threads, warmup=lat.warmup,
+                          repeats=lat.repeats)
+    by_arch: dict[str, list[dict[str, object]]] = {}
+    for row in timed:
+        by_arch.setdefault(str(row["arch"]), []).append(row)
     profiles = {}
     for name, options in variants.items():
-        data = build_measurements(f"host-{name}", **options)  # type: ignore[arg-type]
+        rows = [r for a in sets[name] for r in by_arch[a.format()]]
+        data = build_measurements(f"host-{name}", rows=rows, **options)  # type: ignore[arg-type]
         (folder / f"host-{name}-measurements.json").write_text(json.dumps(data, indent=1))
         path = folder / f"host-{name}.yaml"
         path.write_text(yaml.safe_dump(profile_skeleton(data), sort_keys=False, width=100))
         calibrate_from_build(path, data, out=path)
         profiles[name] = load_profile(path)
     build_s = time.perf_counter() - started
-    tests = _test_architectures(n, seed=1000)
-    summary: dict[str, object] = {"cpu_build_and_calibrate_s": round(build_s, 1)}
+    tests = [(a.format(), layer_table(a), {str(r["precision"]): float(r["latency_ms"])  # type: ignore[arg-type]
+                                           for r in by_arch[a.format()]}) for a in test_specs]
+    summary: dict[str, object] = {"cpu_time_and_calibrate_s": round(build_s, 1), "cpu_networks_timed": len(everything)}
     rows, csv_rows = [], []
     for name, profile in profiles.items():
         for precision in ("fp32", "int8"):
@@ -192,13 +200,16 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|", *rows, "",
         "![predicted vs measured](latency_model.png)", "",
         "## Host CPU: predicted vs measured on held-out architectures", "",
-        f"{args.n} random networks of the quickstart search space (seed 1000), each measured with onnxruntime "
-        "(CPU EP, default graph optimizations, 1 thread, median of 200 runs) at fp32 and at int8 (static QDQ, "
-        "per-channel), against two host profiles made on this machine in the same run with `hwnas profile build` "
-        "+ `hwnas profile calibrate` (linear form, per-inference overhead, NCHWc layout at fp32): `generic` (300 "
-        "networks of every block type, seed 0) and `quickstart` (`--space quickstart`: 200 random networks of the "
-        "search space, seed 1). Build and calibration took "
-        f"{summary['cpu_build_and_calibrate_s']} s. Per-network scatter: latency_model_cpu.csv.", "",
+        f"{args.n} random networks of the quickstart search space (seed 1000, none of them in a calibration set), "
+        "against two host profiles calibrated in the same run with `hwnas profile calibrate` (linear form, "
+        "onnxruntime's graph rules: fusions, NCHWc at fp32, NHWC at int8; per-inference overhead) on the "
+        "measurement files of `hwnas profile build`: `generic` (300 networks of every block type, seed 0) and "
+        "`quickstart` (`--space quickstart`: 200 random networks of the search space, seed 1). All "
+        f"{summary['cpu_networks_timed']} networks were timed in one pass, in a seeded random order, so that drift "
+        "of this shared machine's speed hits calibration and held-out networks alike: onnxruntime CPU EP, default "
+        "graph optimizations, 1 thread, median of 200 runs, at fp32 and at int8 (static QDQ, per-channel, uint8 "
+        f"activations). Timing and calibration took {summary['cpu_time_and_calibrate_s']} s. Per-network scatter: "
+        "latency_model_cpu.csv.", "",
         "| calibration set | precision | networks | within 10% | MdAPE | Spearman | median predicted/measured |",
         "|---|---|---|---|---|---|---|", *cpu_rows, "",
         "![host predicted vs measured](latency_model_cpu.png)", ""])

@@ -154,22 +154,9 @@ def detect_layout_block(*, threads: int) -> int:
     return 0
 
 
-def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tuple[str, ...] = PRECISIONS,
-                       threads: int = 1, warmup: int = 10, repeats: int = 200, space: SpaceConfig | None = None,
-                       space_name: str = "", in_chs: tuple[int, ...] = (1, 3),
-                       progress: Callable[[int, int, str], None] | None = None) -> dict[str, object]:
-    """Measure this machine; returns the content of a measurement file (see module docstring).
-    ``space`` replaces the designed set by random networks of a search space (``space_name``
-    says which in the conditions; ``in_chs`` are its input channels)."""
-    import onnxruntime as ort
-
-    for precision in precisions:
-        if precision not in ("fp32", "fp16", "int8"):
-            raise UserError(f"precision {precision!r} cannot be measured; allowed: fp32, fp16, int8")
-    archs = designed_architectures(n, seed=seed, space=space, in_chs=in_chs)
-    peaks = {p: dict(zip(("macs_per_s", "how"), measure_peak_macs(p, threads=threads, repeats=repeats)))
-             for p in precisions}
-    gb_s, bw_how = measure_bandwidth(threads=threads, repeats=repeats)
+def time_networks(archs: list[ArchSpec], precisions: tuple[str, ...], *, threads: int = 1, warmup: int = 10,
+                  repeats: int = 200, progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, object]]:
+    """Median latency of each network at each precision: the rows of a measurement file."""
     rows = []
     for i, spec in enumerate(archs):
         shape = (1, spec.in_chs, spec.resolution, spec.resolution)
@@ -181,6 +168,32 @@ def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tu
                          "p90_ms": latency.p90_ms})
         if progress:
             progress(i + 1, len(archs), spec.format())
+    return rows
+
+
+def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tuple[str, ...] = PRECISIONS,
+                       threads: int = 1, warmup: int = 10, repeats: int = 200, space: SpaceConfig | None = None,
+                       space_name: str = "", in_chs: tuple[int, ...] = (1, 3),
+                       progress: Callable[[int, int, str], None] | None = None,
+                       rows: list[dict[str, object]] | None = None) -> dict[str, object]:
+    """Measure this machine; returns the content of a measurement file (see module docstring).
+    ``space`` replaces the designed set by random networks of a search space (``space_name``
+    says which in the conditions; ``in_chs`` are its input channels). ``rows`` given (from
+    :func:`time_networks` on these networks, e.g. timed interleaved with others) are used as
+    they are instead of timing the networks again."""
+    import onnxruntime as ort
+
+    for precision in precisions:
+        if precision not in ("fp32", "fp16", "int8"):
+            raise UserError(f"precision {precision!r} cannot be measured; allowed: fp32, fp16, int8")
+    archs = designed_architectures(n, seed=seed, space=space, in_chs=in_chs)
+    peaks = {p: dict(zip(("macs_per_s", "how"), measure_peak_macs(p, threads=threads, repeats=repeats)))
+             for p in precisions}
+    gb_s, bw_how = measure_bandwidth(threads=threads, repeats=repeats)
+    if rows is None:
+        rows = time_networks(archs, precisions, threads=threads, warmup=warmup, repeats=repeats, progress=progress)
+    elif {r["arch"] for r in rows} != {a.format() for a in archs}:
+        raise ValueError("rows must time exactly the networks of this designed set")
     return {
         "format": FORMAT, "name": name,
         "conditions": {

@@ -193,7 +193,7 @@ def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Pa
     from compress.prune import channel_groups, slimming_penalty
 
     def scales(m: torch.nn.Module) -> float:
-        return float(sum(g.source[1].weight.abs().sum() for g in channel_groups(m)[0]))
+        return float(sum(g.source[1].weight.detach().abs().sum() for g in channel_groups(m)[0]))
 
     slim, plain = build(spec), build(spec)
     plain.load_state_dict(slim.state_dict())
