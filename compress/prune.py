@@ -154,10 +154,13 @@ def _stream_groups(net: Net) -> tuple[list[StreamGroup], list[str]]:
     return groups, dense
 
 
-def channel_groups(model: nn.Module, *, streams: bool = False) -> tuple[list[ChannelGroup | StreamGroup], list[str]]:
+Group = ChannelGroup | StreamGroup
+
+
+def channel_groups(model: nn.Module, *, streams: bool = False) -> tuple[list[Group], list[str]]:
     """The prunable groups of ``model`` and the names of blocks left dense, with why; ``streams``
     adds the residual-coupled channels between blocks."""
-    groups: list[ChannelGroup | StreamGroup] = []
+    groups: list[Group] = []
     dense: list[str] = []
     for name, module in model.named_modules():
         if isinstance(module, Net) and isinstance(module.head, ConvBnAct):
@@ -188,21 +191,21 @@ def channel_groups(model: nn.Module, *, streams: bool = False) -> tuple[list[Cha
     return groups, dense
 
 
-def _slots(group: ChannelGroup) -> tuple[int, int, int]:
+def _slots(group: Group) -> tuple[int, int, int]:
     """(g, m, r): producer groups, channels per producer group, slots per consumer block."""
     g = group.groups
     m = group.channels // g
     return g, m, (m // g if g > 1 else m)
 
 
-def slot_scores(group: ChannelGroup, channel_scores: torch.Tensor) -> torch.Tensor:
+def slot_scores(group: Group, channel_scores: torch.Tensor) -> torch.Tensor:
     """Importance per prunable unit: per channel without a shuffle; with one, per slot j (summed
     over the g producer groups)."""
     g, m, _ = _slots(group)
     return channel_scores.view(g, m).sum(0) if g > 1 else channel_scores
 
 
-def kept_channels(group: ChannelGroup, scores: torch.Tensor, keep: int) -> torch.Tensor:
+def kept_channels(group: Group, scores: torch.Tensor, keep: int) -> torch.Tensor:
     """Pre-shuffle indices of the ``keep`` channels to keep (``keep`` a multiple of the unit)."""
     g, m, r = _slots(group)
     if g == 1:
@@ -268,7 +271,7 @@ def _linear_inputs(old: nn.Linear, keep: torch.Tensor) -> nn.Linear:
     return new
 
 
-def apply_keep(group: ChannelGroup | StreamGroup, pre: torch.Tensor) -> None:
+def apply_keep(group: Group, pre: torch.Tensor) -> None:
     """Remove all but the ``pre`` channels (pre-shuffle indices) from the group, in place."""
     if isinstance(group, StreamGroup):
         for producer in group.producers:
@@ -304,7 +307,7 @@ def apply_keep(group: ChannelGroup | StreamGroup, pre: torch.Tensor) -> None:
         consumer[0] = _consumer(consumer[0], post, n)
 
 
-def channel_importance(groups: list[ChannelGroup], criterion: str,
+def channel_importance(groups: list[Group], criterion: str,
                        taylor_batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
                        model: nn.Module | None = None) -> list[torch.Tensor]:
     """Importance of each pre-shuffle channel of each group."""
@@ -319,7 +322,7 @@ def channel_importance(groups: list[ChannelGroup], criterion: str,
     raise UserError(f"pruning criterion {criterion!r} is not supported; allowed: {', '.join(CRITERIA)}")
 
 
-def _taylor(groups: list[ChannelGroup], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+def _taylor(groups: list[Group], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
             model: nn.Module) -> list[torch.Tensor]:
     scores = [torch.zeros(g.channels) for g in groups]
     outputs: dict[tuple[int, int], torch.Tensor] = {}
@@ -353,7 +356,7 @@ def _taylor(groups: list[ChannelGroup], batches: Iterable[tuple[torch.Tensor, to
     return [s / count / (s / count).norm().clamp_min(1e-12) for s in scores]
 
 
-def _round_keep(group: ChannelGroup, wanted: float, round_to: int) -> int:
+def _round_keep(group: Group, wanted: float, round_to: int) -> int:
     n, unit = group.channels, group.unit
     step = unit if unit > 1 else round_to
     keep = max(step, int(math.ceil(wanted / step - 1e-9)) * step)

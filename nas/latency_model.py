@@ -132,8 +132,37 @@ def _blocked_conv(layer: Layer, block: int) -> bool:
     return (cin // g) % block == 0 and (cout // g) % block == 0  # gconv
 
 
+class _Layouts:
+    """Which of two layouts each tensor is in (True: blocked / NHWC), and the reorder ops a plan
+    adds when an op reads a tensor in the other one (once per tensor and layout)."""
+
+    def __init__(self, layers: list[Layer], ops: list[Op]) -> None:
+        self.by_name = {l.name: l for l in layers}
+        self.ops = ops
+        self.on: dict[str, bool] = {"input": False}
+        self.converted: dict[str, set[bool]] = {}
+
+    def __getitem__(self, name: str) -> bool:
+        return self.on.get(name, False)
+
+    def __setitem__(self, name: str, on: bool) -> None:
+        self.on[name] = on
+
+    def need(self, name: str, want: bool, reader: Layer) -> None:
+        if self[name] == want or want in self.converted.setdefault(name, set()):
+            return
+        self.converted[name].add(want)
+        src = self.by_name.get(name)
+        key = "reorder_in" if want else "reorder_out"  # into / out of the blocked (NHWC) layout
+        self.ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0,
+                           2 * (src.out_elems if src is not None else reader.in_elems)))
+
+
 def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
-    by_name = {l.name: l for l in layers}
+    ops: list[Op] = []
+    blocked = _Layouts(layers, ops)  # True: NCHWc
+    need = blocked.need
+    by_name = blocked.by_name
     consumers: dict[str, list[Layer]] = {}
     for l in layers:
         for i in l.inputs:
@@ -143,28 +172,15 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
         src = by_name.get(name)
         return src is not None and src.kind in _CONVS and len(consumers.get(name, [])) == 1
 
-    blocked: dict[str, bool] = {"input": False}  # layout of each output
-    converted: dict[str, set[bool]] = {}
     absorbed: set[str] = set()  # activations executed inside a conv that absorbed an add
-    ops: list[Op] = []
     index: dict[str, int] = {}  # layer name -> its op
-
-    def need(name: str, want: bool, reader: Layer) -> None:
-        """Reorder ``name``'s output into layout ``want`` (once per tensor and layout)."""
-        if blocked.get(name, False) == want or want in converted.setdefault(name, set()):
-            return
-        converted[name].add(want)
-        src = by_name.get(name)
-        elems = src.out_elems if src is not None else reader.in_elems
-        key = "reorder_in" if want else "reorder_out"  # into / out of the blocked layout
-        ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0, 2 * elems))
 
     for l in layers:
         src = l.inputs[0] if l.inputs else "input"
         if l.name in absorbed or l.kind in FREE_KINDS:
             if l.kind in FREE_KINDS and block:
                 need(src, False, l)
-            blocked[l.name] = blocked.get(src, False) if l.name in absorbed else False
+            blocked[l.name] = blocked[src] if l.name in absorbed else False
             continue
         if l.kind == "act" and sole_conv(src):
             blocked[l.name] = blocked[src]  # fused into the conv
@@ -186,7 +202,7 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
         if l.kind == "add":
             conv = next((i for i in l.inputs if sole_conv(i)), None)
             other = next((i for i in l.inputs if i != conv), None)
-            if conv is not None and other is not None and (not blocked[conv] or blocked.get(other, False)):
+            if conv is not None and other is not None and (not blocked[conv] or blocked[other]):
                 need(other, blocked[conv], l)  # the conv reads the other operand and adds it
                 fused = ops[index[conv]]
                 ops[index[conv]] = Op(fused.name, fused.kind, fused.key, fused.macs, fused.elems + l.out_elems)
@@ -195,9 +211,9 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
                 if not blocked[conv] and len(after) == 1 and after[0].kind == "act":
                     absorbed.add(after[0].name)
                 continue
-            on = block > 0 and all(blocked.get(i, False) for i in l.inputs)
+            on = block > 0 and all(blocked[i] for i in l.inputs)
         elif l.kind == "concat":
-            on = block > 0 and all(blocked.get(i, False) and by_name[i].out_shape[1] % block == 0
+            on = block > 0 and all(blocked[i] and by_name[i].out_shape[1] % block == 0
                                    for i in l.inputs if i in by_name)
         elif l.kind in ("gap", "avgpool", "maxpool"):
             on = block > 0 and l.in_shape[1] % block == 0
@@ -217,37 +233,26 @@ def _onnxruntime_int8_plan(layers: list[Layer]) -> list[Op]:
     in NHWC when all their inputs are, pools in their input's layout; shuffle, slice, flatten and
     linear in NCHW.
     Each change of layout is a transpose (``reorder_in``: to NHWC, ``reorder_out``: back)."""
-    by_name = {l.name: l for l in layers}
-    nhwc: dict[str, bool] = {"input": False}
-    converted: dict[str, set[bool]] = {}
     ops: list[Op] = []
-
-    def need(name: str, want: bool, reader: Layer) -> None:
-        if nhwc.get(name, False) == want or want in converted.setdefault(name, set()):
-            return
-        converted[name].add(want)
-        src = by_name.get(name)
-        key = "reorder_in" if want else "reorder_out"
-        ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0,
-                      2 * (src.out_elems if src is not None else reader.in_elems)))
+    nhwc = _Layouts(layers, ops)
 
     for l in layers:
         src = l.inputs[0] if l.inputs else "input"
         if l.kind == "act":
-            nhwc[l.name] = nhwc.get(src, False)  # elementwise: either layout
+            nhwc[l.name] = nhwc[src]  # elementwise: either layout
             if l.op not in _FOLDED_ACTS:
                 ops.append(_op(l))
             continue
         if l.kind in _CONVS:
             on = True
         elif l.kind in ("gap", "avgpool", "maxpool"):
-            on = nhwc.get(src, False)
+            on = nhwc[src]
         elif l.kind in ("add", "concat", "mul"):
-            on = all(nhwc.get(i, False) for i in l.inputs)
+            on = all(nhwc[i] for i in l.inputs)
         else:  # shuffle, slice, flatten, linear
             on = False
         for i in l.inputs or ("input",):
-            need(i, on, l)
+            nhwc.need(i, on, l)
         nhwc[l.name] = on
         if l.kind not in FREE_KINDS:
             ops.append(_op(l))

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from nas.config import TeacherConfig
-from nas.data import Splits
+from nas.data import Splits, to_tensor
 from nas.errors import UserError
 from nas.export import onnx_accuracy
 from nas.latency import session
@@ -37,8 +37,6 @@ def teacher_resolution(path: Path) -> int:
 
 def teacher_logits(cfg: TeacherConfig, splits: Splits, *, batch_size: int = 500, threads: int = 2) -> np.ndarray:
     """Logits of the teacher for every training image, in the order of ``splits.x_train``."""
-    from nas.data import to_tensor
-
     path = Path(cfg.model)
     if not path.is_file():
         raise UserError(f"train.distill.model: {path} not found; give the path of an ONNX classifier, e.g. "
