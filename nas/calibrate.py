@@ -17,7 +17,6 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from nas.blocks import ConvBnAct, FBNetBlock, skip
-from nas.costs import BYTES_PER_ELEMENT
 from nas.errors import UserError
 from nas.latency_model import (
     BLOCKABLE_KINDS,
@@ -26,6 +25,7 @@ from nas.latency_model import (
     DATA_KINDS,
     DeviceModel,
     Op,
+    linear_units,
     plan,
     predict,
 )
@@ -50,7 +50,7 @@ class Fit:
     run_overhead_ms: float = 0.0
     layout_block: int = 0
     form: str = "roofline"
-    linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    linear_terms: dict[str, dict[str, float]] = field(default_factory=dict)
     runtime: str = "generic"
 
     def device(self, *, macs_per_s: float, bandwidth_gb_s: float, precision: str = "fp32") -> DeviceModel:
@@ -122,12 +122,28 @@ def unseen_kinds(blocks: list[BlockMeasurement]) -> list[str]:
     return sorted(k for k in DATA_KINDS if k not in seen)
 
 
-def _check_identifiable(blocks: list[BlockMeasurement]) -> None:
+def _check_identifiable(blocks: list[BlockMeasurement], assume: dict[str, str] | None = None) -> None:
     seen = {_OVERHEAD_GROUPS.get(layer.kind) for b in blocks for layer in b.layers}
-    missing = [g for g in _GROUPS if g not in seen]
+    for kind, like in (assume or {}).items():
+        if kind not in COMPUTE_KINDS or kind in seen:
+            raise UserError(f"--assume {kind}={like}: {kind!r} not allowed; allowed: compute kinds the measurements "
+                            f"lack ({', '.join(k for k in COMPUTE_KINDS if k not in seen) or 'none'})")
+        if like not in seen or like not in COMPUTE_KINDS:
+            raise UserError(f"--assume {kind}={like}: {like!r} not allowed; allowed: compute kinds the measurements "
+                            f"have ({', '.join(k for k in COMPUTE_KINDS if k in seen)})")
+    missing = [g for g in _GROUPS if g not in seen and g not in (assume or {})]
     if missing:
         raise UserError(f"the measurements have no {', '.join(missing)} layers, so their parameters cannot be "
-                        f"fitted; measure blocks that contain them")
+                        f"fitted; measure blocks that contain them, or for a compute kind state an assumption "
+                        f"(--assume {missing[0]}=pwconv: it runs at that kind's efficiency and overhead)")
+
+
+def _with_assumptions(fitted: Fit, assume: dict[str, str]) -> Fit:
+    """``fitted`` with each assumed kind at the efficiency and overhead of the kind it is assumed to run like."""
+    from dataclasses import replace
+
+    return replace(fitted, efficiency={**fitted.efficiency, **{k: fitted.efficiency[v] for k, v in assume.items()}},
+                   overhead_ms={**fitted.overhead_ms, **{k: fitted.overhead_ms[v] for k, v in assume.items()}})
 
 
 @dataclass(frozen=True)
@@ -202,28 +218,31 @@ def _overhead_group(op: Op) -> str:
     return op.key if op.kind in COMPUTE_KINDS or op.kind == "reorder" else _OVERHEAD_GROUPS[op.kind]
 
 
+# The units fit_linear fits per op key: compute, memory split by direction (reads, writes and
+# weights cost differently: writes allocate, weights are reused), and a grouped conv's per-group GEMMs.
+FIT_UNITS = ("mmac", "in_mb", "out_mb", "weight_mb", "group", "group_mpos")
+
+
 def _linear_features(layers: list[Layer], precision: str, runtime: str, layout_block: int) -> dict[str, float]:
-    """Per-unit quantities of the linear form over the planned ops: ("mmac", key), ("mb", key) and
-    ("ops", overhead group) sums."""
+    """Per-unit quantities of the linear form over the planned ops: "<unit>:<key>" sums of
+    FIT_UNITS and "ops:<overhead group>" op counts."""
     feats: dict[str, float] = {}
-
-    def add(name: str, value: float) -> None:
-        feats[name] = feats.get(name, 0.0) + value
-
     for op in plan(layers, runtime=runtime, layout_block=layout_block, precision=precision):
-        if op.kind in COMPUTE_KINDS:
-            add(f"mmac:{op.key}", op.macs * 1e-6)
-        add(f"mb:{op.key}", op.elems * BYTES_PER_ELEMENT[precision] * 1e-6)
-        add(f"ops:{_overhead_group(op)}", 1.0)
+        for unit, n in linear_units(op, precision).items():
+            if unit in FIT_UNITS:
+                feats[f"{unit}:{op.key}"] = feats.get(f"{unit}:{op.key}", 0.0) + n
+        group = f"ops:{_overhead_group(op)}"
+        feats[group] = feats.get(group, 0.0) + 1.0
     return feats
 
 
 def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_overhead: bool = True,
                layout_block: int = 0, macs_per_s: float = 1.0, bandwidth_gb_s: float = 1.0,
                runtime: str = "generic") -> Fit:
-    """The linear form (compute and memory add; see nas.latency_model): non-negative least squares
-    on relative error, so small and large blocks weigh alike. ``macs_per_s`` and ``bandwidth_gb_s``
-    only label the result (the efficiencies it reports are the fitted rates over those peaks)."""
+    """The linear form (a sum of fitted times per unit of FIT_UNITS and per op; see
+    nas.latency_model): non-negative least squares on relative error, so small and large blocks
+    weigh alike. ``macs_per_s`` and ``bandwidth_gb_s`` only label the result (the efficiencies it
+    reports are the fitted rates over those peaks)."""
     from scipy.optimize import nnls
 
     rows = [_linear_features(b.layers, precision, runtime, layout_block) for b in blocks]
@@ -232,14 +251,17 @@ def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_o
     y = np.array([b.latency_ms for b in blocks])
     coef, _ = nnls(x / y[:, None], np.ones(len(y)), maxiter=50 * len(names))
     values = dict(zip(names, map(float, coef)))
-    keys = sorted({n.split(":", 1)[1] for n in names if n.split(":")[0] in ("mmac", "mb")})
-    terms = {k: (values.get(f"mmac:{k}", 0.0), values.get(f"mb:{k}", 0.0)) for k in keys}
+    terms: dict[str, dict[str, float]] = {}
+    for name, value in values.items():
+        unit, key = name.split(":", 1)
+        if unit in FIT_UNITS:
+            terms.setdefault(key, {})[unit] = value
     group_ms = {n.split(":", 1)[1]: v for n, v in values.items() if n.startswith("ops:")}
     overheads = {kind: group_ms.get(group, 0.0) for kind, group in _OVERHEAD_GROUPS.items()}
     overheads.update({key: ms for key, ms in group_ms.items() if key not in overheads and key not in ("data", "run")})
     # Efficiency as achieved share of peak, for reading the fit; the linear form predicts from the terms.
-    efficiency = {k: min(1.0, 1e3 / (a * 1e-6 * macs_per_s * 1e3)) if a > 0 else 1.0
-                  for k, (a, _) in terms.items() if k in COMPUTE_KINDS + BLOCKED_KINDS}
+    efficiency = {k: min(1.0, 1e3 / (t["mmac"] * 1e-6 * macs_per_s * 1e3)) if t.get("mmac", 0) > 0 else 1.0
+                  for k, t in terms.items() if k in COMPUTE_KINDS + BLOCKED_KINDS}
     for kind in COMPUTE_KINDS:
         efficiency.setdefault(kind, 1.0)
     return Fit(efficiency=efficiency, bandwidth_efficiency=1.0, overhead_ms=overheads,
@@ -280,7 +302,8 @@ def _model_section(fitted: Fit, fit_note: str) -> dict[str, object]:
         section["run_overhead_ms"] = round(fitted.run_overhead_ms, 6)
     if fitted.form != "roofline":
         section["form"] = fitted.form
-        section["linear_terms"] = {k: [float(f"{a:.6g}"), float(f"{b:.6g}")] for k, (a, b) in fitted.linear_terms.items()}
+        section["linear_terms"] = {key: {unit: float(f"{v:.6g}") for unit, v in terms.items()}
+                                   for key, terms in fitted.linear_terms.items()}
     if fitted.runtime != "generic":
         section["runtime"] = fitted.runtime
     if fitted.layout_block:
@@ -326,11 +349,14 @@ class Sibling:
 
 
 def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], metric: str, *, out: Path,
-                      precision: str = "fp32", seed: int = 0, sibling: Sibling | None = None) -> tuple[Score, Score]:
+                      precision: str = "fp32", seed: int = 0, sibling: Sibling | None = None,
+                      assume: dict[str, str] | None = None) -> tuple[Score, Score]:
     """Fit ``profile_file``'s latency model to ``metric`` of a HW-NAS-Bench-style table, with the
     profile's own datasheet peak at ``precision`` and bandwidth (or a ``sibling``'s, whose fit
-    then carries across), and write a new version to ``out``. Returns (cross-validated score on
-    held-out half, score of the final fit on all blocks), both on the measured device."""
+    then carries across), and write a new version to ``out``. ``assume`` maps compute kinds the
+    table lacks to a kind it has whose fitted efficiency and overhead they take (stated in the
+    fit note). Returns (cross-validated score on held-out half, score of the final fit on all
+    blocks), both on the measured device."""
     from nas.profiles import load_profile
 
     profile = load_profile(profile_file)
@@ -342,10 +368,11 @@ def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], me
     if sibling is not None:
         peak, bandwidth = sibling.macs_per_s, sibling.bandwidth_gb_s
     blocks, left_out = hwnasbench_measurements(table, metric)
-    _check_identifiable(blocks)
+    assume = assume or {}
+    _check_identifiable(blocks, assume)
     options = {"macs_per_s": peak, "bandwidth_gb_s": bandwidth, "precision": precision}
     held_out = cross_validate(blocks, seed=seed, **options)  # type: ignore[arg-type]
-    fitted = fit(blocks, **options)  # type: ignore[arg-type]
+    fitted = _with_assumptions(fit(blocks, **options), assume)  # type: ignore[arg-type]
     in_sample = score(blocks, fitted.device(**options))  # type: ignore[arg-type]
     where = ("peak and bandwidth from the device section" if sibling is None else
              f"measured on {sibling.name} and fitted with its peak {sibling.macs_per_s:.4g} MAC/s and bandwidth "
@@ -353,7 +380,9 @@ def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], me
              f"device's own peak and bandwidth (errors below are on {sibling.name})")
     note = _note(f"least squares on log latency against {len(blocks)} blocks of {metric} ({left_out} zero or "
                  f"identity blocks left out), {precision}, {where}; not in the data, priced with the shared "
-                 f"data-op overhead: {', '.join(unseen_kinds(blocks))}", held_out, in_sample, seed)
+                 f"data-op overhead: {', '.join(unseen_kinds(blocks))}"
+                 + "".join(f"; ASSUMED, not in the data: {k} runs at the fitted efficiency and overhead of {v}"
+                           for k, v in assume.items()), held_out, in_sample, seed)
     _write_version(profile_file, out, {precision: _model_section(fitted, note)})
     return held_out, in_sample
 

@@ -347,8 +347,14 @@ def cmd_profile_calibrate(args: argparse.Namespace) -> int:
         if not (args.measured_on_peak and args.measured_on_bandwidth):
             raise UserError("--measured-on needs --measured-on-peak (MAC/s) and --measured-on-bandwidth (GB/s)")
         sibling = Sibling(args.measured_on, args.measured_on_peak, args.measured_on_bandwidth)
+    assume = {}
+    for item in args.assume or []:
+        kind, sep, like = item.partition("=")
+        if not sep:
+            raise UserError(f"--assume {item!r} not allowed; allowed: KIND=LIKE, e.g. conv=pwconv")
+        assume[kind] = like
     held_out, in_sample = calibrate_profile(source, load_table(measurements), args.metric, out=out,
-                                            precision=args.precision, seed=args.seed, sibling=sibling)
+                                            precision=args.precision, seed=args.seed, sibling=sibling, assume=assume)
     _print_scores(source, out, args.precision, held_out, in_sample)
     return 0
 
@@ -371,8 +377,8 @@ def cmd_profile_build(args: argparse.Namespace) -> int:
     def report(done: int, total: int, arch: str) -> None:
         if done % 10 == 0 or done == total:
             elapsed = time.perf_counter() - started
-            print(f"[{done:>4}/{total}] networks timed at {', '.join(precisions)} | elapsed {elapsed:.0f}s ETA "
-                  f"{elapsed / done * (total - done):.0f}s | last {arch}", flush=True)
+            print(f"[{done:>4}/{total}] network timings ({args.rounds} passes) at {', '.join(precisions)} | "
+                  f"elapsed {elapsed:.0f}s ETA {elapsed / done * (total - done):.0f}s | last {arch}", flush=True)
 
     space, in_chs = None, (1, 3)
     if args.space:
@@ -382,8 +388,8 @@ def cmd_profile_build(args: argparse.Namespace) -> int:
         # image folders may hold either; the built-in datasets have one
         space, in_chs = cfg.space, {"fashion-mnist": (1,), "mnist": (1,), "cifar10": (3,)}.get(cfg.data.dataset, (1, 3))
     data = build_measurements(args.name, n=args.n, seed=args.seed, precisions=precisions, threads=args.threads,
-                              repeats=args.repeats, space=space, space_name=args.space or "", in_chs=in_chs,
-                              progress=report)
+                              repeats=args.repeats, rounds=args.rounds, space=space, space_name=args.space or "",
+                              in_chs=in_chs, progress=report)
     measurements = folder / f"{args.name}-measurements.json"
     measurements.write_text(json.dumps(data, indent=1))
     profile = folder / f"{args.name}.yaml"
@@ -481,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "its fit carries across to the profile's own peak and bandwidth")
     p.add_argument("--measured-on-peak", type=float, help="the sibling's peak MAC/s at --precision")
     p.add_argument("--measured-on-bandwidth", type=float, help="the sibling's memory bandwidth, GB/s")
+    p.add_argument("--assume", action="append", metavar="KIND=LIKE",
+                   help="with a HW-NAS-Bench table: a compute kind the table lacks runs at the fitted efficiency and "
+                        "overhead of one it has (e.g. conv=pwconv); written into the fit note; repeatable")
     p.set_defaults(func=cmd_profile_calibrate)
     p = profile.add_parser("build", help="measure this machine with onnxruntime for calibrate",
                            description="Time a designed set of networks with onnxruntime on this machine (and its "
@@ -493,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="precision to measure; repeat for several (default: fp32 and int8)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     p.add_argument("--repeats", type=int, default=200, help="timed runs per network; the median counts (default 200)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="passes over the whole set; each network's figure is the median of its passes (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--space", help="time random networks of this search file's space instead of the generic "
                                    "designed set (a model for the space you will search)")

@@ -37,7 +37,7 @@ every block type the simulated op counts, layouts and reorders match the optimiz
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nas.costs import BYTES_PER_ELEMENT
 from nas.errors import UserError
@@ -55,6 +55,16 @@ ALL_KINDS = COMPUTE_KINDS + DATA_KINDS + ("act",) + FREE_KINDS
 _CONVS = ("conv", "pwconv", "gconv", "dwconv")
 _ALIGN = 4  # channel multiple onnxruntime's NCHWc reorders need
 _FOLDED_ACTS = ("ReLU", "ReLU6")  # int8: clipping the quantized range is the activation
+# Units of the linear form's terms: each term of a key is ms per one of these.
+LINEAR_UNITS = {
+    "mmac": "million multiply-adds",
+    "mb": "MB read and written, weights included",
+    "in_mb": "MB of activations read",
+    "out_mb": "MB written",
+    "weight_mb": "MB of weights and biases",
+    "group": "group of a grouped conv (onnxruntime runs one GEMM per group)",
+    "group_mpos": "million (groups x output positions) of a grouped conv: the rows of its per-group GEMMs",
+}
 
 
 @dataclass(frozen=True)
@@ -71,11 +81,11 @@ class DeviceModel:
     supported_kinds: tuple[str, ...] = ALL_KINDS
     run_overhead_ms: float = 0.0  # once per inference
     layout_block: int = 0  # channels per block of a blocked layout (runtime onnxruntime); 0: none
-    # "roofline": max(compute, memory) per op, as above. "linear": compute and memory add, with
-    # fitted times per unit per kind instead of peak x efficiency: ms per million MACs and per MB
-    # moved, keyed like efficiency (compute kinds) or by kind (data ops, "reorder").
+    # "roofline": max(compute, memory) per op, as above. "linear": a sum of fitted times per unit
+    # (LINEAR_UNITS: ms per million MACs, per MB read, ...) instead of peak x efficiency, keyed
+    # like efficiency (compute kinds, <kind>_blocked) or by kind (data ops, reorder_in/out).
     form: str = "roofline"
-    linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    linear_terms: dict[str, dict[str, float]] = field(default_factory=dict)
     runtime: str = "generic"  # whose graph rules plan() follows: generic or onnxruntime
 
     def __post_init__(self) -> None:
@@ -95,7 +105,16 @@ class Op:
     kind: str
     key: str
     macs: float  # multiply-adds executed, padding channels included
-    elems: int  # elements read and written, weights included
+    in_elems: int  # activation elements read (a fused add's operand included)
+    out_elems: int
+    weight_elems: int = 0
+    groups: int = 1
+    positions: int = 0  # output positions (height x width) of a conv
+
+    @property
+    def elems(self) -> int:
+        """Elements read and written, weights included."""
+        return self.in_elems + self.out_elems + self.weight_elems
 
 
 @dataclass(frozen=True)
@@ -109,8 +128,9 @@ def _pad(channels: int, block: int) -> int:
 
 
 def _op(layer: Layer, key: str | None = None, macs: float | None = None) -> Op:
+    positions = layer.out_shape[2] * layer.out_shape[3] if len(layer.out_shape) == 4 else 1
     return Op(layer.name, layer.kind, key or layer.kind, float(layer.macs) if macs is None else macs,
-              layer.in_elems + layer.out_elems + layer.weight_elems)
+              layer.in_elems, layer.out_elems, layer.weight_elems, layer.groups, positions)
 
 
 def plan(layers: list[Layer], *, runtime: str = "generic", layout_block: int = 0,
@@ -154,8 +174,8 @@ class _Layouts:
         self.converted[name].add(want)
         src = self.by_name.get(name)
         key = "reorder_in" if want else "reorder_out"  # into / out of the blocked (NHWC) layout
-        self.ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0,
-                           2 * (src.out_elems if src is not None else reader.in_elems)))
+        elems = src.out_elems if src is not None else reader.in_elems
+        self.ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0, elems, elems))
 
 
 def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
@@ -205,7 +225,7 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
             if conv is not None and other is not None and (not blocked[conv] or blocked[other]):
                 need(other, blocked[conv], l)  # the conv reads the other operand and adds it
                 fused = ops[index[conv]]
-                ops[index[conv]] = Op(fused.name, fused.kind, fused.key, fused.macs, fused.elems + l.out_elems)
+                ops[index[conv]] = replace(fused, in_elems=fused.in_elems + l.out_elems)
                 blocked[l.name] = blocked[conv]
                 after = consumers.get(l.name, [])
                 if not blocked[conv] and len(after) == 1 and after[0].kind == "act":
@@ -259,13 +279,26 @@ def _onnxruntime_int8_plan(layers: list[Layer]) -> list[Op]:
     return ops
 
 
+def linear_units(op: Op, precision: str) -> dict[str, float]:
+    """How many of each LINEAR_UNITS ``op`` has at ``precision`` (units it has none of are left out)."""
+    mb = BYTES_PER_ELEMENT[precision] * 1e-6
+    units = {"mb": op.elems * mb, "in_mb": op.in_elems * mb, "out_mb": op.out_elems * mb}
+    if op.weight_elems:
+        units["weight_mb"] = op.weight_elems * mb
+    if op.kind in COMPUTE_KINDS:
+        units["mmac"] = op.macs * 1e-6
+    if op.kind == "gconv":
+        units |= {"group": float(op.groups), "group_mpos": op.groups * op.positions * 1e-6}
+    return units
+
+
 def op_ms(op: Op, device: DeviceModel, precision: str) -> float:
     """Predicted time of one planned op; see the module docstring."""
     nbytes = op.elems * BYTES_PER_ELEMENT[precision]
     overhead = device.overhead_ms.get(op.key, device.overhead_ms.get(op.kind, 0.0))
     if device.form == "linear":
-        per_mmac, per_mb = device.linear_terms.get(op.key, (0.0, 0.0))
-        return per_mmac * op.macs * 1e-6 + per_mb * nbytes * 1e-6 + overhead
+        terms = device.linear_terms.get(op.key, {})
+        return sum(terms.get(unit, 0.0) * n for unit, n in linear_units(op, precision).items()) + overhead
     seconds = nbytes / (device.bandwidth_gb_s * 1e9 * device.bandwidth_efficiency)
     if op.kind in COMPUTE_KINDS:
         seconds = max(seconds, op.macs / (device.macs_per_s[precision] * device.efficiency[op.key]))

@@ -22,6 +22,7 @@ from nas.latency_model import (
     BLOCKED_KINDS,
     COMPUTE_KINDS,
     FORMS,
+    LINEAR_UNITS,
     REORDER_KEYS,
     RUNTIMES,
     DeviceModel,
@@ -91,7 +92,7 @@ class FittedModel:
     fit: str  # method, data, date, cross-validated error
     run_overhead_ms: float = 0.0
     form: str = "roofline"
-    linear_terms: dict[str, tuple[float, float]] = field(default_factory=dict)  # form linear: (ms/M MACs, ms/MB)
+    linear_terms: dict[str, dict[str, float]] = field(default_factory=dict)  # form linear: key -> {unit: ms per unit}
     layout_block: int = 0  # channels per block of the runtime's blocked layout (see nas.latency_model); 0: none
     runtime: str = "generic"  # whose graph rules the model plans ops by (see nas.latency_model.plan)
 
@@ -106,8 +107,9 @@ class FittedModel:
         check(self.run_overhead_ms >= 0, "model.run_overhead_ms", self.run_overhead_ms, "numbers >= 0")
         check_choices(self.linear_terms, "model.linear_terms", ALL_KINDS + BLOCKED_KINDS + REORDER_KEYS)
         for kind, terms in self.linear_terms.items():
-            check(len(terms) == 2 and min(terms) >= 0, f"model.linear_terms.{kind}", terms,
-                  "[ms per million MACs, ms per MB], both >= 0")
+            check_choices(terms, f"model.linear_terms.{kind}", LINEAR_UNITS)
+            for unit, ms in terms.items():
+                check(ms >= 0, f"model.linear_terms.{kind}.{unit}", ms, "numbers >= 0 (ms per unit)")
         for kind, eff in self.efficiency.items():
             check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
         check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
@@ -165,7 +167,7 @@ class HardwareProfile:
                            fuses_activations=m.fuses_activations, run_overhead_ms=m.run_overhead_ms,
                            layout_block=m.layout_block, form=m.form, supported_kinds=self.device.supported_kinds,
                            runtime=m.runtime,
-                           linear_terms={k: (float(a), float(b)) for k, (a, b) in m.linear_terms.items()})
+                           linear_terms={k: dict(terms) for k, terms in m.linear_terms.items()})
 
 
 def calibrated_predicted_profiles() -> list[HardwareProfile]:
@@ -195,6 +197,18 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """A bundled profile by name (``cpu``) or a profile YAML file by path."""
     path = profile_path(name_or_path)
     try:
-        return from_mapping(HardwareProfile, yaml.safe_load(path.read_text()), "")
+        return from_mapping(HardwareProfile, _upgrade(yaml.safe_load(path.read_text())), "")
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+
+
+def _upgrade(raw: object) -> object:
+    """Read profiles written by earlier versions: linear terms as a pair [ms per million MACs,
+    ms per MB] (before the units were named) become {mmac, mb}."""
+    models = raw.get("model") if isinstance(raw, dict) else None
+    for model in (models or {}).values() if isinstance(models, dict) else ():
+        terms = model.get("linear_terms") if isinstance(model, dict) else None
+        for key, value in (terms or {}).items() if isinstance(terms, dict) else ():
+            if isinstance(value, list) and len(value) == 2:
+                terms[key] = {"mmac": value[0], "mb": value[1]}
+    return raw

@@ -23,6 +23,7 @@ from nas.profile_build import (
     detect_layout_block,
     export_for_timing,
     load_measurements,
+    time_networks,
 )
 from nas.profiles import load_profile
 
@@ -115,11 +116,14 @@ def test_linear_fit_recovers_a_known_linear_device() -> None:
     truth = DeviceModel({"fp32": 1.0}, 1.0, {}, 1.0, {"pwconv": 0.002, "dwconv": 0.003, "add": 0.001,
                                                      "reorder": 0.004}, run_overhead_ms=0.01, layout_block=16,
                         runtime="onnxruntime",
-                        form="linear", linear_terms={"pwconv_blocked": (0.02, 0.01), "dwconv_blocked": (0.05, 0.02),
-                                                     "conv_blocked": (0.03, 0.0), "gconv": (0.08, 0.01),
-                                                     "linear": (0.1, 0.0), "gap": (0.0, 0.05), "shuffle": (0.0, 0.1),
-                                                     "reorder_in": (0.0, 0.03), "reorder_out": (0.0, 0.02),
-                                                     "add": (0.0, 0.02), "act": (0.0, 0.01)})
+                        form="linear",
+                        linear_terms={"pwconv_blocked": {"mmac": 0.02, "in_mb": 0.01, "out_mb": 0.03},
+                                      "dwconv_blocked": {"mmac": 0.05, "in_mb": 0.02, "weight_mb": 0.1},
+                                      "conv_blocked": {"mmac": 0.03}, "linear": {"mmac": 0.1},
+                                      "gconv": {"mmac": 0.08, "in_mb": 0.01, "group": 0.001, "group_mpos": 0.2},
+                                      "gap": {"in_mb": 0.05}, "shuffle": {"in_mb": 0.1, "out_mb": 0.1},
+                                      "reorder_in": {"in_mb": 0.03}, "reorder_out": {"out_mb": 0.02},
+                                      "add": {"in_mb": 0.02}, "act": {"out_mb": 0.01}})
     blocks = []
     for spec in designed_architectures(80, seed=3):
         layers = layer_table(spec)
@@ -158,11 +162,15 @@ def test_layout_block_detection_returns_a_block_size() -> None:
 
 def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, idx_dir: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["profile", "build", "--name", "tiny", "--out", str(tmp_path), "--n", "24", "--repeats", "5"]) == 0
+    assert main(["profile", "build", "--name", "tiny", "--out", str(tmp_path), "--n", "24", "--repeats", "5",
+                 "--rounds", "2"]) == 0
     data = load_measurements(tmp_path / "tiny-measurements.json")
     assert data["format"] == FORMAT and len(data["measurements"]) == 48  # 24 networks x fp32, int8
     cond = data["conditions"]
     assert cond["threads"] == 1 and cond["repeats"] == 5 and cond["runtime"].startswith("onnxruntime")
+    assert cond["rounds"] == 2 and "median over rounds" in cond["statistic"]
+    for row in data["measurements"]:  # the figure is the median of the two passes: their mean
+        assert len(row["round_ms"]) == 2 and row["latency_ms"] == pytest.approx(np.mean(row["round_ms"]))
     assert load_profile(tmp_path / "tiny.yaml").model is None  # skeleton: version 1, uncalibrated
     assert main(["profile", "calibrate", str(tmp_path / "tiny.yaml"), "--measurements",
                  str(tmp_path / "tiny-measurements.json")]) == 0
@@ -199,6 +207,8 @@ def test_measurement_file_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps(data))
     with pytest.raises(UserError, match="lacks 'conditions'"):
         load_measurements(bad)
+    with pytest.raises(UserError, match="rounds 0 not allowed; allowed: integers >= 1"):
+        time_networks([], ("fp32",), rounds=0)
 
 
 def test_sibling_calibration_carries_efficiencies_to_the_target_peaks(tmp_path: Path) -> None:
@@ -220,3 +230,28 @@ def test_sibling_calibration_carries_efficiencies_to_the_target_peaks(tmp_path: 
     assert (nano.model or {})["fp32"].efficiency != (before.model or {})["fp32"].efficiency
     assert set(yaml.safe_load(out.read_text())["model"]) == set(before.model or {})
 
+
+
+def test_linear_terms_units_are_named_and_old_pairs_still_load(tmp_path: Path) -> None:
+    model = {"efficiency": {k: 1.0 for k in ("conv", "pwconv", "gconv", "dwconv", "linear")},
+             "bandwidth_efficiency": 1.0, "overhead_ms": {}, "fuses_activations": True, "fit": "by hand",
+             "form": "linear", "linear_terms": {"pwconv": [0.02, 0.5], "gap": {"in_mb": 0.1}}}
+    raw = {"name": "p", "version": "1", "kind": "predicted", "description": "d", "provenance": "p",
+           "device": {"macs_per_s": {"fp32": {"value": 1e9, "source": "s"}},
+                      "bandwidth_gb_s": {"value": 1.0, "source": "s"}},
+           "model": {"fp32": model}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    device = load_profile(path).device_model("fp32")
+    assert device.linear_terms == {"pwconv": {"mmac": 0.02, "mb": 0.5}, "gap": {"in_mb": 0.1}}
+    layers = layer_table(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"))
+    per_layer = predict(layers, device).per_layer
+    for kind, expected in (("pwconv", lambda l: 0.02 * l.macs * 1e-6 + 0.5 * 4e-6 * (l.in_elems + l.out_elems
+                                                                                      + l.weight_elems)),
+                           ("gap", lambda l: 0.1 * 4e-6 * l.in_elems)):
+        predicted = sum(ms for _, k, ms in per_layer if k == kind)
+        assert predicted > 0 and predicted == pytest.approx(sum(expected(l) for l in layers if l.kind == kind))
+    model["linear_terms"] = {"pwconv": {"flops": 1.0}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"linear_terms.pwconv: 'flops' not allowed; allowed: mmac, mb, in_mb"):
+        load_profile(path)
