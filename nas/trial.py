@@ -193,10 +193,15 @@ class TrialRunner:
         precision = precision or self.cfg.search.precision
         out = {}
         for profile in self.predicted:
+            # Another device that is not calibrated at this precision (the ZC706 runs 16-bit, the
+            # Edge TPU int8) is priced at the precision it is calibrated for, and says so.
+            at = precision
+            if profile is not self.profile and profile.model and precision not in profile.model:
+                at = next(iter(profile.model))
+                trial.set_user_attr(f"latency_ms_pred_{profile.name}_precision", at)
             try:
-                ms = predict(layers, profile.device_model(precision), precision=precision,
-                             where=f"profile {profile.tag}").total_ms
-            except UserError as exc:  # e.g. a precision the device lacks: recorded, not fatal
+                ms = predict(layers, profile.device_model(at), precision=at, where=f"profile {profile.tag}").total_ms
+            except UserError as exc:  # e.g. an op kind the device cannot run: recorded, not fatal
                 trial.set_user_attr(f"latency_ms_pred_{profile.name}_error", str(exc))
                 continue
             out[profile.name] = ms

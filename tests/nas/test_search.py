@@ -169,9 +169,14 @@ def test_every_trial_is_priced_on_predicted_profiles(tmp_path: Path, idx_dir: Pa
     assert t.user_attrs["latency_kind"] == "measured" and t.user_attrs["latency_ms"] == t.user_attrs["latency_ms_meas_cpu"]
     assert t.user_attrs["latency_ms_pred_raspberry-pi4"] > 0
     assert "latency_ms_pred_raspberry-pi4" in pd.read_csv(run / "trials.csv")
+    assert "latency_ms_pred_raspberry-pi4_precision" not in t.user_attrs  # it runs the search's fp32
+    # the ZC706 is calibrated for 16-bit only: priced at that, and labelled so
+    assert t.user_attrs["latency_ms_pred_zynq-zc706"] > 0
+    assert t.user_attrs["latency_ms_pred_zynq-zc706_precision"] == "fp16"
 
 
-def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     assert main(["search", str(_config_file(tmp_path, idx_dir, trials=1, profile="raspberry-pi4")),
                  "--out", str(run)]) == 0
@@ -186,5 +191,7 @@ def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path, mon
     assert main(["search", str(cfg), "--out", str(tmp_path / "gated")]) == 0
     (t,) = _study(tmp_path / "gated").trials
     assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["latency_kind"] == "predicted"
-    assert main(["search", str(_config_file(tmp_path, idx_dir, profile="zynq-zc706")), "--out",
+    capsys.readouterr()
+    assert main(["search", str(_config_file(tmp_path, idx_dir, profile="zynq-zcu102-dpu")), "--out",
                  str(tmp_path / "z")]) == 2
+    assert "zynq-zcu102-dpu@1 cannot run fp32" in capsys.readouterr().err
