@@ -10,11 +10,24 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nas.errors import UserError
 
 T = TypeVar("T")
+
+
+def load_yaml(path: Path) -> Any:
+    """The YAML content of ``path``; a syntax error is a one-line UserError naming the file and the place."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def check(condition: bool, where: str, value: object, allowed: str) -> None:

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
-from nas._schema import check, check_choices, from_mapping
+from nas._schema import check, check_choices, from_mapping, load_yaml
 from nas.errors import UserError
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
@@ -252,10 +250,7 @@ def parse_search_config(data: object, *, where: str = "") -> SearchConfig:
 
 def load_search_config(name_or_path: str | Path) -> SearchConfig:
     path = resolve_search_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml(path)
     try:
         return parse_search_config(data)
     except UserError as exc:

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
-from nas._schema import check, check_choices, from_mapping
+from nas._schema import check, check_choices, from_mapping, load_yaml
 from nas.errors import UserError
 from nas.latency_model import (
     ALL_KINDS,
@@ -196,8 +194,9 @@ def profile_path(name_or_path: str | Path) -> Path:
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """A bundled profile by name (``cpu``) or a profile YAML file by path."""
     path = profile_path(name_or_path)
+    raw = load_yaml(path)
     try:
-        return from_mapping(HardwareProfile, _upgrade(yaml.safe_load(path.read_text())), "")
+        return from_mapping(HardwareProfile, _upgrade(raw), "")
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
 
