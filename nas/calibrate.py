@@ -8,7 +8,7 @@ layer by layer (:mod:`nas.layers`, :mod:`nas.latency_model`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from nas.latency_model import (
     BLOCKED_KINDS,
     COMPUTE_KINDS,
     DATA_KINDS,
+    FORMS,
     DeviceModel,
     Op,
     linear_units,
@@ -52,6 +53,7 @@ class Fit:
     form: str = "roofline"
     linear_terms: dict[str, dict[str, float]] = field(default_factory=dict)
     runtime: str = "generic"
+    at_bandwidth: tuple[str, ...] = ()  # linear: data kinds the data lacks, their bytes priced at peak bandwidth
 
     def device(self, *, macs_per_s: float, bandwidth_gb_s: float, precision: str = "fp32") -> DeviceModel:
         """The fitted model on the peak and bandwidth it was fitted against."""
@@ -60,6 +62,18 @@ class Fit:
                            overhead_ms=self.overhead_ms, fuses_activations=self.fuses_activations,
                            run_overhead_ms=self.run_overhead_ms, layout_block=self.layout_block, form=self.form,
                            linear_terms=self.linear_terms, runtime=self.runtime)
+
+    def carried(self, peak_ratio: float, bandwidth_ratio: float) -> Fit:
+        """This fit on a device with ``peak_ratio`` times the peak and ``bandwidth_ratio`` times the
+        bandwidth of the measured one. The roofline form's efficiencies are shares of peak and
+        carry unchanged; the linear form's times per MAC (and per group-position) scale with the
+        peak, its times per byte with the bandwidth; overheads (per op, per group) carry unchanged."""
+        if self.form != "linear":
+            return self
+        scale = {"mmac": 1 / peak_ratio, "group_mpos": 1 / peak_ratio, "group": 1.0}
+        terms = {key: {unit: v * scale.get(unit, 1 / bandwidth_ratio) for unit, v in t.items()}
+                 for key, t in self.linear_terms.items()}
+        return replace(self, linear_terms=terms)
 
 
 @dataclass(frozen=True)
@@ -139,11 +153,12 @@ def _check_identifiable(blocks: list[BlockMeasurement], assume: dict[str, str] |
 
 
 def _with_assumptions(fitted: Fit, assume: dict[str, str]) -> Fit:
-    """``fitted`` with each assumed kind at the efficiency and overhead of the kind it is assumed to run like."""
-    from dataclasses import replace
-
+    """``fitted`` with each assumed kind at the efficiency, overhead and linear terms of the kind it
+    is assumed to run like."""
     return replace(fitted, efficiency={**fitted.efficiency, **{k: fitted.efficiency[v] for k, v in assume.items()}},
-                   overhead_ms={**fitted.overhead_ms, **{k: fitted.overhead_ms[v] for k, v in assume.items()}})
+                   overhead_ms={**fitted.overhead_ms, **{k: fitted.overhead_ms[v] for k, v in assume.items()}},
+                   linear_terms={**fitted.linear_terms, **{k: dict(fitted.linear_terms[v]) for k, v in assume.items()
+                                                           if v in fitted.linear_terms}})
 
 
 @dataclass(frozen=True)
@@ -241,8 +256,9 @@ def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_o
                runtime: str = "generic") -> Fit:
     """The linear form (a sum of fitted times per unit of FIT_UNITS and per op; see
     nas.latency_model): non-negative least squares on relative error, so small and large blocks
-    weigh alike. ``macs_per_s`` and ``bandwidth_gb_s`` only label the result (the efficiencies it
-    reports are the fitted rates over those peaks)."""
+    weigh alike. ``macs_per_s`` only labels the result (the efficiencies it reports are the
+    fitted rates over that peak); ``bandwidth_gb_s`` prices the bytes of data-movement kinds the
+    measurements lack."""
     from scipy.optimize import nnls
 
     rows = [_linear_features(b.layers, precision, runtime, layout_block) for b in blocks]
@@ -256,6 +272,10 @@ def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_o
         unit, key = name.split(":", 1)
         if unit in FIT_UNITS:
             terms.setdefault(key, {})[unit] = value
+    # A data-movement kind the measurements lack has no fitted rates: its bytes are priced at the
+    # peak bandwidth (reading and writing at 100% of it, the roofline's floor), not at nothing.
+    at_bandwidth = tuple(k for k in DATA_KINDS if k not in terms)
+    terms |= {kind: {"in_mb": 1.0 / bandwidth_gb_s, "out_mb": 1.0 / bandwidth_gb_s} for kind in at_bandwidth}
     group_ms = {n.split(":", 1)[1]: v for n, v in values.items() if n.startswith("ops:")}
     overheads = {kind: group_ms.get(group, 0.0) for kind, group in _OVERHEAD_GROUPS.items()}
     overheads.update({key: ms for key, ms in group_ms.items() if key not in overheads and key not in ("data", "run")})
@@ -266,7 +286,7 @@ def fit_linear(blocks: list[BlockMeasurement], *, precision: str = "fp32", run_o
         efficiency.setdefault(kind, 1.0)
     return Fit(efficiency=efficiency, bandwidth_efficiency=1.0, overhead_ms=overheads,
                run_overhead_ms=group_ms.get("run", 0.0), layout_block=layout_block, form="linear",
-               linear_terms=terms, runtime=runtime)
+               linear_terms=terms, runtime=runtime, at_bandwidth=at_bandwidth)
 
 
 def score(blocks: list[BlockMeasurement], device: DeviceModel) -> Score:
@@ -348,15 +368,34 @@ class Sibling:
     bandwidth_gb_s: float
 
 
+def fit_table(blocks: list[BlockMeasurement], *, form: str = "auto", macs_per_s: float, bandwidth_gb_s: float,
+              precision: str = "fp32", seed: int = 0) -> tuple[str, dict[str, Score], Fit]:
+    """Fit per-block measurements (blocks, not whole runs: no per-inference overhead) in ``form``
+    (roofline, linear, or auto: both, keeping the lower held-out MdAPE). Returns the form chosen,
+    the held-out score of each form tried, and the chosen form fitted on all blocks."""
+    if form not in ("auto", *FORMS):
+        raise UserError(f"form {form!r} not allowed; allowed: auto, {', '.join(FORMS)}")
+    options = {"macs_per_s": macs_per_s, "bandwidth_gb_s": bandwidth_gb_s, "precision": precision}
+    linear_options = {"run_overhead": False}
+    forms = FORMS if form == "auto" else (form,)
+    held = {f: cross_validate(blocks, seed=seed, **({"linear": True, **linear_options} if f == "linear" else {}),
+                              **options) for f in forms}  # type: ignore[arg-type]
+    chosen = min(forms, key=lambda f: held[f].mdape)
+    fitted = (fit_linear(blocks, **linear_options, **options) if chosen == "linear"  # type: ignore[arg-type]
+              else fit(blocks, **options))  # type: ignore[arg-type]
+    return chosen, held, fitted
+
+
 def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], metric: str, *, out: Path,
                       precision: str = "fp32", seed: int = 0, sibling: Sibling | None = None,
-                      assume: dict[str, str] | None = None) -> tuple[Score, Score]:
+                      assume: dict[str, str] | None = None, form: str = "auto") -> tuple[Score, Score]:
     """Fit ``profile_file``'s latency model to ``metric`` of a HW-NAS-Bench-style table, with the
     profile's own datasheet peak at ``precision`` and bandwidth (or a ``sibling``'s, whose fit
-    then carries across), and write a new version to ``out``. ``assume`` maps compute kinds the
-    table lacks to a kind it has whose fitted efficiency and overhead they take (stated in the
-    fit note). Returns (cross-validated score on held-out half, score of the final fit on all
-    blocks), both on the measured device."""
+    then carries across, :meth:`Fit.carried`), and write a new version to ``out``. ``form``:
+    roofline, linear, or auto (both, keeping the one with the lower held-out MdAPE). ``assume``
+    maps compute kinds the table lacks to a kind it has whose fitted parameters they take. The
+    fit note states all of it. Returns (cross-validated score on held-out half, score of the
+    final fit on all blocks), both on the measured device."""
     from nas.profiles import load_profile
 
     profile = load_profile(profile_file)
@@ -364,27 +403,38 @@ def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], me
         raise UserError(f"{profile_file} is a measured profile; calibrate takes predicted ones")
     if precision not in profile.device.macs_per_s:
         raise UserError(f"{profile.tag} has no {precision} peak; allowed: {', '.join(profile.device.macs_per_s)}")
-    peak, bandwidth = profile.device.macs_per_s[precision].value, profile.device.bandwidth_gb_s.value
-    if sibling is not None:
-        peak, bandwidth = sibling.macs_per_s, sibling.bandwidth_gb_s
+    own_peak, own_bandwidth = profile.device.macs_per_s[precision].value, profile.device.bandwidth_gb_s.value
+    peak, bandwidth = (own_peak, own_bandwidth) if sibling is None else (sibling.macs_per_s, sibling.bandwidth_gb_s)
     blocks, left_out = hwnasbench_measurements(table, metric)
     assume = assume or {}
     _check_identifiable(blocks, assume)
     options = {"macs_per_s": peak, "bandwidth_gb_s": bandwidth, "precision": precision}
-    held_out = cross_validate(blocks, seed=seed, **options)  # type: ignore[arg-type]
-    fitted = _with_assumptions(fit(blocks, **options), assume)  # type: ignore[arg-type]
+    chosen, held, fitted = fit_table(blocks, form=form, seed=seed, **options)  # type: ignore[arg-type]
+    fitted = _with_assumptions(fitted, assume)
     in_sample = score(blocks, fitted.device(**options))  # type: ignore[arg-type]
+    if sibling is not None:
+        fitted = fitted.carried(own_peak / peak, own_bandwidth / bandwidth)
+    method = {"roofline": "roofline form, least squares on log latency",
+              "linear": "linear form, non-negative least squares on relative error"}[chosen]
+    if len(held) > 1:
+        method += (" (chosen by held-out MdAPE: " + ", ".join(f"{f} {100 * sc.mdape:.1f}%" for f, sc in held.items())
+                   + ")")
+    carried = ("efficiencies and overheads carried across unchanged" if chosen == "roofline" else
+               "carried across with times per MAC scaled by the two peaks, per byte by the two bandwidths, "
+               "overheads unchanged,")
     where = ("peak and bandwidth from the device section" if sibling is None else
              f"measured on {sibling.name} and fitted with its peak {sibling.macs_per_s:.4g} MAC/s and bandwidth "
-             f"{sibling.bandwidth_gb_s:g} GB/s; efficiencies and overheads carried across unchanged to this "
-             f"device's own peak and bandwidth (errors below are on {sibling.name})")
-    note = _note(f"least squares on log latency against {len(blocks)} blocks of {metric} ({left_out} zero or "
-                 f"identity blocks left out), {precision}, {where}; not in the data, priced with the shared "
-                 f"data-op overhead: {', '.join(unseen_kinds(blocks))}"
+             f"{sibling.bandwidth_gb_s:g} GB/s; {carried} to this device's own peak and bandwidth (errors below "
+             f"are on {sibling.name})")
+    unseen = f"not in the data, priced with the shared data-op overhead: {', '.join(unseen_kinds(blocks))}"
+    if fitted.at_bandwidth:
+        unseen += f" and their bytes at {bandwidth:g} GB/s ({sibling.name if sibling else 'this device'}'s peak)"
+    note = _note(f"{method}, against {len(blocks)} blocks of {metric} ({left_out} zero or identity blocks left "
+                 f"out), {precision}, {where}; {unseen}"
                  + "".join(f"; ASSUMED, not in the data: {k} runs at the fitted efficiency and overhead of {v}"
-                           for k, v in assume.items()), held_out, in_sample, seed)
+                           for k, v in assume.items()), held[chosen], in_sample, seed)
     _write_version(profile_file, out, {precision: _model_section(fitted, note)})
-    return held_out, in_sample
+    return held[chosen], in_sample
 
 
 def measured_blocks(data: dict[str, object], precision: str) -> list[BlockMeasurement]:
@@ -424,9 +474,11 @@ def calibrate_from_build(profile_file: Path, data: dict[str, object], *, out: Pa
         fitted = fit_linear(blocks, **options)  # type: ignore[arg-type]
         in_sample = score(blocks, fitted.device(macs_per_s=options["macs_per_s"],  # type: ignore[arg-type]
                                                 bandwidth_gb_s=options["bandwidth_gb_s"], precision=precision))
+        unseen = (f"; not in the data, bytes priced at the measured bandwidth: {', '.join(fitted.at_bandwidth)}"
+                  if fitted.at_bandwidth else "")
         note = _note(f"non-negative least squares (linear form) on relative error against {len(blocks)} "
                      f"networks measured by hwnas profile build on {cond['date']} ({cond['runtime']}, "  # type: ignore[index]
-                     f"{cond['threads']} thread(s), median of {cond['repeats']})", held_out, in_sample, seed)  # type: ignore[index]
+                     f"{cond['threads']} thread(s), {cond['repeats']} repeats, {cond['statistic']}){unseen}", held_out, in_sample, seed)  # type: ignore[index]
         models[precision] = _model_section(fitted, note)
         scores[precision] = (held_out, in_sample)
     _write_version(profile_file, out, models)

@@ -354,7 +354,8 @@ def cmd_profile_calibrate(args: argparse.Namespace) -> int:
             raise UserError(f"--assume {item!r} not allowed; allowed: KIND=LIKE, e.g. conv=pwconv")
         assume[kind] = like
     held_out, in_sample = calibrate_profile(source, load_table(measurements), args.metric, out=out,
-                                            precision=args.precision, seed=args.seed, sibling=sibling, assume=assume)
+                                            precision=args.precision, seed=args.seed, sibling=sibling, assume=assume,
+                                            form=args.form)
     _print_scores(source, out, args.precision, held_out, in_sample)
     return 0
 
@@ -487,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "its fit carries across to the profile's own peak and bandwidth")
     p.add_argument("--measured-on-peak", type=float, help="the sibling's peak MAC/s at --precision")
     p.add_argument("--measured-on-bandwidth", type=float, help="the sibling's memory bandwidth, GB/s")
+    p.add_argument("--form", default="auto", choices=["auto", "roofline", "linear"],
+                   help="with a HW-NAS-Bench table: the model form to fit; auto fits both and keeps the one with the "
+                        "lower held-out error (default). profile build files always fit the linear form")
     p.add_argument("--assume", action="append", metavar="KIND=LIKE",
                    help="with a HW-NAS-Bench table: a compute kind the table lacks runs at the fitted efficiency and "
                         "overhead of one it has (e.g. conv=pwconv); written into the fit note; repeatable")

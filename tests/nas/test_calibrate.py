@@ -91,3 +91,15 @@ def test_kinds_the_data_lacks_can_be_assumed_to_run_like_a_fitted_one(tmp_path: 
     assert model.efficiency["conv"] == model.efficiency["linear"] == model.efficiency["pwconv"]
     assert model.overhead_ms["conv"] == model.overhead_ms["pwconv"]
     assert "ASSUMED, not in the data: conv runs at the fitted efficiency and overhead of pwconv" in model.fit
+
+
+def test_a_linear_fit_carries_to_a_sibling_by_peak_and_bandwidth() -> None:
+    from nas.calibrate import Fit
+
+    fitted = Fit(efficiency={}, bandwidth_efficiency=1.0, overhead_ms={"pwconv": 0.01}, form="linear",
+                 linear_terms={"pwconv": {"mmac": 2.0, "in_mb": 1.0, "group": 0.5, "group_mpos": 3.0}})
+    carried = fitted.carried(peak_ratio=0.5, bandwidth_ratio=0.25)  # half the peak, a quarter of the bandwidth
+    assert carried.linear_terms == {"pwconv": {"mmac": 4.0, "in_mb": 4.0, "group": 0.5, "group_mpos": 6.0}}
+    assert carried.overhead_ms == fitted.overhead_ms
+    roofline = Fit(efficiency={"pwconv": 0.5}, bandwidth_efficiency=0.5, overhead_ms={})
+    assert roofline.carried(0.5, 0.25) == roofline  # efficiencies are shares of peak: they carry unchanged

@@ -225,6 +225,7 @@ def test_sibling_calibration_carries_efficiencies_to_the_target_peaks(tmp_path: 
     nano = load_profile(out)
     before = load_profile("jetson-nano")
     assert nano.version == str(int(before.version) + 1) and "carried across" in (nano.model or {})["fp32"].fit
+    assert "chosen by held-out MdAPE: roofline" in (nano.model or {})["fp32"].fit  # form auto: both fitted
     assert nano.device is not None and nano.device.macs_per_s["fp32"].value == pytest.approx(117.96e9)
     # The efficiencies are the ones fitted on the sibling: predictions scale with the Nano's peaks.
     assert (nano.model or {})["fp32"].efficiency != (before.model or {})["fp32"].efficiency
@@ -254,4 +255,7 @@ def test_linear_terms_units_are_named_and_old_pairs_still_load(tmp_path: Path) -
     model["linear_terms"] = {"pwconv": {"flops": 1.0}}
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=r"linear_terms.pwconv: 'flops' not allowed; allowed: mmac, mb, in_mb"):
+        load_profile(path)
+    path.write_text("name: p\nprovenance: a: b\n")
+    with pytest.raises(UserError, match=r"p.yaml: not valid YAML at line 2, column 14: mapping values are not allowed"):
         load_profile(path)
