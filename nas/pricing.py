@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from nas.arch import ArchSpec
 from nas.builder import build
-from nas.costs import count_costs
+from nas.costs import BYTES_PER_ELEMENT, count_costs
 from nas.errors import UserError
 from nas.latency import LatencyMeasurement, measure_latency
 from nas.latency_model import predict
-from nas.layers import layer_table
+from nas.layers import Layer, layer_table
 from nas.profiles import HardwareProfile
 
 
@@ -29,6 +29,26 @@ def memory_check(weight_mb: float, memory_mb: float, profile: HardwareProfile) -
         out["on_chip_mb"] = profile.memory.on_chip_mb
         out["weights_streamed_mb"] = max(0.0, weight_mb - profile.memory.on_chip_mb)
     return out
+
+
+def host_fallback(layers: list[Layer], supported: tuple[str, ...], fallback: str,
+                  precision: str) -> dict[str, object] | None:
+    """Which layers of an execution-ordered table run on the host CPU when the device cannot run
+    some (``fallback`` "rest": the first such layer and everything after it; "ops": only those
+    layers), their share of the MACs, and the activations crossing between device and host per
+    inference. None when every layer runs on the device or the device has no fallback."""
+    if fallback == "none" or all(l.kind in supported for l in layers):
+        return None
+    first = next(i for i, l in enumerate(layers) if l.kind not in supported)
+    on_host = layers[first:] if fallback == "rest" else [l for l in layers if l.kind not in supported]
+    host = {l.name for l in on_host}
+    sizes = {l.name: l.out_elems for l in layers}
+    # tensors made on one side and read on the other, each sent once (the network's own input and
+    # output travel anyway)
+    crossing = {i for l in layers for i in l.inputs if i in sizes and (i in host) != (l.name in host)}
+    total = sum(l.macs for l in layers) or 1
+    return {"from": layers[first].name, "layers": len(on_host), "macs_share": sum(l.macs for l in on_host) / total,
+            "transfer_mb": sum(sizes[i] for i in crossing) * BYTES_PER_ELEMENT[precision] / 1e6}
 
 
 def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes) -> LatencyMeasurement:
@@ -52,13 +72,21 @@ def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") 
     report.update(memory_check(costs.weight_mb, costs.memory_mb, profile))
     if profile.kind == "predicted":
         assert profile.device is not None
-        unsupported = sorted({l.kind for l in layer_table(spec, model=model)} - set(profile.device.supported_kinds))
+        layers = layer_table(spec, model=model)
+        unsupported = sorted({l.kind for l in layers} - set(profile.device.supported_kinds))
         if unsupported:
             report["unsupported_kinds"] = unsupported
+        fallback = host_fallback(layers, profile.device.supported_kinds, profile.device.fallback, precision)
+        if fallback is not None:
+            report["host_fallback"] = fallback
         reason = ""
         if unsupported:
+            where = ("the network cannot run there" if fallback is None else
+                     f"{fallback['layers']} layers ({100 * fallback['macs_share']:.0f}% of MACs) would run on the "
+                     f"host CPU from {fallback['from']}, {fallback['transfer_mb']:.3f} MB crossing per inference, "
+                     f"and that split is not priced")
             reason = (f"{', '.join(unsupported)} cannot run on {profile.name} "
-                      f"({profile.device.unsupported_note or 'see the profile'}); host fallback is not priced")
+                      f"({profile.device.unsupported_note or 'see the profile'}); {where}")
         else:
             try:  # the reason it cannot: a precision the device lacks, or no fitted model for it
                 profile.check_can_predict(precision)

@@ -27,6 +27,10 @@ from nas.latency_model import (
 )
 
 PROFILE_KINDS = ("measured", "predicted")
+# Where ops the device cannot run go: nowhere (the network cannot run), or the host CPU: "rest" from
+# the first such op on (the Edge TPU compiler maps one subgraph, up to the first op it cannot),
+# "ops" only those ops, the device resuming after each (a Vitis AI DPU's partitioned subgraphs).
+FALLBACKS = ("none", "rest", "ops")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -73,10 +77,12 @@ class DeviceSpec:
     bandwidth_gb_s: Sourced
     supported_kinds: tuple[str, ...] = ALL_KINDS  # op kinds the device runs; the rest fall back or fail
     unsupported_note: str = ""  # why, with a source
+    fallback: str = "none"  # where unsupported ops run (FALLBACKS)
 
     def __post_init__(self) -> None:
         check_choices(self.macs_per_s, "device.macs_per_s", PRECISIONS)
         check_choices(self.supported_kinds, "device.supported_kinds", ALL_KINDS)
+        check(self.fallback in FALLBACKS, "device.fallback", self.fallback, ", ".join(FALLBACKS))
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,21 @@ def test_cost_on_accelerator_profiles_reports_memory_and_unsupported_ops(capsys:
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["unsupported_kinds"] == ["gconv", "shuffle"] and "cannot run on edgetpu" in report["latency_how"]
+    # The Edge TPU compiler maps up to the first op it cannot: the first block's shuffle and all after it
+    # run on the host. The stem's pooled output (56x56x24, read by the block's shortcut pool) and the first
+    # 1x1 conv's output (56x56x60, read by the shuffle) cross to the host, one byte per int8 element.
+    fallback = report["host_fallback"]
+    assert fallback["from"] == "blocks.0.branch.1" and fallback["macs_share"] > 0.9
+    assert fallback["transfer_mb"] == pytest.approx((56 * 56 * 24 + 56 * 56 * 60) / 1e6)
+    assert main(["cost", "--zoo", "shufflenet_v2", "--profile", "zynq-zcu102-dpu", "--precision", "int8",
+                 "--json"]) == 0
+    fallback = json.loads(capsys.readouterr().out)["host_fallback"]  # the DPU resumes after each shuffle and slice
+    from nas.layers import layer_table
+    from nas.zoo import shufflenet_v2
+
+    moved = [l for l in layer_table(shufflenet_v2()) if l.kind in ("shuffle", "slice")]
+    assert fallback["from"] == "blocks.0.shuffle" and fallback["macs_share"] == 0.0
+    assert fallback["layers"] == len(moved) == 42
     assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "edgetpu", "--precision", "fp32"]) == 0
     assert "cannot run fp32; allowed: int8" in capsys.readouterr().out
     assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-nano", "--precision", "int8"]) == 0
