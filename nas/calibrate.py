@@ -431,7 +431,7 @@ def calibrate_profile(profile_file: Path, table: dict[str, dict[str, float]], me
         unseen += f" and their bytes at {bandwidth:g} GB/s ({sibling.name if sibling else 'this device'}'s peak)"
     note = _note(f"{method}, against {len(blocks)} blocks of {metric} ({left_out} zero or identity blocks left "
                  f"out), {precision}, {where}; {unseen}"
-                 + "".join(f"; ASSUMED, not in the data: {k} runs at the fitted efficiency and overhead of {v}"
+                 + "".join(f"; ASSUMED, not in the data: {k} runs with the fitted parameters of {v}"
                            for k, v in assume.items()), held[chosen], in_sample, seed)
     _write_version(profile_file, out, {precision: _model_section(fitted, note)})
     return held[chosen], in_sample

@@ -90,7 +90,7 @@ def test_kinds_the_data_lacks_can_be_assumed_to_run_like_a_fitted_one(tmp_path: 
     model = (load_profile(out).model or {})["fp16"]
     assert model.efficiency["conv"] == model.efficiency["linear"] == model.efficiency["pwconv"]
     assert model.overhead_ms["conv"] == model.overhead_ms["pwconv"]
-    assert "ASSUMED, not in the data: conv runs at the fitted efficiency and overhead of pwconv" in model.fit
+    assert "ASSUMED, not in the data: conv runs with the fitted parameters of pwconv" in model.fit
 
 
 def test_a_linear_fit_carries_to_a_sibling_by_peak_and_bandwidth() -> None:
