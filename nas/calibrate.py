@@ -149,7 +149,7 @@ def _check_identifiable(blocks: list[BlockMeasurement], assume: dict[str, str] |
     if missing:
         raise UserError(f"the measurements have no {', '.join(missing)} layers, so their parameters cannot be "
                         f"fitted; measure blocks that contain them, or for a compute kind state an assumption "
-                        f"(--assume {missing[0]}=pwconv: it runs at that kind's efficiency and overhead)")
+                        f"(--assume {missing[0]}=pwconv: it runs with that kind's fitted parameters)")
 
 
 def _with_assumptions(fitted: Fit, assume: dict[str, str]) -> Fit:

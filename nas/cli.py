@@ -492,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a HW-NAS-Bench table: the model form to fit; auto fits both and keeps the one with the "
                         "lower held-out error (default). profile build files always fit the linear form")
     p.add_argument("--assume", action="append", metavar="KIND=LIKE",
-                   help="with a HW-NAS-Bench table: a compute kind the table lacks runs at the fitted efficiency and "
-                        "overhead of one it has (e.g. conv=pwconv); written into the fit note; repeatable")
+                   help="with a HW-NAS-Bench table: a compute kind the table lacks runs with the fitted parameters of "
+                        "one it has (e.g. conv=pwconv); written into the fit note; repeatable")
     p.set_defaults(func=cmd_profile_calibrate)
     p = profile.add_parser("build", help="measure this machine with onnxruntime for calibrate",
                            description="Time a designed set of networks with onnxruntime on this machine (and its "

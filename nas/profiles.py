@@ -211,9 +211,13 @@ def _upgrade(raw: object) -> object:
     """Read profiles written by earlier versions: linear terms as a pair [ms per million MACs,
     ms per MB] (before the units were named) become {mmac, mb}."""
     models = raw.get("model") if isinstance(raw, dict) else None
-    for model in (models or {}).values() if isinstance(models, dict) else ():
+    if not isinstance(models, dict):
+        return raw
+    for model in models.values():
         terms = model.get("linear_terms") if isinstance(model, dict) else None
-        for key, value in (terms or {}).items() if isinstance(terms, dict) else ():
+        if not isinstance(terms, dict):
+            continue
+        for key, value in terms.items():
             if isinstance(value, list) and len(value) == 2:
                 terms[key] = {"mmac": value[0], "mb": value[1]}
     return raw
