@@ -192,7 +192,7 @@ def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *
         rows[name] = {"test_accuracy": onnx_accuracy(blob, splits.x_test, splits.y_test, preprocess=splits.preprocess,
                                                      resolution=spec.resolution),
                       "file_bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, 9)), "macs": count_macs(module, x),
-                      "parameters": sum(p.numel() for p in module.parameters()),
+                      "parameters": parameter_count(module),
                       "weight_mb": deployed_weight_mb(
                           count_costs(spec, precision="fp32" if name == "baseline" else recipe.precision,
                                       model=module).weight_mb, details if name == "compressed" else {})}

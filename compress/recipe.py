@@ -9,12 +9,14 @@ trial can store it and ``hwnas compress`` can take it from a file or inline.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 from optuna.trial import BaseTrial
 
+from compress.lowbit import BITS
 from compress.prune import CRITERIA, SCOPES
 from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MODES
 from nas._schema import check, from_mapping
@@ -146,7 +148,7 @@ class QuantizeConfig:
         check(not self.weight_bits or self.mode == "static", "quantize.weight_bits", self.weight_bits,
               "empty unless mode is static")
         for group, bits in self.weight_bits.items():
-            check(bits in (8, 4), f"quantize.weight_bits.{group}", bits, "8, 4")
+            check(bits in BITS, f"quantize.weight_bits.{group}", bits, ", ".join(map(str, BITS)))
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ class Recipe:
         return "fp16" if self.quantize.mode == "fp16" else "int8"
 
 
-def sample_recipe(trial: BaseTrial, space: CompressionSpace, groups: list[str] = ()) -> Recipe | None:  # type: ignore[assignment]
+def sample_recipe(trial: BaseTrial, space: CompressionSpace, groups: Sequence[str] = ()) -> Recipe | None:
     """The compression knobs of one trial (parameters ``c.prune``, ``c.prune_ratio``, ``c.distill``,
     ``c.rank_ratio``, ``c.share_bits``, ``c.quantize``, and with static int8 ``c.bits.<group>`` for
     each of ``groups`` (compress.lowbit.group_names); a knob with one option adds no parameter);
