@@ -370,6 +370,8 @@ def cmd_profile_build(args: argparse.Namespace) -> int:
 
     if args.n < 10:
         raise UserError(f"--n {args.n} not allowed; allowed: integers >= 10 (calibration fits about 20 parameters)")
+    if args.rounds < 1:  # before the peak and bandwidth probes, not after
+        raise UserError(f"--rounds {args.rounds} not allowed; allowed: integers >= 1")
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     precisions = tuple(args.precision or ["fp32", "int8"])

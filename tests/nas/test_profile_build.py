@@ -209,6 +209,9 @@ def test_measurement_file_errors(tmp_path: Path) -> None:
         load_measurements(bad)
     with pytest.raises(UserError, match="rounds 0 not allowed; allowed: integers >= 1"):
         time_networks([], ("fp32",), rounds=0)
+    # the CLI refuses before probing the machine or creating the folder
+    assert main(["profile", "build", "--name", "x", "--out", str(tmp_path / "out"), "--rounds", "0"]) == 2
+    assert not (tmp_path / "out").exists()
 
 
 def test_sibling_calibration_carries_efficiencies_to_the_target_peaks(tmp_path: Path) -> None:
