@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/compression.py [--data ../shared/data/cifar10-jpg.tar.gz] [--epochs 10] [--subset 30000]
 
-Trains the reference once (nas.train, channels_last), then applies each recipe with
+Trains the reference once (nas.train.trainer, channels_last), then applies each recipe with
 compress.pipeline (pruning with fine-tuning and distillation, onnxruntime quantization) and
 writes benchmarks/results/compression.md and compression.csv: test accuracy of the exported file,
 file bytes, MACs, and host latency as a ratio to the baseline measured side by side in the same
@@ -22,11 +22,11 @@ import torch
 
 from compress.pipeline import compress
 from compress.recipe import parse_recipe
-from nas.arch import parse
-from nas.builder import build
-from nas.config import DataConfig, TrainConfig
-from nas.data import load_raw, split
-from nas.train import train
+from nas.space.arch import parse
+from nas.space.builder import build
+from nas.core.config import DataConfig, TrainConfig
+from nas.data.splits import load_raw, split
+from nas.train.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -25,11 +25,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nas.arch import ArchSpec  # noqa: E402
-from nas.calibrate import fit_table, hwnasbench_measurements, score  # noqa: E402
-from nas.hwnasbench import load_table  # noqa: E402
-from nas.latency_model import predict  # noqa: E402
-from nas.profiles import load_profile  # noqa: E402
+from nas.space.arch import ArchSpec  # noqa: E402
+from nas.hardware.calibrate import fit_table, hwnasbench_measurements, score  # noqa: E402
+from nas.hardware.hwnasbench import load_table  # noqa: E402
+from nas.hardware.latency_model import predict  # noqa: E402
+from nas.hardware.profiles import load_profile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,8 +57,8 @@ def _test_architectures(n: int, seed: int, exclude: set[str]) -> list[ArchSpec]:
     """``n`` random quickstart-space networks, none of them in ``exclude`` (the calibration sets)."""
     import optuna
 
-    from nas.config import load_search_config
-    from nas.space import SearchSpace
+    from nas.core.config import load_search_config
+    from nas.space.sampler import SearchSpace
 
     space = SearchSpace(load_search_config("quickstart").space, in_chs=1, num_classes=10)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
@@ -81,10 +81,10 @@ def host_section(n: int) -> tuple[dict[str, object], list[str], list[dict[str, o
     import yaml
     from scipy.stats import spearmanr
 
-    from nas.calibrate import calibrate_from_build
-    from nas.config import load_search_config
-    from nas.layers import layer_table
-    from nas.profile_build import build_measurements, designed_architectures, profile_skeleton, time_networks
+    from nas.hardware.calibrate import calibrate_from_build
+    from nas.core.config import load_search_config
+    from nas.cost.layers import layer_table
+    from nas.hardware.profile_build import build_measurements, designed_architectures, profile_skeleton, time_networks
 
     lat = load_profile("cpu").latency
     assert lat is not None
@@ -240,7 +240,7 @@ def main() -> int:
         "`quickstart` (`--space quickstart`: 200 random networks of the search space, seed 1). All "
         f"{summary['cpu_networks_timed']} networks were timed together in {ROUNDS} passes over the whole set, in a "
         "seeded random order, so that drift of this shared machine's speed hits calibration and held-out networks "
-        "alike (`nas.profile_build.time_networks`, what `hwnas profile build` runs): each pass times each network in "
+        "alike (`nas.hardware.profile_build.time_networks`, what `hwnas profile build` runs): each pass times each network in "
         "a fresh onnxruntime CPU session (default graph optimizations, 1 thread, median of 200 runs), at fp32 and "
         "at int8 (static QDQ, per-channel, uint8 activations), and a network's measured latency is the median of "
         f"its {ROUNDS} passes. Timing and calibration took {summary['cpu_time_and_calibrate_s']} s. The last column "

@@ -23,9 +23,9 @@ from pathlib import Path
 import onnxruntime as ort
 import pandas as pd
 
-from nas.config import load_search_config
-from nas.data import Preprocess, load_raw, to_tensor
-from nas.profiles import load_profile
+from nas.core.config import load_search_config
+from nas.data.splits import Preprocess, load_raw, to_tensor
+from nas.hardware.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

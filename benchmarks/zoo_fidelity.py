@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nas.costs import count_costs
-from nas.zoo import mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2
+from nas.cost.costs import count_costs
+from nas.space.zoo import mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # (model, spec, published MACs, published parameters, source of the published figures)

@@ -1,5 +1,5 @@
 """Knowledge distillation (Hinton et al. 2015) and the fine-tuning loop that uses it after pruning
-(candidate training uses :func:`soft_loss` with a teacher from the search file, nas.teacher)."""
+(candidate training uses :func:`soft_loss` with a teacher from the search file, nas.train.teacher)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.data import Preprocess, to_tensor
+from nas.data.splits import Preprocess, to_tensor
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.arch import ArchSpec
-from nas.builder import fuse_bn
-from nas.errors import UserError
+from nas.space.arch import ArchSpec
+from nas.space.builder import fuse_bn
+from nas.core.errors import UserError
 
 BITS = (8, 4)
 NOTE = ("4-bit groups are counted at 4 bits per weight in weight_mb; the ONNX file stores and onnxruntime runs "

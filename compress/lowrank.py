@@ -10,8 +10,8 @@ import math
 import torch
 from torch import nn
 
-from nas.builder import fuse_bn
-from nas.errors import UserError
+from nas.space.builder import fuse_bn
+from nas.core.errors import UserError
 
 
 def _factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

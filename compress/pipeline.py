@@ -18,11 +18,11 @@ from compress.distill import fine_tune
 from compress.prune import parameter_count, prune, prune_to_budget, slimming_penalty
 from compress.quantize import quantize
 from compress.recipe import Recipe
-from nas.arch import ArchSpec
-from nas.costs import count_costs, count_macs
-from nas.data import Splits, to_tensor
-from nas.export import DeployInfo, onnx_accuracy, to_onnx
-from nas.latency import measure_latency
+from nas.space.arch import ArchSpec
+from nas.cost.costs import count_costs, count_macs
+from nas.data.splits import Splits, to_tensor
+from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
+from nas.deploy.host_latency import measure_latency
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def apply_recipe(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Split
         details["lowrank"] = {"factored_layers": {k: list(v) for k, v in factored.items()}}
     if recipe.share is not None:
         from compress.sharing import encode, share_weights
-        from nas.builder import fuse_bn
+        from nas.space.builder import fuse_bn
 
         fuse_bn(work)  # share what is deployed: BN folding rescales every output channel
         layers = share_weights(work, recipe.share.bits, recipe.share.layer_bits)
@@ -220,7 +220,7 @@ def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *
 
 
 def deployed_weight_mb(mb: float, details: dict[str, object]) -> float:
-    """Weight memory of the deployed model from ``mb`` at its precision (nas.costs conventions):
+    """Weight memory of the deployed model from ``mb`` at its precision (nas.cost.costs conventions):
     shared weights take their Huffman-coded size, 4-bit groups half a byte per weight."""
     if "share" in details:
         return details["share"]["encoded_bytes"] / 1e6  # type: ignore[index]

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nas.blocks import (
+from nas.space.blocks import (
     ChannelShuffle,
     ConvBnAct,
     FBNetBlock,
@@ -48,8 +48,8 @@ from nas.blocks import (
     ShuffleV2Unit,
     SqueezeExcite,
 )
-from nas.builder import Net
-from nas.errors import UserError
+from nas.space.builder import Net
+from nas.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ SCOPES = ("per-layer", "global")
 class ChannelGroup:
     """Channels that ``owner[producer]`` (a conv + BN block) produces and ``owner[consumer]``
     consumes: a conv + BN block inside a block (integer keys into its Sequential), or the
-    classifier of the network (attribute keys into the :class:`~nas.builder.Net`)."""
+    classifier of the network (attribute keys into the :class:`~nas.space.builder.Net`)."""
 
     name: str
     owner: nn.Module
@@ -410,7 +410,7 @@ def prune_to_macs(model: nn.Module, fraction: float, input_shape: tuple[int, ...
                   taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
                   streams: bool = False) -> PruneResult:
     """Prune, in place, to about ``fraction`` of the model's MACs."""
-    from nas.costs import count_macs
+    from nas.cost.costs import count_macs
 
     x = torch.zeros(input_shape)
     return prune_to_budget(model, fraction, lambda m: count_macs(m, x), criterion=criterion, scope=scope,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.builder import fuse_bn
+from nas.space.builder import fuse_bn
 
 
 class _FakeQuant(nn.Module):

@@ -32,7 +32,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from nas.errors import UserError
+from nas.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

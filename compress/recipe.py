@@ -19,9 +19,9 @@ from optuna.trial import BaseTrial
 from compress.lowbit import BITS
 from compress.prune import CRITERIA, SCOPES
 from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MODES
-from nas._schema import check, from_mapping
-from nas.config import CompressionSpace
-from nas.errors import UserError
+from nas.core.schema import check, from_mapping
+from nas.core.config import CompressionSpace
+from nas.core.errors import UserError
 
 
 @dataclass(frozen=True)

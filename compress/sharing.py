@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.errors import UserError
+from nas.core.errors import UserError
 
 
 def kmeans_1d(values: np.ndarray, k: int, *, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:

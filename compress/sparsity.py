@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.errors import UserError
+from nas.core.errors import UserError
 
 SCOPES = ("global", "per-layer")
 

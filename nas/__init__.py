@@ -6,13 +6,13 @@ cost accounting (:func:`count_costs`), configs (:func:`load_search_config`), pro
 """
 from __future__ import annotations
 
-from nas.arch import ArchError, ArchSpec, StageSpec, parse
-from nas.builder import build
-from nas.config import SearchConfig, load_search_config
-from nas.costs import ModelCosts, count_costs
-from nas.errors import UserError
-from nas.profiles import HardwareProfile, load_profile
-from nas.study import run_search
+from nas.space.arch import ArchError, ArchSpec, StageSpec, parse
+from nas.space.builder import build
+from nas.core.config import SearchConfig, load_search_config
+from nas.cost.costs import ModelCosts, count_costs
+from nas.core.errors import UserError
+from nas.hardware.profiles import HardwareProfile, load_profile
+from nas.search.study import run_search
 
 __all__ = ["ArchError", "ArchSpec", "HardwareProfile", "ModelCosts", "SearchConfig", "StageSpec", "UserError",
            "build", "count_costs", "load_profile", "load_search_config", "parse", "run_search"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from nas.arch import ArchError, parse
+from nas.space.arch import ArchError, parse
 
 CANONICAL = [
     "in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16-head_c64-fc_c10",

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from nas.baselines import baseline_grid
+from nas.search.baselines import baseline_grid
 from nas.cli import main
-from nas.config import parse_search_config
-from nas.data import split
-from nas.datasets import load_idx_dataset
-from nas.export import onnx_accuracy
-from nas.study import find_study, load_run_config
+from nas.core.config import parse_search_config
+from nas.data.splits import split
+from nas.data.datasets import load_idx_dataset
+from nas.deploy.export import onnx_accuracy
+from nas.search.study import find_study, load_run_config
 from tests.conftest import tiny_config
 
 GRID = {"mobilenet_v2_widths": [0.25], "mobilenet_v2_resolutions": [12], "shufflenet_v1_groups": [2],

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from nas.arch import parse
-from nas.blocks import ChannelShuffle, FBNetBlock, InvertedResidual, ShuffleUnit, ShuffleV2Unit, skip
-from nas.builder import build, fuse_bn
+from nas.space.arch import parse
+from nas.space.blocks import ChannelShuffle, FBNetBlock, InvertedResidual, ShuffleUnit, ShuffleV2Unit, skip
+from nas.space.builder import build, fuse_bn
 
 
 @pytest.mark.parametrize("block, in_chs, out_chs, stride, expect", [

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from nas.blocks import FBNetBlock
-from nas.calibrate import BlockMeasurement, block_module, cross_validate, fit, hwnasbench_measurements, score
-from nas.errors import UserError
-from nas.latency_model import COMPUTE_KINDS, DeviceModel, predict
-from nas.layers import module_layers
+from nas.space.blocks import FBNetBlock
+from nas.hardware.calibrate import BlockMeasurement, block_module, cross_validate, fit, hwnasbench_measurements, score
+from nas.core.errors import UserError
+from nas.hardware.latency_model import COMPUTE_KINDS, DeviceModel, predict
+from nas.cost.layers import module_layers
 
 SHARED_TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "hwnasbench_fbnet_blocks.json"
 
@@ -51,14 +51,14 @@ def test_fit_recovers_a_known_device() -> None:
 
 @pytest.mark.skipif(not SHARED_TABLE.exists(), reason="../shared/data/hwnasbench_fbnet_blocks.json not present")
 def test_hwnasbench_fpga_zeros_are_left_out() -> None:
-    from nas.hwnasbench import load_table
+    from nas.hardware.hwnasbench import load_table
 
     blocks, left_out = hwnasbench_measurements(load_table(SHARED_TABLE), "fpga_latency")
     assert len(blocks) + left_out == 225 and left_out >= 12 and all(b.latency_ms > 0 for b in blocks)
 
 
 def test_calibrating_a_profile_refuses_parameters_the_data_cannot_identify(tmp_path: Path) -> None:
-    from nas.calibrate import calibrate_profile
+    from nas.hardware.calibrate import calibrate_profile
 
     table = {"x_latency": {"ConvBlock_H8_W8_Cin16_Cout16_exp1_kernel3_stride1_group1": 0.1}}
     source = Path(__file__).resolve().parents[2] / "hw_profiles" / "raspberry-pi4.yaml"
@@ -68,8 +68,8 @@ def test_calibrating_a_profile_refuses_parameters_the_data_cannot_identify(tmp_p
 
 
 def test_kinds_the_data_lacks_can_be_assumed_to_run_like_a_fitted_one(tmp_path: Path) -> None:
-    from nas.calibrate import calibrate_profile
-    from nas.profiles import load_profile
+    from nas.hardware.calibrate import calibrate_profile
+    from nas.hardware.profiles import load_profile
 
     keys = [f"ConvBlock_H{h}_W{h}_Cin{c}_Cout{c}_exp{e}_kernel3_stride1_group{g}"
             for h in (8, 16) for c in (16, 32) for e in (1, 3) for g in (1, 2)]
@@ -94,7 +94,7 @@ def test_kinds_the_data_lacks_can_be_assumed_to_run_like_a_fitted_one(tmp_path: 
 
 
 def test_a_linear_fit_carries_to_a_sibling_by_peak_and_bandwidth() -> None:
-    from nas.calibrate import Fit
+    from nas.hardware.calibrate import Fit
 
     fitted = Fit(efficiency={}, bandwidth_efficiency=1.0, overhead_ms={"pwconv": 0.01}, form="linear",
                  linear_terms={"pwconv": {"mmac": 2.0, "in_mb": 1.0, "group": 0.5, "group_mpos": 3.0}})

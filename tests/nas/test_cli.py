@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from nas.cli import main
-from nas.profiles import load_profile
+from nas.hardware.profiles import load_profile
 from tests.conftest import tiny_config
 
 
@@ -157,8 +157,8 @@ def test_cost_on_accelerator_profiles_reports_memory_and_unsupported_ops(capsys:
     assert main(["cost", "--zoo", "shufflenet_v2", "--profile", "zynq-zcu102-dpu", "--precision", "int8",
                  "--json"]) == 0
     fallback = json.loads(capsys.readouterr().out)["host_fallback"]  # the DPU resumes after each shuffle and slice
-    from nas.layers import layer_table
-    from nas.zoo import shufflenet_v2
+    from nas.cost.layers import layer_table
+    from nas.space.zoo import shufflenet_v2
 
     moved = [l for l in layer_table(shufflenet_v2()) if l.kind in ("shuffle", "slice")]
     assert fallback["from"] == "blocks.0.shuffle" and fallback["macs_share"] == 0.0

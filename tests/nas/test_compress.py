@@ -9,9 +9,9 @@ import yaml
 
 from compress.recipe import load_recipe, parse_recipe
 from nas.cli import main
-from nas.errors import UserError
-from nas.export import read_metadata
-from nas.latency import session
+from nas.core.errors import UserError
+from nas.deploy.export import read_metadata
+from nas.deploy.host_latency import session
 from tests.conftest import tiny_config
 
 
@@ -108,8 +108,8 @@ def test_unstructured_schedule_masks_and_sparsity() -> None:
         polynomial_sparsity,
         sparsity_of,
     )
-    from nas.arch import parse
-    from nas.builder import build
+    from nas.space.arch import parse
+    from nas.space.builder import build
 
     assert polynomial_sparsity(0, 100, initial=0.0, final=0.8) == 0.0
     assert polynomial_sparsity(100, 100, initial=0.0, final=0.8) == pytest.approx(0.8)
@@ -129,8 +129,8 @@ def test_weight_sharing_codes_round_trip_exactly() -> None:
     import torch
 
     from compress.sharing import decode, encode, huffman_lengths, share_weights
-    from nas.arch import parse
-    from nas.builder import build, fuse_bn
+    from nas.space.arch import parse
+    from nas.space.builder import build, fuse_bn
 
     assert list(huffman_lengths(np.array([5, 0, 1, 1]))) == [1, 0, 2, 2]
     model = fuse_bn(build(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e4_c16-head_c32-fc_c10")).eval())
@@ -170,10 +170,10 @@ def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Pa
     import torch
 
     from compress.pipeline import compress
-    from nas.arch import parse
-    from nas.builder import build
-    from nas.config import parse_search_config
-    from nas.study import load_splits
+    from nas.space.arch import parse
+    from nas.space.builder import build
+    from nas.core.config import parse_search_config
+    from nas.search.study import load_splits
 
     cfg = parse_search_config(tiny_config(idx_dir))
     splits = load_splits(cfg, cache_dir=tmp_path)
@@ -220,7 +220,7 @@ def test_sample_recipe_covers_every_knob() -> None:
     import optuna
 
     from compress.recipe import sample_recipe
-    from nas.config import CompressionSpace
+    from nas.core.config import CompressionSpace
 
     space = CompressionSpace(prune_criteria=("none", "taylor"), prune_ratios=(0.25, 0.5), distill=(False, True),
                              quantize=("none", "static"), rank_ratios=(1.0, 0.5), share_bits=(0, 4))
@@ -239,8 +239,8 @@ def test_qat_wrappers_train_and_strip_back_to_plain_layers() -> None:
     from torch import nn
 
     from compress.qat import prepare, strip
-    from nas.arch import parse
-    from nas.builder import build
+    from nas.space.arch import parse
+    from nas.space.builder import build
 
     model = build(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e4_c16-head_c32-fc_c10")).train()
     prepare(model)
@@ -268,10 +268,10 @@ def test_static_int8_runs_fully_in_integer_kernels(fmt: str, tmp_path: Path) -> 
     import torch
 
     from compress.quantize import quantize_int8_static
-    from nas.arch import parse
-    from nas.builder import build
-    from nas.data import Preprocess
-    from nas.export import DeployInfo, to_onnx
+    from nas.space.arch import parse
+    from nas.space.builder import build
+    from nas.data.splits import Preprocess
+    from nas.deploy.export import DeployInfo, to_onnx
 
     spec = parse("in_c3_r16-stem_k3_s2_c16-ir_r2_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c64-fc_c10")
     torch.manual_seed(0)
@@ -305,10 +305,10 @@ def test_four_bit_groups_hold_15_levels_and_count_half_a_byte(tmp_path: Path, id
     from compress.lowbit import apply_weight_bits, group_names, weight_layers
     from compress.pipeline import compress
     from compress.recipe import sample_recipe
-    from nas.arch import parse
-    from nas.builder import build
-    from nas.config import CompressionSpace, parse_search_config
-    from nas.study import load_splits
+    from nas.space.arch import parse
+    from nas.space.builder import build
+    from nas.core.config import CompressionSpace, parse_search_config
+    from nas.search.study import load_splits
 
     spec = parse("in_c1_r16-stem_k3_s2_c8-ir_r1_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c32-fc_c10")
     assert group_names(spec) == ["stem", "stage0", "stage1", "head"]

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nas.config import bundled_searches, load_search_config, parse_search_config
-from nas.errors import UserError
-from nas.profiles import bundled_profiles, load_profile
-from nas.space import SearchSpace
+from nas.core.config import bundled_searches, load_search_config, parse_search_config
+from nas.core.errors import UserError
+from nas.hardware.profiles import bundled_profiles, load_profile
+from nas.space.sampler import SearchSpace
 from tests.conftest import tiny_config
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas import datasets
-from nas.datasets import load_cifar10_batches, load_idx_dataset, load_image_folder, read_idx
-from nas.errors import UserError
+from nas.data import datasets
+from nas.data.datasets import load_cifar10_batches, load_idx_dataset, load_image_folder, read_idx
+from nas.core.errors import UserError
 from tests.conftest import make_idx_dataset, write_idx
 
 

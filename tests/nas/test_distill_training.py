@@ -5,15 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nas.arch import parse
-from nas.builder import build
-from nas.config import TrainConfig, parse_search_config
-from nas.errors import UserError
-from nas.export import DeployInfo, to_onnx
-from nas.study import load_splits, run_search
-from nas.profiles import load_profile
-from nas.teacher import teacher_logits
-from nas.train import train
+from nas.space.arch import parse
+from nas.space.builder import build
+from nas.core.config import TrainConfig, parse_search_config
+from nas.core.errors import UserError
+from nas.deploy.export import DeployInfo, to_onnx
+from nas.search.study import load_splits, run_search
+from nas.hardware.profiles import load_profile
+from nas.train.teacher import teacher_logits
+from nas.train.trainer import train
 from tests.conftest import tiny_config
 
 TEACHER = "in_c1_r16-stem_k3_s1_c8-ir_r1_k3_s2_e3_c16-head_c32-fc_c10"
@@ -33,7 +33,7 @@ def _teacher(tmp_path: Path, idx_dir: Path) -> tuple[Path, object]:
 
 def test_teacher_logits_drive_candidate_training(tmp_path: Path, idx_dir: Path) -> None:
     path, splits = _teacher(tmp_path, idx_dir)
-    from nas._schema import from_mapping
+    from nas.core.schema import from_mapping
 
     cfg = from_mapping(TrainConfig, {"epochs": 1, "batch_size": 50, "lr": 0.02,
                                      "distill": {"model": str(path), "alpha": 1.0, "temperature": 2.0}}, "train")

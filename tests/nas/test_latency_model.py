@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from nas.arch import parse
-from nas.errors import UserError
-from nas.latency_model import COMPUTE_KINDS, DeviceModel, predict
-from nas.layers import layer_table
+from nas.space.arch import parse
+from nas.core.errors import UserError
+from nas.hardware.latency_model import COMPUTE_KINDS, DeviceModel, predict
+from nas.cost.layers import layer_table
 
 SMALL = "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from nas.arch import parse
-from nas.costs import count_costs
-from nas.layers import layer_table
-from nas.zoo import zoo_entries
+from nas.space.arch import parse
+from nas.cost.costs import count_costs
+from nas.cost.layers import layer_table
+from nas.space.zoo import zoo_entries
 
 
 def test_small_network_layer_by_layer() -> None:

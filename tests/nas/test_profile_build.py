@@ -8,15 +8,15 @@ import onnx
 import pytest
 import yaml
 
-from nas.arch import ArchSpec, parse
-from nas.builder import build
-from nas.calibrate import BlockMeasurement, fit_linear, score
+from nas.space.arch import ArchSpec, parse
+from nas.space.builder import build
+from nas.hardware.calibrate import BlockMeasurement, fit_linear, score
 from nas.cli import main
-from nas.errors import UserError
-from nas.latency import session
-from nas.latency_model import DeviceModel, plan, predict
-from nas.layers import layer_table
-from nas.profile_build import (
+from nas.core.errors import UserError
+from nas.deploy.host_latency import session
+from nas.hardware.latency_model import DeviceModel, plan, predict
+from nas.cost.layers import layer_table
+from nas.hardware.profile_build import (
     FORMAT,
     at_precision,
     designed_architectures,
@@ -25,7 +25,7 @@ from nas.profile_build import (
     load_measurements,
     time_networks,
 )
-from nas.profiles import load_profile
+from nas.hardware.profiles import load_profile
 
 
 def test_designed_set_is_distinct_valid_and_covers_every_block_type() -> None:
@@ -92,7 +92,7 @@ def test_onnxruntime_int8_plan_matches_its_integer_graph(tmp_path: Path) -> None
     (hard-swish) are those of the graph onnxruntime runs."""
     import onnxruntime as ort
 
-    from nas.config import load_search_config
+    from nas.core.config import load_search_config
 
     archs = designed_architectures(12, seed=1000, space=load_search_config("quickstart").space)
     archs += [parse("in_c3_r16-stem_k3_s2_c16-ir_r2_k3_s1_e4_c16_se1_hs1-sh_r1_s2_g2_c32-head_c64-fc_c10")]
@@ -136,7 +136,7 @@ def test_linear_fit_recovers_a_known_linear_device() -> None:
 
 def test_int8_and_fp16_exports_check_and_run() -> None:
     spec = parse("in_c1_r16-stem_k3_s2_c16-ir_r1_k3_s1_e3_c16-sh_r1_s2_g2_c32-head_c64-fc_c10")
-    from nas.builder import build
+    from nas.space.builder import build
 
     shape = (1, 1, 16, 16)
     fp32 = export_for_timing(build(spec), shape, spec.format())
@@ -215,8 +215,8 @@ def test_measurement_file_errors(tmp_path: Path) -> None:
 
 
 def test_sibling_calibration_carries_efficiencies_to_the_target_peaks(tmp_path: Path) -> None:
-    from nas.calibrate import Sibling, calibrate_profile
-    from nas.profiles import profile_path
+    from nas.hardware.calibrate import Sibling, calibrate_profile
+    from nas.hardware.profiles import profile_path
 
     keys = [f"ConvBlock_H{h}_W{h}_Cin{c}_Cout{c}_exp{e}_kernel3_stride1_group{g}"
             for h in (8, 16) for c in (16, 32) for e in (1, 3) for g in (1, 2) if e == 1 or g == 1]

@@ -13,10 +13,10 @@ from compress.prune import (
     prune_to_macs,
     slimming_penalty,
 )
-from nas.arch import parse
-from nas.builder import build
-from nas.costs import count_macs
-from nas.errors import UserError
+from nas.space.arch import parse
+from nas.space.builder import build
+from nas.cost.costs import count_macs
+from nas.core.errors import UserError
 
 # one network per block family: residual IR with SE, ShuffleNetV1 (grouped 1x1 + shuffle, add and
 # concat shortcuts), ShuffleNetV2, FBNet grouped, and an expansion-1 IR / ds left dense

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import yaml
 
-import nas.trial
+import nas.search.evaluate
 from nas.cli import main
-from nas.data import split
-from nas.datasets import load_idx_dataset
-from nas.export import onnx_accuracy, read_metadata
-from nas.profiles import load_profile
-from nas.study import load_run_config, open_study
+from nas.data.splits import split
+from nas.data.datasets import load_idx_dataset
+from nas.deploy.export import onnx_accuracy, read_metadata
+from nas.hardware.profiles import load_profile
+from nas.search.study import load_run_config, open_study
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_over_budget_candidates_are_rejected_without_training(tmp_path: Path, id
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("an over-budget candidate was trained")
 
-    monkeypatch.setattr(nas.trial, "train", no_training)
+    monkeypatch.setattr(nas.search.evaluate, "train", no_training)
     run = tmp_path / "run"
     cfg = _config_file(tmp_path, idx_dir, budgets={"macs": 1000, "peak_memory_mb": 0.001})
     assert main(["search", str(cfg), "--out", str(run)]) == 0
@@ -82,7 +82,7 @@ def test_over_budget_candidates_are_rejected_without_training(tmp_path: Path, id
 
 def test_latency_budget_is_gated_on_the_measured_export(tmp_path: Path, idx_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nas.trial, "train", lambda *a, **k: pytest.fail("trained despite latency budget"))
+    monkeypatch.setattr(nas.search.evaluate, "train", lambda *a, **k: pytest.fail("trained despite latency budget"))
     run = tmp_path / "run"
     cfg = _config_file(tmp_path, idx_dir, trials=1, budgets={"latency_ms": 1e-6})
     assert main(["search", str(cfg), "--out", str(run)]) == 0
@@ -95,7 +95,7 @@ def test_resume_after_interruption_keeps_completed_trials(tmp_path: Path, idx_di
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
     cfg = _config_file(tmp_path, idx_dir)
-    real_train = nas.trial.train
+    real_train = nas.search.evaluate.train
     calls = {"n": 0}
 
     def interrupt_third(*args: object, **kwargs: object) -> object:
@@ -104,11 +104,11 @@ def test_resume_after_interruption_keeps_completed_trials(tmp_path: Path, idx_di
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(nas.trial, "train", interrupt_third)
+    monkeypatch.setattr(nas.search.evaluate, "train", interrupt_third)
     assert main(["search", str(cfg), "--out", str(run)]) == 130
     before = [(t.number, t.state, t.user_attrs.get("arch"), t.values) for t in _study(run).trials]
     assert [s for _, s, _, _ in before] == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.FAIL]
-    monkeypatch.setattr(nas.trial, "train", real_train)
+    monkeypatch.setattr(nas.search.evaluate, "train", real_train)
     assert main(["search", str(cfg), "--out", str(run)]) == 0
     after = _study(run).trials
     assert [(t.number, t.state, t.user_attrs.get("arch"), t.values) for t in after[:3]] == before
@@ -119,7 +119,7 @@ def test_resume_after_interruption_keeps_completed_trials(tmp_path: Path, idx_di
 
 def test_failing_trial_is_recorded_and_search_goes_on(tmp_path: Path, idx_dir: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    real_train = nas.trial.train
+    real_train = nas.search.evaluate.train
     calls = {"n": 0}
 
     def fail_first(*args: object, **kwargs: object) -> object:
@@ -128,7 +128,7 @@ def test_failing_trial_is_recorded_and_search_goes_on(tmp_path: Path, idx_dir: P
             raise FloatingPointError("training diverged at epoch 1 (loss nan)")
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(nas.trial, "train", fail_first)
+    monkeypatch.setattr(nas.search.evaluate, "train", fail_first)
     run = tmp_path / "run"
     assert main(["search", str(_config_file(tmp_path, idx_dir, trials=2)), "--out", str(run)]) == 0
     trials = _study(run).trials
@@ -188,7 +188,7 @@ def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path, mon
     assert a["profile_version"] == load_profile("raspberry-pi4").version
     assert t.values[1] == pytest.approx(a["latency_ms"], rel=1e-3)  # the latency objective is the predicted one
     # a latency budget on a predicted profile is gated on the prediction, before any training
-    monkeypatch.setattr(nas.trial, "train", lambda *a, **k: pytest.fail("trained despite predicted latency budget"))
+    monkeypatch.setattr(nas.search.evaluate, "train", lambda *a, **k: pytest.fail("trained despite predicted latency budget"))
     cfg = _config_file(tmp_path, idx_dir, trials=1, profile="raspberry-pi4", budgets={"latency_ms": 1e-6})
     assert main(["search", str(cfg), "--out", str(tmp_path / "gated")]) == 0
     (t,) = _study(tmp_path / "gated").trials

@@ -5,10 +5,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.arch import parse
-from nas.config import parse_search_config
-from nas.blocks import make_divisible
-from nas.space import SearchSpace
+from nas.space.arch import parse
+from nas.core.config import parse_search_config
+from nas.space.blocks import make_divisible
+from nas.space.sampler import SearchSpace
 from tests.conftest import tiny_config
 
 
@@ -54,7 +54,7 @@ def test_width_scales_channels_but_not_head_below_one(tmp_path: Path) -> None:
 def test_every_block_kind_samples_builds_and_replays(tmp_path: Path) -> None:
     import torch
 
-    from nas.builder import build
+    from nas.space.builder import build
 
     data = tiny_config(tmp_path)
     data["space"].update(block_types=["ir", "ds", "sh", "sh2", "fb"], se=[False, True], hswish=[False, True],
@@ -74,7 +74,7 @@ def test_every_block_kind_samples_builds_and_replays(tmp_path: Path) -> None:
 
 
 def test_fb_needs_a_group_that_divides_channels(tmp_path: Path) -> None:
-    from nas.errors import UserError
+    from nas.core.errors import UserError
 
     data = tiny_config(tmp_path)
     data["space"].update(block_types=["fb"], groups=[3])

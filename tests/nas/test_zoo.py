@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.arch import parse
-from nas.builder import build
+from nas.space.arch import parse
+from nas.space.builder import build
 from nas.cli import main
-from nas.costs import count_costs
-from nas.errors import UserError
-from nas.hwnasbench import block_keys, load_table, network_figure
-from nas.zoo import FBNET_OPS, fbnet, mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2, zoo_entries
+from nas.cost.costs import count_costs
+from nas.core.errors import UserError
+from nas.hardware.hwnasbench import block_keys, load_table, network_figure
+from nas.space.zoo import FBNET_OPS, fbnet, mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2, zoo_entries
 
 SHARED_TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "hwnasbench_fbnet_blocks.json"
 
@@ -111,7 +111,7 @@ def test_zoo_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_adapt_to_input_keeps_strides_while_maps_stay_wide_enough() -> None:
-    from nas.zoo import adapt_to_input
+    from nas.space.zoo import adapt_to_input
 
     spec = adapt_to_input(mobilenet_v2(width=0.5), resolution=28, in_chs=1, classes=10, min_feature=3)
     # 28 -> 14 (stem) -> 7 -> 4 (first two stride-2 stages), the last two stay at stride 1

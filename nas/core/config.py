@@ -1,0 +1,257 @@
+"""Search configuration (``searches/*.yaml``): frozen, validated on load.
+
+>>> cfg = load_search_config("quickstart")
+>>> cfg.search.profile
+'cpu'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from nas.core.schema import check, check_choices, from_mapping, load_yaml
+from nas.core.errors import UserError
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
+BLOCK_TYPES = ("ir", "ds", "sh", "sh2", "fb")
+OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
+              "parameters": "minimize", "peak_memory_mb": "minimize"}
+BUDGET_KEYS = ("latency_ms", "peak_memory_mb", "macs")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion-mnist"
+    dir: str | None = None
+    download: bool = False
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(self.dataset in DATASETS, "data.dataset", self.dataset, ", ".join(DATASETS))
+        check(0.0 < self.val_fraction < 0.5, "data.val_fraction", self.val_fraction, "0 < x < 0.5")
+        check(self.dataset != "image-folder" or self.dir is not None, "data.dir", self.dir,
+              "a folder or .tar.gz path (required for image-folder)")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    chs: int
+    stride: int = 1
+    depths: tuple[int, ...] = (1,)
+    block_types: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check(self.chs >= 8, "space.stages[].chs", self.chs, "integers >= 8")
+        check(self.stride in (1, 2), "space.stages[].stride", self.stride, "1, 2")
+        check(bool(self.depths) and min(self.depths) >= 1, "space.stages[].depths", self.depths, "integers >= 1")
+        check_choices(self.block_types or (), "space.stages[].block_types", BLOCK_TYPES)
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    stages: tuple[StageConfig, ...]
+    resolutions: tuple[int, ...] = (28,)
+    widths: tuple[float, ...] = (0.5, 0.75, 1.0)
+    stem_chs: int = 16
+    stem_stride: int = 1
+    head_chs: int = 128
+    block_types: tuple[str, ...] = ("ir", "sh")
+    kernels: tuple[int, ...] = (3, 5, 7)
+    exp_ratios: tuple[int, ...] = (1, 3, 4, 6)
+    groups: tuple[int, ...] = (1, 2, 3, 4, 8)
+    se: tuple[bool, ...] = (False,)
+    hswish: tuple[bool, ...] = (False,)
+
+    def __post_init__(self) -> None:
+        check(bool(self.stages), "space.stages", self.stages, "a non-empty list of stages")
+        for w in self.widths:
+            check(0.25 <= w <= 1.4, "space.widths", w, "numbers from 0.25 to 1.4")
+        for r in self.resolutions:
+            check(r >= 8, "space.resolutions", r, "integers >= 8")
+        check_choices(self.block_types, "space.block_types", BLOCK_TYPES)
+        check_choices(self.kernels, "space.kernels", (3, 5, 7))
+        check_choices(self.exp_ratios, "space.exp_ratios", (1, 3, 4, 6))
+        check_choices(self.groups, "space.groups", (1, 2, 3, 4, 8))
+        check(self.stem_stride in (1, 2), "space.stem_stride", self.stem_stride, "1, 2")
+        searches_fb = "fb" in self.block_types or any("fb" in (st.block_types or ()) for st in self.stages)
+        check(not searches_fb or any(8 % g == 0 for g in self.groups), "space.groups", self.groups,
+              "lists with a divisor of 8 (1, 2, 4, 8) when fb blocks are searched")
+        for name in ("resolutions", "widths", "block_types", "kernels", "exp_ratios", "groups", "se", "hswish"):
+            check(bool(getattr(self, name)), f"space.{name}", getattr(self, name), "a non-empty list")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Knowledge distillation for candidate training: Hinton's loss against a teacher's logits."""
+
+    model: str  # an ONNX classifier of the same classes (e.g. runs/<run>/models/<n>/model.onnx)
+    temperature: float = 4.0
+    alpha: float = 0.9  # weight of the soft (teacher) term; 1 - alpha for the labels
+
+    def __post_init__(self) -> None:
+        check(self.model.endswith(".onnx"), "train.distill.model", self.model, "a path to an .onnx file")
+        check(self.temperature > 0, "train.distill.temperature", self.temperature, "numbers > 0")
+        check(0 <= self.alpha <= 1, "train.distill.alpha", self.alpha, "0 <= alpha <= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 2
+    train_subset: int | None = None
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 0.003
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.0
+    device: str = "auto"
+    threads: int | None = None
+    distill: TeacherConfig | None = None
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, "train.epochs", self.epochs, "integers >= 1")
+        check(self.train_subset is None or self.train_subset >= 1, "train.train_subset", self.train_subset,
+              "null (all) or integers >= 1")
+        check(self.batch_size >= 1, "train.batch_size", self.batch_size, "integers >= 1")
+        check(self.optimizer in ("adamw", "sgd"), "train.optimizer", self.optimizer, "adamw, sgd")
+        check(self.lr > 0, "train.lr", self.lr, "numbers > 0")
+        check(self.schedule in ("onecycle", "cosine", "constant"), "train.schedule", self.schedule,
+              "onecycle, cosine, constant")
+        check(0 <= self.label_smoothing < 1, "train.label_smoothing", self.label_smoothing, "0 <= x < 1")
+        check(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "auto, cpu, cuda")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    latency_ms: float | None = None
+    peak_memory_mb: float | None = None
+    macs: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in BUDGET_KEYS:
+            value = getattr(self, key)
+            check(value is None or value > 0, f"search.budgets.{key}", value, "null or numbers > 0")
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    trials: int = 12
+    sampler: str = "nsga2"
+    population: int = 8
+    objectives: tuple[str, ...] = ("accuracy", "latency_ms", "macs")
+    profile: str = "cpu"
+    precision: str = "fp32"
+    budgets: Budgets = field(default_factory=Budgets)
+
+    def __post_init__(self) -> None:
+        check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")
+        check(self.sampler in ("nsga2", "tpe"), "search.sampler", self.sampler, "nsga2, tpe")
+        check(self.population >= 2, "search.population", self.population, "integers >= 2")
+        check_choices(self.objectives, "search.objectives", OBJECTIVES)
+        check("accuracy" in self.objectives, "search.objectives", self.objectives, "lists that include accuracy")
+        check(len(set(self.objectives)) == len(self.objectives), "search.objectives", self.objectives,
+              "lists without repeats")
+        check(self.precision == "fp32", "search.precision", self.precision,
+              "fp32 (int8 and fp16 trials come from compression.quantize)")
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """The handcrafted grid of `hwnas baselines`, adapted to the dataset's input size."""
+
+    mobilenet_v2_widths: tuple[float, ...] = (0.25, 0.35, 0.5)
+    mobilenet_v2_resolutions: tuple[int, ...] | None = None  # default: space.resolutions
+    shufflenet_v1_groups: tuple[int, ...] = (1, 2, 3, 4, 8)
+    shufflenet_v1_width: float = 0.25
+    shufflenet_v2_widths: tuple[float, ...] = (0.5,)
+    min_feature: int = 3
+
+    def __post_init__(self) -> None:
+        for w in self.mobilenet_v2_widths:
+            check(0.1 <= w <= 1.4, "baselines.mobilenet_v2_widths", w, "numbers from 0.1 to 1.4")
+        for r in self.mobilenet_v2_resolutions or ():
+            check(r >= 8, "baselines.mobilenet_v2_resolutions", r, "integers >= 8")
+        check_choices(self.shufflenet_v1_groups, "baselines.shufflenet_v1_groups", (1, 2, 3, 4, 8))
+        check(0.1 <= self.shufflenet_v1_width <= 2.0, "baselines.shufflenet_v1_width", self.shufflenet_v1_width,
+              "numbers from 0.1 to 2.0")
+        check_choices(self.shufflenet_v2_widths, "baselines.shufflenet_v2_widths", (0.5, 1.0, 1.5, 2.0))
+        check(self.min_feature >= 1, "baselines.min_feature", self.min_feature, "integers >= 1")
+
+
+@dataclass(frozen=True)
+class CompressionSpace:
+    """Compression knobs searched beside the architecture (see compress.recipe.sample_recipe)."""
+
+    prune_criteria: tuple[str, ...] = ("none",)  # none, l1, taylor, bn
+    prune_ratios: tuple[float, ...] = (0.25, 0.5)  # share of hidden channels removed
+    distill: tuple[bool, ...] = (True,)  # fine-tune after pruning with the unpruned model as teacher
+    finetune_iters: int = 100
+    quantize: tuple[str, ...] = ("none",)  # none, static, dynamic, fp16
+    calibration_images: int = 256
+    rank_ratios: tuple[float, ...] = (1.0,)  # low-rank 1x1 convs and linear layers; 1.0: off
+    share_bits: tuple[int, ...] = (0,)  # weight sharing + Huffman, bits per layer; 0: off
+    weight_bits: tuple[int, ...] = (8,)  # static int8: bits per layer group (stem, each stage, head), 8 or 4
+
+    def __post_init__(self) -> None:
+        check_choices(self.prune_criteria, "compression.prune_criteria", ("none", "l1", "taylor", "bn"))
+        for r in self.prune_ratios:
+            check(0 < r < 1, "compression.prune_ratios", r, "numbers between 0 and 1")
+        check_choices(self.quantize, "compression.quantize", ("none", "static", "dynamic", "fp16"))
+        check(self.finetune_iters >= 0, "compression.finetune_iters", self.finetune_iters, "integers >= 0")
+        check(self.calibration_images >= 1, "compression.calibration_images", self.calibration_images,
+              "integers >= 1")
+        for r in self.rank_ratios:
+            check(0 < r <= 1, "compression.rank_ratios", r, "numbers in (0, 1]; 1.0 turns low-rank off")
+        for b in self.share_bits:
+            check(0 <= b <= 8, "compression.share_bits", b, "integers from 0 (off) to 8")
+        check_choices(self.weight_bits, "compression.weight_bits", (8, 4))
+        for name in ("prune_criteria", "prune_ratios", "distill", "quantize", "rank_ratios", "share_bits",
+                     "weight_bits"):
+            check(bool(getattr(self, name)), f"compression.{name}", getattr(self, name), "a non-empty list")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str
+    space: SpaceConfig
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchSection = field(default_factory=SearchSection)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    compression: CompressionSpace | None = None  # none: trials export the trained fp32 network
+
+    def __post_init__(self) -> None:
+        check(bool(self.name) and "/" not in self.name, "name", self.name, "a non-empty name without '/'")
+
+
+def bundled_searches() -> dict[str, Path]:
+    """Search files shipped with the package (``searches/*.yaml``), by stem."""
+    root = resources.files("searches")
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_search_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a bundled search such as ``quickstart``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = bundled_searches()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    raise UserError(f"search config {str(name_or_path)!r} not found; give a YAML path or one of: "
+                    f"{', '.join(sorted(bundled))}")
+
+
+def parse_search_config(data: object, *, where: str = "") -> SearchConfig:
+    return from_mapping(SearchConfig, data, where)
+
+
+def load_search_config(name_or_path: str | Path) -> SearchConfig:
+    path = resolve_search_path(name_or_path)
+    data = load_yaml(path)
+    try:
+        return parse_search_config(data)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None

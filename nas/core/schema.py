@@ -1,0 +1,96 @@
+"""Mapping -> frozen dataclass, rejecting unknown keys and wrongly typed values by name.
+
+Supports the field types our config files use: bool, int, float, str, ``X | None``,
+``tuple[X, ...]``, ``dict[str, X]`` and nested dataclasses (including tuples of them). Value rules beyond types live
+in each dataclass's ``__post_init__`` and raise :class:`UserError` via :func:`check`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nas.core.errors import UserError
+
+T = TypeVar("T")
+
+
+def load_yaml(path: Path) -> Any:
+    """The YAML content of ``path``; a syntax error is a one-line UserError naming the file and the place."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def check(condition: bool, where: str, value: object, allowed: str) -> None:
+    """Raise a one-line UserError unless ``condition`` holds."""
+    if not condition:
+        raise UserError(f"{where}: {value!r} not allowed; allowed: {allowed}")
+
+
+def check_choices(values: Iterable[object], where: str, allowed: Iterable[object]) -> None:
+    allowed = tuple(allowed)
+    for value in values:
+        check(value in allowed, where, value, ", ".join(map(str, allowed)))
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _convert(inner[0], value, where)
+    if origin is dict:
+        value_type = typing.get_args(tp)[1]
+        if not isinstance(value, Mapping):
+            raise UserError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserError(f"{where}: expected an integer, got {value!r}")
+    if tp is str and not isinstance(value, str):
+        raise UserError(f"{where}: expected a string, got {value!r}")
+    if tp is float and not isinstance(value, float):
+        raise UserError(f"{where}: expected a number, got {value!r}")
+    return value
+
+
+def from_mapping(cls: type[T], data: Any, where: str) -> T:
+    """Build ``cls`` from ``data``; keys missing from ``data`` take the dataclass defaults."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where}: expected a mapping of keys, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(fields)}")
+    kwargs = {}
+    for name, field in fields.items():
+        key_where = f"{where}.{name}" if where else name
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], key_where)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise UserError(f"{where or 'config'}: missing required key {name!r}")
+    return cls(**kwargs)

@@ -1,0 +1,180 @@
+"""Dataset readers: idx files (MNIST, Fashion-MNIST), CIFAR-10 python batches, image folders.
+
+Every reader returns a :class:`RawDataset` of uint8 NHWC arrays. Downloads are optional
+(``download=True``), verified against the publishers' MD5 checksums, and every reader also takes
+local files, so nothing needs the network.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import pickle
+import shutil
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nas.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                   "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# Publishers' MD5 of the .gz files (Fashion-MNIST README; the MNIST mirror torchvision uses).
+REMOTE = {
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}),
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}),
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """uint8 images (N, H, W, C) and int64 labels for the train and test splits."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one idx file (optionally gzipped) into a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise UserError(f"{path} is not an unsigned-byte idx file (bad magic number)")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise UserError(f"{path}: header says shape {shape} but the file holds {body.size} bytes")
+    return body.reshape(shape).copy()  # frombuffer is read-only; torch wants writable arrays
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def download(name: str, directory: Path, *, base_url: str | None = None) -> None:
+    """Fetch the idx files of ``name`` into ``directory``, checking each file's MD5."""
+    url, checksums = REMOTE[name]
+    base_url = base_url or url
+    directory.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in checksums.items():
+        target = directory / filename
+        if target.exists():
+            continue
+        partial = target.with_suffix(".part")
+        log.info("downloading %s%s", base_url, filename)
+        with urllib.request.urlopen(base_url + filename, timeout=60) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out)
+        digest = hashlib.md5(partial.read_bytes()).hexdigest()
+        if digest != md5:
+            partial.unlink()
+            raise UserError(f"checksum mismatch for {filename}: got md5 {digest}, expected {md5}")
+        partial.rename(target)
+
+
+def load_idx_dataset(name: str, directory: Path, *, download_ok: bool = False,
+                     base_url: str | None = None) -> RawDataset:
+    """MNIST-style dataset from the four idx files in ``directory`` (plain or .gz)."""
+    paths = [_find(directory, stem) for stem in IDX_FILES]
+    if any(p is None for p in paths):
+        if not download_ok:
+            raise UserError(f"{name} idx files not found in {directory}; give data.dir, install Debian's "
+                            f"dataset-fashion-mnist, or set data.download: true")
+        download(name, directory, base_url=base_url)
+        paths = [_find(directory, stem) for stem in IDX_FILES]
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)  # type: ignore[arg-type]
+    classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(i) for i in range(10))
+    return RawDataset(name, x_train[..., None], y_train.astype(np.int64), x_test[..., None],
+                      y_test.astype(np.int64), classes)
+
+
+def load_cifar10_batches(directory: Path) -> RawDataset:
+    """CIFAR-10 in the official python layout (data_batch_1..5, test_batch, batches.meta).
+
+    These files are pickles, as published; only read ones you trust.
+    """
+    root = directory / "cifar-10-batches-py" if (directory / "cifar-10-batches-py").is_dir() else directory
+    def read(name: str) -> tuple[np.ndarray, np.ndarray]:
+        path = root / name
+        if not path.exists():
+            raise UserError(f"CIFAR-10 batch {path} not found; expected data_batch_1..5 and test_batch")
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(batch[b"labels"], dtype=np.int64)
+    train = [read(f"data_batch_{i}") for i in range(1, 6)]
+    x_test, y_test = read("test_batch")
+    return RawDataset("cifar10", np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+                      x_test, y_test, CIFAR10_CLASSES)
+
+
+def _read_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        files = sorted(p for p in (directory / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for file in files:
+            with Image.open(file) as img:
+                images.append(np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img))
+            labels.append(label)
+    if not images:
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {directory}")
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise UserError(f"images under {directory} differ in size or channels: {sorted(shapes)[:3]}")
+    x = np.stack(images)
+    return (x[..., None] if x.ndim == 3 else x), np.asarray(labels, dtype=np.int64)
+
+
+def load_image_folder(path: Path, *, cache_dir: Path) -> RawDataset:
+    """``train/<class>/*`` and ``test/<class>/*`` images, from a folder or a .tar.gz of one.
+
+    Decoded arrays are cached as .npz in ``cache_dir`` keyed by the source's path, size and mtime.
+    """
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cached = cache_dir / f"imagefolder-{key}.npz"
+    if cached.exists():
+        z = np.load(cached)
+        return RawDataset(path.name, z["x_train"], z["y_train"], z["x_test"], z["y_test"], tuple(z["classes"]))
+    root = path
+    if path.is_file():
+        root = cache_dir / f"imagefolder-{key}"
+        if not root.exists():
+            with tarfile.open(path) as tar:
+                tar.extractall(root, filter="data")
+        tops = [p for p in root.iterdir() if p.is_dir()]
+        root = tops[0] if len(tops) == 1 and not (root / "train").is_dir() else root
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise UserError(f"image folder {path} needs train/<class>/ and test/<class>/ subfolders")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    x_train, y_train = _read_split(root / "train", classes)
+    x_test, y_test = _read_split(root / "test", classes)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=np.array(classes))
+    return RawDataset(path.name, x_train, y_train, x_test, y_test, tuple(classes))

@@ -1,0 +1,223 @@
+"""Hardware profiles (``hw_profiles/*.yaml``): versioned, validated, with provenance.
+
+Two kinds: ``measured``, a host whose latency hwnas measures itself with onnxruntime (``cpu``), and
+``predicted``, a device priced by the per-layer model of :mod:`nas.hardware.latency_model` from datasheet
+numbers (each with its source) and fitted efficiencies and overheads (with how they were fitted).
+
+>>> load_profile("cpu").latency.threads
+1
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from nas.core.schema import check, check_choices, from_mapping, load_yaml
+from nas.core.errors import UserError
+from nas.hardware.latency_model import (
+    ALL_KINDS,
+    BLOCKED_KINDS,
+    COMPUTE_KINDS,
+    FORMS,
+    LINEAR_UNITS,
+    REORDER_KEYS,
+    RUNTIMES,
+    DeviceModel,
+)
+
+PROFILE_KINDS = ("measured", "predicted")
+# Where ops the device cannot run go: nowhere (the network cannot run), or the host CPU: "rest" from
+# the first such op on (the Edge TPU compiler maps one subgraph, up to the first op it cannot),
+# "ops" only those ops, the device resuming after each (a Vitis AI DPU's partitioned subgraphs).
+FALLBACKS = ("none", "rest", "ops")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class MeasuredLatency:
+    runtime: str = "onnxruntime"
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        check(self.runtime == "onnxruntime", "latency.runtime", self.runtime, "onnxruntime")
+        check(self.threads >= 1, "latency.threads", self.threads, "integers >= 1")
+        check(self.repeats >= 3, "latency.repeats", self.repeats, "integers >= 3")
+        check(self.warmup >= 0, "latency.warmup", self.warmup, "integers >= 0")
+        check(self.batch == 1, "latency.batch", self.batch, "1")
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    capacity_mb: float | None = None  # weights + peak activations must fit in this
+    provenance: str = ""
+    on_chip_mb: float | None = None  # parameter memory on the accelerator; beyond it weights stream from outside
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A number and where it comes from (datasheet, measurement or fit, with date and method)."""
+
+    value: float
+    source: str
+
+    def __post_init__(self) -> None:
+        check(self.value > 0, "value", self.value, "numbers > 0")
+        check(bool(self.source.strip()), "source", self.source, "a non-empty provenance")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """Datasheet side of a predicted profile."""
+
+    macs_per_s: dict[str, Sourced]  # peak multiply-adds per second, by precision the device runs
+    bandwidth_gb_s: Sourced
+    supported_kinds: tuple[str, ...] = ALL_KINDS  # op kinds the device runs; the rest fall back or fail
+    unsupported_note: str = ""  # why, with a source
+    fallback: str = "none"  # where unsupported ops run (FALLBACKS)
+
+    def __post_init__(self) -> None:
+        check_choices(self.macs_per_s, "device.macs_per_s", PRECISIONS)
+        check_choices(self.supported_kinds, "device.supported_kinds", ALL_KINDS)
+        check(self.fallback in FALLBACKS, "device.fallback", self.fallback, ", ".join(FALLBACKS))
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """Fitted side of a predicted profile at one precision (see nas.hardware.latency_model)."""
+
+    efficiency: dict[str, float]
+    bandwidth_efficiency: float
+    overhead_ms: dict[str, float]
+    fuses_activations: bool
+    fit: str  # method, data, date, cross-validated error
+    run_overhead_ms: float = 0.0
+    form: str = "roofline"
+    linear_terms: dict[str, dict[str, float]] = field(default_factory=dict)  # form linear: key -> {unit: ms per unit}
+    layout_block: int = 0  # channels per block of the runtime's blocked layout (see nas.hardware.latency_model); 0: none
+    runtime: str = "generic"  # whose graph rules the model plans ops by (see nas.hardware.latency_model.plan)
+
+    def __post_init__(self) -> None:
+        check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
+        check(set(COMPUTE_KINDS) <= set(self.efficiency), "model.efficiency", sorted(self.efficiency),
+              f"one entry per compute kind: {', '.join(COMPUTE_KINDS)}")
+        check(self.form in FORMS, "model.form", self.form, ", ".join(FORMS))
+        check(self.runtime in RUNTIMES, "model.runtime", self.runtime, ", ".join(RUNTIMES))
+        check(not self.layout_block or self.runtime == "onnxruntime", "model.layout_block", self.layout_block,
+              "0 unless runtime is onnxruntime")
+        check(self.run_overhead_ms >= 0, "model.run_overhead_ms", self.run_overhead_ms, "numbers >= 0")
+        check_choices(self.linear_terms, "model.linear_terms", ALL_KINDS + BLOCKED_KINDS + REORDER_KEYS)
+        for kind, terms in self.linear_terms.items():
+            check_choices(terms, f"model.linear_terms.{kind}", LINEAR_UNITS)
+            for unit, ms in terms.items():
+                check(ms >= 0, f"model.linear_terms.{kind}.{unit}", ms, "numbers >= 0 (ms per unit)")
+        for kind, eff in self.efficiency.items():
+            check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
+        check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
+        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + BLOCKED_KINDS + ("reorder",) + REORDER_KEYS)
+        for kind, ms in self.overhead_ms.items():
+            check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    version: str
+    kind: str
+    description: str
+    provenance: str
+    latency: MeasuredLatency | None = None  # measured profiles
+    device: DeviceSpec | None = None  # predicted profiles
+    model: dict[str, FittedModel] | None = None  # predicted profiles: fitted model by precision
+    memory: MemorySpec = field(default_factory=MemorySpec)
+
+    def __post_init__(self) -> None:
+        check(self.kind in PROFILE_KINDS, "kind", self.kind, ", ".join(PROFILE_KINDS))
+        check(bool(self.version), "version", self.version, "a non-empty version string")
+        if self.kind == "measured":
+            check(self.latency is not None, "latency", None, "a latency section for measured profiles")
+        else:  # a predicted profile without a model is uncalibrated: loadable, not usable for prediction
+            check(self.device is not None, "device", None, "a device section for predicted profiles")
+            if self.model is not None and self.device is not None:
+                check_choices(self.model, "model", tuple(self.device.macs_per_s))
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def check_can_predict(self, precision: str) -> None:
+        """Raise unless this predicted profile runs ``precision`` and is calibrated for it."""
+        self.device_model(precision)
+
+    def device_model(self, precision: str = "fp32") -> DeviceModel:
+        """The latency model of a predicted profile at ``precision``."""
+        if self.device is None:
+            raise UserError(f"profile {self.tag} is measured, not predicted; it has no latency model")
+        if precision not in self.device.macs_per_s:
+            raise UserError(f"profile {self.tag} cannot run {precision}; allowed: "
+                            f"{', '.join(self.device.macs_per_s)}")
+        if not self.model:
+            raise UserError(f"profile {self.tag} is not calibrated yet; run hwnas profile calibrate on it")
+        if precision not in self.model:
+            raise UserError(f"profile {self.tag} is not calibrated for {precision}; calibrated: "
+                            f"{', '.join(self.model)}")
+        m = self.model[precision]
+        return DeviceModel(macs_per_s={precision: self.device.macs_per_s[precision].value},
+                           bandwidth_gb_s=self.device.bandwidth_gb_s.value, efficiency=dict(m.efficiency),
+                           bandwidth_efficiency=m.bandwidth_efficiency, overhead_ms=dict(m.overhead_ms),
+                           fuses_activations=m.fuses_activations, run_overhead_ms=m.run_overhead_ms,
+                           layout_block=m.layout_block, form=m.form, supported_kinds=self.device.supported_kinds,
+                           runtime=m.runtime,
+                           linear_terms={k: dict(terms) for k, terms in m.linear_terms.items()})
+
+
+def calibrated_predicted_profiles() -> list[HardwareProfile]:
+    """Bundled predicted profiles that have a fitted model (the ones every trial is priced on)."""
+    profiles = [load_profile(path) for path in bundled_profiles().values()]
+    return sorted((p for p in profiles if p.kind == "predicted" and p.model is not None), key=lambda p: p.name)
+
+
+def bundled_profiles() -> dict[str, Path]:
+    root = resources.files("hw_profiles")
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a bundled profile name or a path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        bundled = bundled_profiles()
+        if str(name_or_path) not in bundled:
+            raise UserError(f"hardware profile {str(name_or_path)!r} not found; give a YAML path or one of: "
+                            f"{', '.join(sorted(bundled))}")
+        path = bundled[str(name_or_path)]
+    return path
+
+
+def load_profile(name_or_path: str | Path) -> HardwareProfile:
+    """A bundled profile by name (``cpu``) or a profile YAML file by path."""
+    path = profile_path(name_or_path)
+    raw = load_yaml(path)
+    try:
+        return from_mapping(HardwareProfile, _upgrade(raw), "")
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def _upgrade(raw: object) -> object:
+    """Read profiles written by earlier versions: linear terms as a pair [ms per million MACs,
+    ms per MB] (before the units were named) become {mmac, mb}."""
+    models = raw.get("model") if isinstance(raw, dict) else None
+    if not isinstance(models, dict):
+        return raw
+    for model in models.values():
+        terms = model.get("linear_terms") if isinstance(model, dict) else None
+        if not isinstance(terms, dict):
+            continue
+        for key, value in terms.items():
+            if isinstance(value, list) and len(value) == 2:
+                terms[key] = {"mmac": value[0], "mb": value[1]}
+    return raw

@@ -1,0 +1,192 @@
+"""Layer factories and blocks. Blocks know their own in/out channels and stride, nothing else:
+no search space, no channel bookkeeping between blocks (that is the builder's job)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nas.space.arch import shuffle_mid_chs
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of ``divisor`` without losing more than 10% (as timm does)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def activation(hswish: bool) -> nn.Module:
+    return nn.Hardswish(inplace=True) if hswish else nn.ReLU6(inplace=True)
+
+
+class ConvBnAct(nn.Sequential):
+    """Conv -> BatchNorm -> activation (ReLU6, hard-swish or none). BN folds into the conv at export."""
+
+    def __init__(self, in_chs: int, out_chs: int, k: int = 1, *, stride: int = 1, groups: int = 1,
+                 act: bool = True, hswish: bool = False) -> None:
+        super().__init__(
+            nn.Conv2d(in_chs, out_chs, k, stride, k // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_chs),
+            activation(hswish) if act else nn.Identity(),
+        )
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's squeeze-and-excite: pooled 1x1 reduce (to chs/4, multiple of 8), ReLU, 1x1
+    expand, hard-sigmoid gate."""
+
+    def __init__(self, chs: int) -> None:
+        super().__init__()
+        squeeze = make_divisible(chs / 4)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(chs, squeeze, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(squeeze, chs, 1)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle: (n, g*c, h, w) -> interleave the g groups.
+
+    Done as one gather with a constant permutation: exported, it is a single ONNX Gather, where the
+    reshape-transpose form becomes a dozen shape ops under a dynamic batch axis.
+    """
+
+    def __init__(self, chs: int, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.register_buffer("perm", torch.arange(chs).view(groups, chs // groups).t().flatten(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.perm)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: expand 1x1 (skipped at exp_ratio 1), depthwise kxk, [SE], project 1x1.
+    Residual add when stride is 1 and channels are kept."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, exp_ratio: int, se: bool = False,
+                 hswish: bool = False) -> None:
+        super().__init__()
+        mid_chs = in_chs * exp_ratio
+        layers: list[nn.Module] = []
+        if exp_ratio != 1:
+            layers.append(ConvBnAct(in_chs, mid_chs, hswish=hswish))
+        layers.append(ConvBnAct(mid_chs, mid_chs, k, stride=stride, groups=mid_chs, hswish=hswish))
+        if se:
+            layers.append(SqueezeExcite(mid_chs))
+        layers.append(ConvBnAct(mid_chs, out_chs, act=False))
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and in_chs == out_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+def depthwise_separable(in_chs: int, out_chs: int, *, k: int, stride: int, se: bool = False,
+                        hswish: bool = False) -> nn.Sequential:
+    """MobileNetV1 block: depthwise kxk conv-BN-act, [SE], pointwise 1x1 conv-BN-act."""
+    layers: list[nn.Module] = [ConvBnAct(in_chs, in_chs, k, stride=stride, groups=in_chs, hswish=hswish)]
+    if se:
+        layers.append(SqueezeExcite(in_chs))
+    layers.append(ConvBnAct(in_chs, out_chs, hswish=hswish))
+    return nn.Sequential(*layers)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV1 unit: 1x1 group conv to out/4 (grouped when ``first_grouped`` and the input
+    divides by g), shuffle, 3x3 depthwise, 1x1 group conv. Residual add at stride 1 with kept
+    channels; at stride 2, concat with a 3x3 average-pooled input when ``(out - in) % g == 0``
+    (the paper's downsampling unit); otherwise no shortcut."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, stride: int, groups: int, first_grouped: bool = True) -> None:
+        super().__init__()
+        self.mode = "plain"
+        if stride == 1 and in_chs == out_chs:
+            self.mode = "add"
+        elif stride == 2 and out_chs > in_chs and (out_chs - in_chs) % groups == 0:
+            self.mode = "concat"
+        branch_chs = out_chs - in_chs if self.mode == "concat" else out_chs
+        mid_chs = shuffle_mid_chs(out_chs)
+        first_groups = groups if first_grouped and in_chs % groups == 0 else 1
+        self.branch = nn.Sequential(
+            ConvBnAct(in_chs, mid_chs, groups=first_groups),
+            ChannelShuffle(mid_chs, groups) if groups > 1 else nn.Identity(),
+            ConvBnAct(mid_chs, mid_chs, 3, stride=stride, groups=mid_chs, act=False),
+            ConvBnAct(mid_chs, branch_chs, groups=groups, act=False),
+        )
+        self.pool = nn.AvgPool2d(3, 2, 1) if self.mode == "concat" else None
+        self.act = nn.ReLU6(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.branch(x)
+        if self.mode == "add":
+            y = x + y
+        elif self.pool is not None:
+            y = torch.cat([self.pool(x), y], dim=1)
+        return self.act(y)
+
+
+class ShuffleV2Unit(nn.Module):
+    """ShuffleNetV2 unit. Channels kept at stride 1: split channels in half, transform one half
+    (1x1, 3x3 dw, 1x1), concat, shuffle. Otherwise (stride 2, or new channel count): both branches
+    see the whole input (left: 3x3 dw, 1x1; right: 1x1, 3x3 dw, 1x1), each makes out/2 channels;
+    concat, shuffle."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, stride: int) -> None:
+        super().__init__()
+        half = out_chs // 2
+        self.half = half
+        two_branch = stride == 2 or in_chs != out_chs
+        branch_in = in_chs if two_branch else half
+        self.right = nn.Sequential(
+            ConvBnAct(branch_in, half),
+            ConvBnAct(half, half, 3, stride=stride, groups=half, act=False),
+            ConvBnAct(half, half),
+        )
+        self.left = nn.Sequential(
+            ConvBnAct(in_chs, in_chs, 3, stride=stride, groups=in_chs, act=False),
+            ConvBnAct(in_chs, half),
+        ) if two_branch else None
+        self.shuffle = ChannelShuffle(out_chs, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.left is None:
+            # Static slices (not chunk): they export as constant Slice ops, no shape arithmetic.
+            y = torch.cat([x[:, :self.half], self.right(x[:, self.half:])], dim=1)
+        else:
+            y = torch.cat([self.left(x), self.right(x)], dim=1)
+        return self.shuffle(y)
+
+
+class FBNetBlock(nn.Module):
+    """FBNet block as HW-NAS-Bench builds it: 1x1 conv (groups g) to in*e (present even at e=1),
+    BN, ReLU; shuffle when g > 1; kxk depthwise (stride), BN, ReLU; 1x1 conv (groups g) to out, BN;
+    residual add when channels are kept at stride 1."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, exp_ratio: int, groups: int) -> None:
+        super().__init__()
+        mid_chs = in_chs * exp_ratio
+        self.body = nn.Sequential(
+            ConvBnAct(in_chs, mid_chs, groups=groups),
+            ChannelShuffle(mid_chs, groups) if groups > 1 else nn.Identity(),
+            ConvBnAct(mid_chs, mid_chs, k, stride=stride, groups=mid_chs),
+            ConvBnAct(mid_chs, out_chs, groups=groups, act=False),
+        )
+        self.residual = stride == 1 and in_chs == out_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+def skip(in_chs: int, out_chs: int, *, stride: int) -> nn.Module:
+    """FBNet's skip op: identity where the shape is kept, else a strided 1x1 conv + BN."""
+    if stride == 1 and in_chs == out_chs:
+        return nn.Identity()
+    return ConvBnAct(in_chs, out_chs, 1, stride=stride, act=False)

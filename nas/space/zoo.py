@@ -1,0 +1,170 @@
+"""Reference architectures as canonical strings of our grammar: MobileNetV1/V2, ShuffleNetV1/V2
+and the FBNet space as HW-NAS-Bench builds it.
+
+Each family is a function returning an :class:`ArchSpec`, with the paper's layer tables below.
+ImageNet settings (224, 1000 classes, 3 channels) reproduce the papers' MACs and parameters
+within 2% (``tests/nas/test_zoo.py``).
+
+>>> mobilenet_v2(width=1.0, resolution=224).format()[:60]
+'in_c3_r224-stem_k3_s2_c32-ir_r1_k3_s1_e1_c16-ir_r2_k3_s2_e6_'
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from nas.space.arch import ArchSpec, StageSpec, validate
+from nas.space.blocks import make_divisible
+from nas.core.errors import UserError
+
+# MobileNetV1 (Howard et al. 2017, Table 1): (channels, stride, repeats) of depthwise-separable layers.
+_MBV1 = ((64, 1, 1), (128, 2, 1), (128, 1, 1), (256, 2, 1), (256, 1, 1), (512, 2, 1), (512, 1, 5),
+         (1024, 2, 1), (1024, 1, 1))
+# MobileNetV2 (Sandler et al. 2018, Table 2): (expansion, channels, repeats, stride).
+_MBV2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+         (6, 320, 1, 1))
+# ShuffleNetV1 (Zhang et al. 2018, Table 1): stage output channels at 1.0x by groups; repeats 4, 8, 4.
+_SHV1 = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088), 8: (384, 768, 1536)}
+# ShuffleNetV2 (Ma et al. 2018, Table 5): stage channels and conv5 width by width multiplier.
+_SHV2 = {0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024), 1.5: (176, 352, 704, 1024),
+         2.0: (244, 488, 976, 2048)}
+# FBNet space as HW-NAS-Bench builds it.
+FBNET_OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
+_FBNET_LAYERS = (1, 4, 4, 4, 4, 4, 1)
+_FBNET_CHS = (16, 24, 32, 64, 112, 184, 352)
+FBNET_SETTINGS = {  # resolution, stem stride, stage strides, head channels, classes
+    "imagenet": (224, 2, (1, 2, 2, 2, 1, 2, 1), 1984, 1000),
+    "cifar": (32, 1, (1, 1, 2, 2, 1, 2, 1), 1504, 100),
+}
+
+
+def _finish(spec: ArchSpec) -> ArchSpec:
+    validate(spec)
+    return spec
+
+
+def mobilenet_v1(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """MobileNetV1: channels scaled by ``width`` and rounded to multiples of 8; no head conv."""
+    stages = tuple(StageSpec("ds", repeats=n, stride=s, out_chs=make_divisible(c * width)) for c, s, n in _MBV1)
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=make_divisible(32 * width), stem_stride=2,
+                            stages=stages, head_chs=None, num_classes=classes))
+
+
+def mobilenet_v2(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """MobileNetV2: channels scaled by ``width`` (multiples of 8); the 1280 head is kept below 1.0."""
+    stages = tuple(StageSpec("ir", repeats=n, stride=s, out_chs=make_divisible(c * width), exp_ratio=t)
+                   for t, c, n, s in _MBV2)
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=make_divisible(32 * width), stem_stride=2,
+                            stages=stages, head_chs=make_divisible(1280 * max(1.0, width)), num_classes=classes))
+
+
+def shufflenet_v1(*, groups: int = 3, width: float = 1.0, resolution: int = 224, classes: int = 1000,
+                  in_chs: int = 3) -> ArchSpec:
+    """ShuffleNetV1: stem 3x3 s2 + max pool; first 1x1 of stage 2 ungrouped, as in the paper."""
+    if groups not in _SHV1:
+        raise UserError(f"shufflenet_v1 groups {groups} not allowed; allowed: {', '.join(map(str, _SHV1))}")
+    divisor = 4 * groups  # bottleneck (out/4) and both group convs divide by g
+    chs = [c if width == 1.0 else make_divisible(c * width, divisor) for c in _SHV1[groups]]
+    stages = tuple(StageSpec("sh", repeats=n, stride=2, out_chs=c, groups=groups, first_grouped=i > 0)
+                   for i, (c, n) in enumerate(zip(chs, (4, 8, 4))))
+    stem = 24 if width == 1.0 else make_divisible(24 * width, 4)
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=stem, stem_stride=2, stem_pool=True,
+                            stages=stages, head_chs=None, num_classes=classes))
+
+
+def shufflenet_v2(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """ShuffleNetV2: stem 3x3 s2 + max pool, three stages of units, 1x1 conv5, pool, FC."""
+    if width not in _SHV2:
+        raise UserError(f"shufflenet_v2 width {width} not allowed; allowed: {', '.join(map(str, _SHV2))}")
+    *chs, conv5 = _SHV2[width]
+    stages = []
+    for c, n in zip(chs, (4, 8, 4)):
+        stages += [StageSpec("sh2", repeats=1, stride=2, out_chs=c), StageSpec("sh2", repeats=n - 1, stride=1, out_chs=c)]
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=24, stem_stride=2, stem_pool=True,
+                            stages=tuple(stages), head_chs=conv5, num_classes=classes))
+
+
+def _fbnet_layer(op: str, out_chs: int, stride: int) -> StageSpec:
+    if op == "skip":
+        return StageSpec("skip", repeats=1, stride=stride, out_chs=out_chs)
+    kernel, exp, *group = op.split("_")
+    return StageSpec("fb", repeats=1, stride=stride, out_chs=out_chs, kernel=int(kernel[1:]), exp_ratio=int(exp[1:]),
+                     groups=int(group[0][1:]) if group else 1)
+
+
+def fbnet(ops: tuple[int, ...] | list[int], *, setting: str = "imagenet", resolution: int | None = None,
+          classes: int | None = None, in_chs: int = 3) -> ArchSpec:
+    """An FBNet-space network from 22 op indices into :data:`FBNET_OPS`, built as HW-NAS-Bench does."""
+    if setting not in FBNET_SETTINGS:
+        raise UserError(f"fbnet setting {setting!r} not allowed; allowed: {', '.join(FBNET_SETTINGS)}")
+    if len(ops) != sum(_FBNET_LAYERS) or any(not 0 <= i < len(FBNET_OPS) for i in ops):
+        raise UserError(f"fbnet needs {sum(_FBNET_LAYERS)} op indices in 0..{len(FBNET_OPS) - 1}, got {list(ops)}")
+    res, stem_stride, strides, head, n_classes = FBNET_SETTINGS[setting]
+    layers, it = [], iter(ops)
+    for n, chs, stride in zip(_FBNET_LAYERS, _FBNET_CHS, strides):
+        layers += [_fbnet_layer(FBNET_OPS[next(it)], chs, stride if i == 0 else 1) for i in range(n)]
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution or res, stem_chs=16, stem_stride=stem_stride,
+                            stages=tuple(layers), head_chs=head, num_classes=classes or n_classes))
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    family: str
+    width: float | None
+    resolution: int
+    groups: int | None
+    spec: ArchSpec
+
+
+FAMILIES: dict[str, Callable[..., ArchSpec]] = {
+    "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "shufflenet_v1": shufflenet_v1,
+    "shufflenet_v2": shufflenet_v2, "fbnet": fbnet,
+}
+# (family, width, resolution, groups or FBNet setting+op) rows that `hwnas zoo` lists.
+_DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
+    ("mobilenet_v1", 1.0, 224, None), ("mobilenet_v1", 0.75, 192, None), ("mobilenet_v1", 0.5, 160, None),
+    ("mobilenet_v1", 0.25, 128, None),
+    ("mobilenet_v2", 1.4, 224, None), ("mobilenet_v2", 1.0, 224, None), ("mobilenet_v2", 0.75, 224, None),
+    ("mobilenet_v2", 0.5, 160, None), ("mobilenet_v2", 0.35, 96, None),
+    *(("shufflenet_v1", 1.0, 224, g) for g in (1, 2, 3, 4, 8)), ("shufflenet_v1", 0.5, 224, 3),
+    *(("shufflenet_v2", w, 224, None) for w in (0.5, 1.0, 1.5, 2.0)),
+)
+
+
+def zoo_entries(*, classes: int | None = None, in_chs: int = 3, resolution: int | None = None) -> list[ZooEntry]:
+    """The reference rows `hwnas zoo` lists; ``resolution`` overrides every row's input size."""
+    entries = []
+    n_classes = classes or 1000
+    for family, width, res, groups in _DEFAULT_ROWS:
+        r = resolution or res
+        kwargs = {"width": width, "resolution": r, "classes": n_classes, "in_chs": in_chs}
+        if groups is not None:
+            kwargs["groups"] = groups
+        suffix = f"_g{groups}" if groups else ""
+        entries.append(ZooEntry(f"{family}_{width:g}x{suffix}_{r}", family, width, r, groups,
+                                FAMILIES[family](**kwargs)))
+    for setting, op in (("imagenet", 0), ("cifar", 0), ("imagenet", 7)):
+        spec = fbnet([op] * 22, setting=setting, resolution=resolution, classes=classes, in_chs=in_chs)
+        entries.append(ZooEntry(f"fbnet_{setting}_all_{FBNET_OPS[op]}", "fbnet", None, spec.resolution, None, spec))
+    return entries
+
+
+def adapt_to_input(spec: ArchSpec, *, resolution: int, in_chs: int, classes: int, min_feature: int = 3) -> ArchSpec:
+    """Fit an ImageNet network to a small input: same layers and channels, but each stride-2 layer
+    (stem, stem pool, stage starts, in order) keeps its stride only while its output stays at least
+    ``min_feature`` pixels wide; later ones run at stride 1, as CIFAR adaptations of these nets do."""
+    size = resolution
+
+    def stride_for(stride: int) -> int:
+        nonlocal size
+        if stride == 2 and -(-size // 2) >= min_feature:
+            size = -(-size // 2)
+            return 2
+        return 1
+
+    stem_stride = stride_for(spec.stem_stride)
+    stem_pool = spec.stem_pool and stride_for(2) == 2
+    stages = tuple(replace(stage, stride=stride_for(stage.stride)) for stage in spec.stages)
+    return _finish(replace(spec, in_chs=in_chs, resolution=resolution, num_classes=classes, stem_stride=stem_stride,
+                           stem_pool=stem_pool, stages=stages))

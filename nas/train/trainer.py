@@ -1,0 +1,97 @@
+"""Proxy training of one candidate: a short, seeded run under the config's budget."""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.core.config import TrainConfig
+from nas.data.splits import Preprocess, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` takes CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is cuda but no CUDA device is available; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
+                                                   pct_start=0.25)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
+          resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
+    """Train ``model`` in place on uint8 NHWC ``images``; returns the mean loss of each epoch.
+    With ``teacher_logits`` (one row per image) and ``cfg.distill``, the loss is
+    alpha * T^2 * KL(teacher || student) + (1 - alpha) * the label loss.
+
+    The subset and the batch order come from ``seed`` alone, so a trial re-runs identically.
+    """
+    distill = cfg.distill if teacher_logits is not None else None
+    if distill is not None:
+        from compress.distill import soft_loss
+
+        assert teacher_logits is not None and len(teacher_logits) == len(labels)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    if cfg.train_subset and cfg.train_subset < len(labels):
+        keep = np.sort(rng.choice(len(labels), cfg.train_subset, replace=False))
+        images, labels = images[keep], labels[keep]
+        if teacher_logits is not None:
+            teacher_logits = teacher_logits[keep]
+    soft = torch.from_numpy(teacher_logits) if distill is not None and teacher_logits is not None else None
+    x_all = to_tensor(images, preprocess, resolution)
+    y_all = torch.from_numpy(labels)
+    model.to(device=device, memory_format=torch.channels_last).train()
+    optimizer = _optimizer(cfg, model)
+    steps_per_epoch = math.ceil(len(y_all) / cfg.batch_size)
+    scheduler = _scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    epoch_losses = []
+    for epoch in range(cfg.epochs):
+        order = torch.from_numpy(rng.permutation(len(y_all)))
+        total = 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = x_all[idx].to(device, memory_format=torch.channels_last)
+            logits = model(x)
+            loss = loss_fn(logits, y_all[idx].to(device))
+            if soft is not None and distill is not None:
+                loss = (distill.alpha * soft_loss(logits, soft[idx].to(device), distill.temperature)
+                        + (1 - distill.alpha) * loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(idx)
+        epoch_losses.append(total / len(y_all))
+        if not math.isfinite(epoch_losses[-1]):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {epoch_losses[-1]})")
+        log.debug("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, epoch_losses[-1])
+    model.to("cpu", memory_format=torch.contiguous_format).eval()
+    return epoch_losses
