@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from compress.pipeline import compress
+from compress.report import compress
 from compress.recipe import parse_recipe
 from nas.space.arch import parse
 from nas.space.builder import build

@@ -26,7 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nas.space.arch import ArchSpec  # noqa: E402
-from nas.hardware.calibrate import fit_table, hwnasbench_measurements, score  # noqa: E402
+from nas.hardware.fitting import fit_table, score  # noqa: E402
+from nas.hardware.hwnasbench import hwnasbench_measurements  # noqa: E402
 from nas.hardware.hwnasbench import load_table  # noqa: E402
 from nas.hardware.latency_model import predict  # noqa: E402
 from nas.hardware.profiles import load_profile  # noqa: E402
@@ -195,7 +196,7 @@ def main() -> int:
         precision = "fp16" if name == "fpga" else "fp32"  # the ZC706 profile's 16-bit data
         blocks, left_out = hwnasbench_measurements(table, metric)
         chosen, held, fitted = fit_table(blocks, macs_per_s=peak, bandwidth_gb_s=bandwidth, precision=precision)
-        device = fitted.device(macs_per_s=peak, bandwidth_gb_s=bandwidth, precision=precision)
+        device = fitted.on(macs_per_s={precision: peak}, bandwidth_gb_s=bandwidth)
         all_blocks = score(blocks, device)
         held_out = held[chosen]
         summary |= {f"{name}_cv_mdape": held_out.mdape, f"{name}_cv_within_10pct": held_out.within_10pct,
@@ -223,7 +224,7 @@ def main() -> int:
         "(nas/latency_model.py): roofline, max(compute / (peak x efficiency), bytes / (bandwidth x efficiency)) + "
         "overhead, fitted by least squares on log latency; linear, fitted times per million MACs, per MB read, "
         "written and of weights, per group and group-position of grouped convs, plus per-op overheads, fitted by "
-        "non-negative least squares on relative error (nas/calibrate.py). Cross-validation: fit on a seeded half "
+        "non-negative least squares on relative error (nas/hardware/fitting.py). Cross-validation: fit on a seeded half "
         "of the blocks, error on the other half; `hwnas profile calibrate` (form auto) keeps the form with the lower "
         "held-out MdAPE, as the bundled profiles do. Blocks with a zero figure (the FPGA table's stem, head, pooling, "
         "FC and skips) and identity skips are left out.", "",

@@ -1,5 +1,5 @@
-"""Knowledge distillation (Hinton et al. 2015) and the fine-tuning loop that uses it after pruning
-(candidate training uses :func:`soft_loss` with a teacher from the search file, nas.train.teacher)."""
+"""The fine-tuning loop run after pruning, sparsity, low-rank and QAT, distilled from the
+uncompressed network when asked (the losses live in :mod:`nas.train.losses`)."""
 from __future__ import annotations
 
 import logging
@@ -11,22 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.data.splits import Preprocess, to_tensor
+from nas.train.losses import kd_loss
 
 log = logging.getLogger(__name__)
-
-
-def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T^2 * KL(teacher_T || student_T), Hinton's soft-target term."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, dim=1), F.softmax(teacher_logits / t, dim=1),
-                    reduction="batchmean") * (t * t)
-
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
-            temperature: float, alpha: float) -> torch.Tensor:
-    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(labels)."""
-    return (alpha * soft_loss(student_logits, teacher_logits, temperature)
-            + (1 - alpha) * F.cross_entropy(student_logits, labels))
 
 
 def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess, resolution: int,

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch import nn
+
+from nas.core.config import TrainConfig
+from nas.data.splits import Preprocess
+from nas.train.trainer import train
 
 
 def write_idx(path: Path, array: np.ndarray, *, compress: bool) -> None:
@@ -59,3 +64,29 @@ def tiny_config(data_dir: Path, **search: object) -> dict:
         "train": {"epochs": 3, "batch_size": 50, "lr": 0.02},
         "search": {"trials": 3, "population": 4, **search},
     }
+
+
+class FakeTrainer:
+    """Stands in for :func:`nas.train.trainer.train` in an evaluation context: counts its calls,
+    raises where told (``fail_on``: call number -> exception), and otherwise trains for real
+    (``real``) or leaves the model as built, which keeps tests that check the mechanics fast."""
+
+    def __init__(self, *, real: bool = False, fail_on: dict[int, BaseException] | None = None) -> None:
+        self.real = real
+        self.fail_on = fail_on or {}
+        self.calls = 0
+
+    def __call__(self, model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
+                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise self.fail_on[self.calls]
+        if self.real:
+            return train(model, images, labels, preprocess=preprocess, resolution=resolution, cfg=cfg, seed=seed,
+                         teacher_logits=teacher_logits)
+        return [0.0] * cfg.epochs
+
+
+def never_trains(*args: object, **kwargs: object) -> list[float]:
+    """A trainer for tests where training would be a bug (candidates rejected before training)."""
+    raise AssertionError("a candidate was trained")

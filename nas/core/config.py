@@ -12,12 +12,9 @@ from pathlib import Path
 
 from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.errors import UserError
+from nas.core.vocab import BLOCK_TYPES, BUDGET_KEYS, OBJECTIVES
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
-BLOCK_TYPES = ("ir", "ds", "sh", "sh2", "fb")
-OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
-              "parameters": "minimize", "peak_memory_mb": "minimize"}
-BUDGET_KEYS = ("latency_ms", "peak_memory_mb", "macs")
 
 
 @dataclass(frozen=True)

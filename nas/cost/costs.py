@@ -28,11 +28,12 @@ from torch import fx, nn
 
 from nas.cost._trace import trace_with_shapes
 from nas.space.arch import ArchSpec
+from nas.core.errors import UserError
+from nas.core.vocab import BYTES_PER_ELEMENT
 from nas.space.builder import build, fuse_bn
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 _MAC_OPS = {"conv", "linear", "matmul", "addmm", "bmm", "einsum"}
 _IN_PLACE_MODULES = (nn.Identity, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Flatten)
 _IN_PLACE_METHODS = {"flatten", "view", "reshape", "relu", "relu_"}
@@ -64,7 +65,7 @@ def count_costs(spec: ArchSpec, *, precision: str = "fp32", model: nn.Module | N
     21536
     """
     if precision not in BYTES_PER_ELEMENT:
-        raise ValueError(f"precision {precision!r} not allowed; allowed: {', '.join(BYTES_PER_ELEMENT)}")
+        raise UserError(f"precision {precision!r} not allowed; allowed: {', '.join(BYTES_PER_ELEMENT)}")
     model = (build(spec) if model is None else copy.deepcopy(model)).eval()
     x = torch.zeros(1, spec.in_chs, spec.resolution, spec.resolution)
     params = int(parameter_count(model)[""])

@@ -41,6 +41,14 @@ REMOTE = {
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
+# Input channels of each dataset; an image folder may hold either.
+_CHANNELS = {"fashion-mnist": (1,), "mnist": (1,), "cifar10": (3,)}
+
+
+def input_channels(dataset: str) -> tuple[int, ...]:
+    """The channel counts images of ``dataset`` can have (1: gray, 3: RGB)."""
+    return _CHANNELS.get(dataset, (1, 3))
+
 
 @dataclass(frozen=True)
 class RawDataset:

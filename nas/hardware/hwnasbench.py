@@ -1,5 +1,6 @@
 """HW-NAS-Bench block names for FBNet-space networks, so per-block device measurements (latency,
-energy) from HW-NAS-Bench attach to our blocks.
+energy) from HW-NAS-Bench attach to our blocks, and the blocks its keys name, as measurements to
+fit a latency model to (:mod:`nas.hardware.fitting`).
 
 Keys as in HW-NAS-Bench's FBNet tables, named by each block's input size:
 ``ConvNorm_H224_W224_Cin3_Cout16_kernel3_stride2_group1`` (stem, head),
@@ -14,10 +15,18 @@ is the sum of its blocks' figures, as in HW-NAS-Bench.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from nas.space.arch import ArchSpec, stage_inputs
+from torch import nn
+
 from nas.core.errors import UserError
+from nas.cost.layers import module_layers
+from nas.hardware.fitting import BlockMeasurement
+from nas.space.arch import ArchSpec, stage_inputs
+from nas.space.blocks import ConvBnAct, FBNetBlock, skip
+
+_FIELDS = re.compile(r"([A-Za-z]+?)(\d+)")
 
 
 def block_keys(spec: ArchSpec) -> list[str]:
@@ -71,3 +80,41 @@ def network_figure(spec: ArchSpec, table: dict[str, dict[str, float]], metric: s
     if missing:
         raise UserError(f"{len(missing)} block(s) have no {metric} figure, first {missing[0]!r}")
     return sum(values[k] for k in keys)
+
+
+def _fields(key: str) -> dict[str, int]:
+    return {name: int(value) for name, value in _FIELDS.findall(key.split("_", 1)[1].replace("_", ""))}
+
+
+def block_module(key: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """The module and input shape a HW-NAS-Bench key names (ConvBlock, Skip, ConvNorm, AvgP, FC)."""
+    kind, f = key.split("_", 1)[0], _fields(key)
+    if kind == "ConvBlock":
+        return (FBNetBlock(f["Cin"], f["Cout"], k=f["kernel"], stride=f["stride"], exp_ratio=f["exp"],
+                           groups=f["group"]), (1, f["Cin"], f["H"], f["W"]))
+    if kind == "Skip":
+        return skip(f["Cin"], f["Cout"], stride=f["stride"]), (1, f["Cin"], f["H"], f["W"])
+    if kind == "ConvNorm":
+        return (ConvBnAct(f["Cin"], f["Cout"], f["kernel"], stride=f["stride"], groups=f["group"]),
+                (1, f["Cin"], f["H"], f["W"]))
+    if kind == "AvgP":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1)), (1, f["Cin"], f["H"], f["W"])  # a module op, not F.*
+    if kind == "FC":
+        return nn.Sequential(nn.Linear(f["Cin"], f["Cout"])), (1, f["Cin"])
+    raise UserError(f"unknown HW-NAS-Bench block {key!r}; allowed kinds: ConvBlock, Skip, ConvNorm, AvgP, FC")
+
+
+def hwnasbench_measurements(table: dict[str, dict[str, float]], metric: str) -> tuple[list[BlockMeasurement], int]:
+    """Blocks of ``metric`` with a positive figure and at least one executed op; returns them and
+    how many were left out (zeros, as the FPGA table has for non-conv blocks, and identity skips)."""
+    if metric not in table:
+        raise UserError(f"metric {metric!r} not in the table; allowed: {', '.join(sorted(table))}")
+    kept, left_out = [], 0
+    for key, ms in sorted(table[metric].items()):
+        module, shape = block_module(key)
+        layers = module_layers(module, shape)
+        if ms > 0 and layers:
+            kept.append(BlockMeasurement(key, layers, float(ms)))
+        else:
+            left_out += 1
+    return kept, left_out

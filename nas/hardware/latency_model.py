@@ -9,52 +9,31 @@ their overhead; activations cost nothing on devices that fuse them into the op b
 are free. An op kind or a precision the device does not support is reported by name, never
 priced as zero.
 
-What a runtime executes is not the layer table itself: :func:`plan` turns the table into the ops
-the runtime runs. With ``runtime: generic`` that is one op per layer (activations fused when
-``fuses_activations``). With ``runtime: onnxruntime`` it follows onnxruntime's CPU graph
-optimizer, whose rules were read off its optimized graphs (onnxruntime 1.31; on 270 networks of
-every block type the simulated op counts, layouts and reorders match the optimized graph exactly):
-
-- an activation after a conv is fused into it; an add after a conv is fused into it (the conv
-  adds the other operand), and so is an activation after that add, unless the conv runs blocked;
-- with ``layout_block`` > 0 (onnxruntime's NCHWc on x86: 16 channels per block with AVX-512,
-  8 with AVX2) convs run in the blocked layout: dense ones when their input channels are fewer
-  than a block (they read the plain layout) or divide by 4; depthwise ones when their channels
-  divide by 4; grouped ones when both channel counts per group divide into blocks. Pools run
-  blocked when their channels divide into blocks; a concat when all its inputs are blocked and
-  their channels divide into blocks; an add when all its inputs are blocked. Everything else
-  (unfused activations, SE gating, shuffle, slice, flatten, linear) runs plain. Blocked ops
-  compute their padding channels and have their own efficiency and overhead
-  (``<kind>_blocked``); each change of layout is a reorder op (kind ``reorder``, keyed
-  ``reorder_in`` or ``reorder_out``: its bytes plus its overhead).
+The ops are those :func:`nas.hardware.plan.plan` says the runtime executes. A device's fitted
+parameters at one precision are one :class:`FittedModel`: calibration makes it, a profile's
+``model.<precision>`` section stores it, and :meth:`FittedModel.on` puts it on a device's peak
+and bandwidth (a :class:`DeviceModel`) to predict.
 
 >>> from nas.space.arch import parse
 >>> from nas.cost.layers import layer_table
->>> dev = DeviceModel(macs_per_s={"fp32": 1e9}, bandwidth_gb_s=1.0, efficiency={k: 1.0 for k in COMPUTE_KINDS},
-...                   bandwidth_efficiency=1.0, overhead_ms={}, fuses_activations=True)
+>>> fitted = FittedModel(efficiency={k: 1.0 for k in COMPUTE_KINDS}, bandwidth_efficiency=1.0, overhead_ms={})
+>>> dev = fitted.on(macs_per_s={"fp32": 1e9}, bandwidth_gb_s=1.0)
 >>> round(predict(layer_table(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2")), dev).total_ms, 4)
 0.0323
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from nas.cost.costs import BYTES_PER_ELEMENT
 from nas.core.errors import UserError
+from nas.core.schema import check, check_choices
+from nas.core.vocab import BYTES_PER_ELEMENT
 from nas.cost.layers import Layer
+from nas.hardware.plan import ALL_KINDS, BLOCKED_KINDS, COMPUTE_KINDS, REORDER_KEYS, RUNTIMES, Op, plan
 
-COMPUTE_KINDS = ("conv", "pwconv", "gconv", "dwconv", "linear")
-BLOCKABLE_KINDS = ("conv", "pwconv", "gconv", "dwconv")
-BLOCKED_KINDS = tuple(f"{k}_blocked" for k in BLOCKABLE_KINDS)
-DATA_KINDS = ("add", "mul", "concat", "shuffle", "slice", "avgpool", "maxpool", "gap")
-FREE_KINDS = ("flatten",)
 FORMS = ("roofline", "linear")
-RUNTIMES = ("generic", "onnxruntime")
-REORDER_KEYS = ("reorder_in", "reorder_out")  # into and out of the blocked layout
-ALL_KINDS = COMPUTE_KINDS + DATA_KINDS + ("act",) + FREE_KINDS
-_CONVS = ("conv", "pwconv", "gconv", "dwconv")
-_ALIGN = 4  # channel multiple onnxruntime's NCHWc reorders need
-_FOLDED_ACTS = ("ReLU", "ReLU6")  # int8: clipping the quantized range is the activation
 # Units of the linear form's terms: each term of a key is ms per one of these.
 LINEAR_UNITS = {
     "mmac": "million multiply-adds",
@@ -68,215 +47,104 @@ LINEAR_UNITS = {
 
 
 @dataclass(frozen=True)
-class DeviceModel:
-    """The numbers the model needs at one or more precisions; a profile file supplies them with
-    their provenance."""
+class FittedModel:
+    """A device's fitted latency parameters at one precision, with how they were fitted (``fit``).
 
-    macs_per_s: dict[str, float]  # peak multiply-adds per second by precision
-    bandwidth_gb_s: float
-    efficiency: dict[str, float]  # achieved share of peak, per compute kind (and <kind>_blocked)
+    "roofline" form: max(compute, memory) per op from ``efficiency`` (achieved share of peak, per
+    compute kind and ``<kind>_blocked``) and ``bandwidth_efficiency``. "linear" form: a sum of
+    fitted times per unit (``linear_terms``: key -> {LINEAR_UNITS unit: ms per unit}), keyed like
+    efficiency or by kind (data ops, reorder_in/out). Both add ``overhead_ms`` per op (by key,
+    else by kind; missing: 0) and ``run_overhead_ms`` once per inference.
+    """
+
+    efficiency: dict[str, float]
     bandwidth_efficiency: float
-    overhead_ms: dict[str, float]  # per-op fixed cost, per kind (missing kinds: 0); "reorder" for layout switches
+    overhead_ms: dict[str, float]
     fuses_activations: bool = True
-    supported_kinds: tuple[str, ...] = ALL_KINDS
-    run_overhead_ms: float = 0.0  # once per inference
-    layout_block: int = 0  # channels per block of a blocked layout (runtime onnxruntime); 0: none
-    # "roofline": max(compute, memory) per op, as above. "linear": a sum of fitted times per unit
-    # (LINEAR_UNITS: ms per million MACs, per MB read, ...) instead of peak x efficiency, keyed
-    # like efficiency (compute kinds, <kind>_blocked) or by kind (data ops, reorder_in/out).
+    fit: str = ""  # method, data, date, cross-validated error (a profile requires it)
+    run_overhead_ms: float = 0.0
     form: str = "roofline"
     linear_terms: dict[str, dict[str, float]] = field(default_factory=dict)
-    runtime: str = "generic"  # whose graph rules plan() follows: generic or onnxruntime
+    layout_block: int = 0  # channels per block of the runtime's blocked layout (nas.hardware.plan); 0: none
+    runtime: str = "generic"  # whose graph rules the model plans ops by (nas.hardware.plan.plan)
+    at_bandwidth: tuple[str, ...] = ()  # linear: data kinds the data lacked, their bytes priced at peak bandwidth
 
     def __post_init__(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise UserError(f"runtime {self.runtime!r} not allowed; allowed: {', '.join(RUNTIMES)}")
-        if self.layout_block and self.runtime != "onnxruntime":
-            raise UserError("layout_block needs runtime onnxruntime (the blocked-layout rules are onnxruntime's)")
+        check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
+        check(set(COMPUTE_KINDS) <= set(self.efficiency), "model.efficiency", sorted(self.efficiency),
+              f"one entry per compute kind: {', '.join(COMPUTE_KINDS)}")
+        check(self.form in FORMS, "model.form", self.form, ", ".join(FORMS))
+        check(self.runtime in RUNTIMES, "model.runtime", self.runtime, ", ".join(RUNTIMES))
+        check(not self.layout_block or self.runtime == "onnxruntime", "model.layout_block", self.layout_block,
+              "0 unless runtime is onnxruntime (the blocked-layout rules are onnxruntime's)")
+        check(self.run_overhead_ms >= 0, "model.run_overhead_ms", self.run_overhead_ms, "numbers >= 0")
+        check_choices(self.linear_terms, "model.linear_terms", ALL_KINDS + BLOCKED_KINDS + REORDER_KEYS)
+        for kind, terms in self.linear_terms.items():
+            check_choices(terms, f"model.linear_terms.{kind}", LINEAR_UNITS)
+            for unit, ms in terms.items():
+                check(ms >= 0, f"model.linear_terms.{kind}.{unit}", ms, "numbers >= 0 (ms per unit)")
+        for kind, eff in self.efficiency.items():
+            check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
+        check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
+        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + BLOCKED_KINDS + ("reorder",) + REORDER_KEYS)
+        for kind, ms in self.overhead_ms.items():
+            check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
+
+    def on(self, *, macs_per_s: Mapping[str, float], bandwidth_gb_s: float,
+           supported_kinds: tuple[str, ...] = ALL_KINDS) -> DeviceModel:
+        """This fit on a device's peaks (by precision) and bandwidth: what :func:`predict` prices with."""
+        return DeviceModel(dict(macs_per_s), bandwidth_gb_s, self, supported_kinds)
+
+    def carried(self, peak_ratio: float, bandwidth_ratio: float) -> FittedModel:
+        """This fit on a device with ``peak_ratio`` times the peak and ``bandwidth_ratio`` times the
+        bandwidth of the measured one. The roofline form's efficiencies are shares of peak and
+        carry unchanged; the linear form's times per MAC (and per group-position) scale with the
+        peak, its times per byte with the bandwidth; overheads (per op, per group) carry unchanged."""
+        if self.form != "linear":
+            return self
+        scale = {"mmac": 1 / peak_ratio, "group_mpos": 1 / peak_ratio, "group": 1.0}
+        terms = {key: {unit: v * scale.get(unit, 1 / bandwidth_ratio) for unit, v in t.items()}
+                 for key, t in self.linear_terms.items()}
+        return replace(self, linear_terms=terms)
+
+    def to_section(self) -> dict[str, object]:
+        """The ``model.<precision>`` mapping of a profile file (rounded; defaults left out)."""
+        section: dict[str, object] = {
+            "efficiency": {k: round(v, 6) for k, v in self.efficiency.items()},
+            "bandwidth_efficiency": round(self.bandwidth_efficiency, 6),
+            "overhead_ms": {k: round(v, 6) for k, v in self.overhead_ms.items()},
+            "fuses_activations": self.fuses_activations,
+        }
+        if self.run_overhead_ms:
+            section["run_overhead_ms"] = round(self.run_overhead_ms, 6)
+        if self.form != "roofline":
+            section["form"] = self.form
+            section["linear_terms"] = {key: {unit: float(f"{v:.6g}") for unit, v in terms.items()}
+                                       for key, terms in self.linear_terms.items()}
+        if self.runtime != "generic":
+            section["runtime"] = self.runtime
+        if self.layout_block:
+            section["layout_block"] = self.layout_block
+        section["fit"] = self.fit
+        return section
 
 
 @dataclass(frozen=True)
-class Op:
-    """One op the runtime executes: ``key`` picks its efficiency or linear terms and its overhead
-    (a compute kind, ``<kind>_blocked``, a data kind, ``act``, ``reorder_in``/``reorder_out``),
-    ``kind`` its overhead where the key has none (the layer's kind, or ``reorder``)."""
+class DeviceModel:
+    """A fitted model on a device: peak multiply-adds per second by precision, bandwidth, and the
+    op kinds the device runs. Made by :meth:`FittedModel.on`; a profile supplies the numbers
+    with their provenance."""
 
-    name: str
-    kind: str
-    key: str
-    macs: float  # multiply-adds executed, padding channels included
-    in_elems: int  # activation elements read (a fused add's operand included)
-    out_elems: int
-    weight_elems: int = 0
-    groups: int = 1
-    positions: int = 0  # output positions (height x width) of a conv
-
-    @property
-    def elems(self) -> int:
-        """Elements read and written, weights included."""
-        return self.in_elems + self.out_elems + self.weight_elems
+    macs_per_s: dict[str, float]
+    bandwidth_gb_s: float
+    fitted: FittedModel
+    supported_kinds: tuple[str, ...] = ALL_KINDS
 
 
 @dataclass(frozen=True)
 class Prediction:
     total_ms: float
     per_layer: list[tuple[str, str, float]] = field(default_factory=list)  # (name, kind, ms)
-
-
-def _pad(channels: int, block: int) -> int:
-    return -(-channels // block) * block
-
-
-def _op(layer: Layer, key: str | None = None, macs: float | None = None) -> Op:
-    positions = layer.out_shape[2] * layer.out_shape[3] if len(layer.out_shape) == 4 else 1
-    return Op(layer.name, layer.kind, key or layer.kind, float(layer.macs) if macs is None else macs,
-              layer.in_elems, layer.out_elems, layer.weight_elems, layer.groups, positions)
-
-
-def plan(layers: list[Layer], *, runtime: str = "generic", layout_block: int = 0,
-         fuses_activations: bool = True, precision: str = "fp32") -> list[Op]:
-    """The ops a runtime executes for ``layers``; see the module docstring."""
-    if runtime == "generic":
-        return [_op(l) for l in layers if l.kind not in FREE_KINDS and not (l.kind == "act" and fuses_activations)]
-    if precision == "int8":
-        return _onnxruntime_int8_plan(layers)
-    return _onnxruntime_plan(layers, layout_block)
-
-
-def _blocked_conv(layer: Layer, block: int) -> bool:
-    cin, cout, g = layer.in_shape[1], layer.out_shape[1], layer.groups
-    if layer.kind in ("conv", "pwconv"):
-        return cin < block or cin % _ALIGN == 0
-    if layer.kind == "dwconv":
-        return cout % _ALIGN == 0
-    return (cin // g) % block == 0 and (cout // g) % block == 0  # gconv
-
-
-class _Layouts:
-    """Which of two layouts each tensor is in (True: blocked / NHWC), and the reorder ops a plan
-    adds when an op reads a tensor in the other one (once per tensor and layout)."""
-
-    def __init__(self, layers: list[Layer], ops: list[Op]) -> None:
-        self.by_name = {l.name: l for l in layers}
-        self.ops = ops
-        self.on: dict[str, bool] = {"input": False}
-        self.converted: dict[str, set[bool]] = {}
-
-    def __getitem__(self, name: str) -> bool:
-        return self.on.get(name, False)
-
-    def __setitem__(self, name: str, on: bool) -> None:
-        self.on[name] = on
-
-    def need(self, name: str, want: bool, reader: Layer) -> None:
-        if self[name] == want or want in self.converted.setdefault(name, set()):
-            return
-        self.converted[name].add(want)
-        src = self.by_name.get(name)
-        key = "reorder_in" if want else "reorder_out"  # into / out of the blocked (NHWC) layout
-        elems = src.out_elems if src is not None else reader.in_elems
-        self.ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0, elems, elems))
-
-
-def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
-    ops: list[Op] = []
-    blocked = _Layouts(layers, ops)  # True: NCHWc
-    need = blocked.need
-    by_name = blocked.by_name
-    consumers: dict[str, list[Layer]] = {}
-    for l in layers:
-        for i in l.inputs:
-            consumers.setdefault(i, []).append(l)
-
-    def sole_conv(name: str) -> bool:
-        src = by_name.get(name)
-        return src is not None and src.kind in _CONVS and len(consumers.get(name, [])) == 1
-
-    absorbed: set[str] = set()  # activations executed inside a conv that absorbed an add
-    index: dict[str, int] = {}  # layer name -> its op
-
-    for l in layers:
-        src = l.inputs[0] if l.inputs else "input"
-        if l.name in absorbed or l.kind in FREE_KINDS:
-            if l.kind in FREE_KINDS and block:
-                need(src, False, l)
-            blocked[l.name] = blocked[src] if l.name in absorbed else False
-            continue
-        if l.kind == "act" and sole_conv(src):
-            blocked[l.name] = blocked[src]  # fused into the conv
-            continue
-        if l.kind in _CONVS:
-            on = block > 0 and _blocked_conv(l, block)
-            reads_plain = on and l.kind in ("conv", "pwconv") and l.in_shape[1] < block
-            need(src, on and not reads_plain, l)
-            macs = float(l.macs)
-            if on:
-                cin, cout = l.in_shape[1], l.out_shape[1]
-                macs *= _pad(cout, block) / cout
-                if l.kind in ("conv", "pwconv") and not reads_plain:
-                    macs *= _pad(cin, block) / cin
-            index[l.name] = len(ops)
-            ops.append(_op(l, f"{l.kind}_blocked" if on else l.kind, macs))
-            blocked[l.name] = on
-            continue
-        if l.kind == "add":
-            conv = next((i for i in l.inputs if sole_conv(i)), None)
-            other = next((i for i in l.inputs if i != conv), None)
-            if conv is not None and other is not None and (not blocked[conv] or blocked[other]):
-                need(other, blocked[conv], l)  # the conv reads the other operand and adds it
-                fused = ops[index[conv]]
-                ops[index[conv]] = replace(fused, in_elems=fused.in_elems + l.out_elems)
-                blocked[l.name] = blocked[conv]
-                after = consumers.get(l.name, [])
-                if not blocked[conv] and len(after) == 1 and after[0].kind == "act":
-                    absorbed.add(after[0].name)
-                continue
-            on = block > 0 and all(blocked[i] for i in l.inputs)
-        elif l.kind == "concat":
-            on = block > 0 and all(blocked[i] and by_name[i].out_shape[1] % block == 0
-                                   for i in l.inputs if i in by_name)
-        elif l.kind in ("gap", "avgpool", "maxpool"):
-            on = block > 0 and l.in_shape[1] % block == 0
-        else:  # act, mul, shuffle, slice, linear: plain
-            on = False
-        for i in l.inputs:
-            need(i, on, l)
-        ops.append(_op(l))
-        blocked[l.name] = on
-    return ops
-
-
-def _onnxruntime_int8_plan(layers: list[Layer]) -> list[Op]:
-    """onnxruntime's int8 (QDQ) graph: every conv runs in NHWC; ReLU-type activations fold into the
-    output quantization of the op before, others (hard-swish, hard-sigmoid) run as float ops
-    between a dequantize and a quantize (``act``); adds, concats and products run
-    in NHWC when all their inputs are, pools in their input's layout; shuffle, slice, flatten and
-    linear in NCHW.
-    Each change of layout is a transpose (``reorder_in``: to NHWC, ``reorder_out``: back)."""
-    ops: list[Op] = []
-    nhwc = _Layouts(layers, ops)
-
-    for l in layers:
-        src = l.inputs[0] if l.inputs else "input"
-        if l.kind == "act":
-            nhwc[l.name] = nhwc[src]  # elementwise: either layout
-            if l.op not in _FOLDED_ACTS:
-                ops.append(_op(l))
-            continue
-        if l.kind in _CONVS:
-            on = True
-        elif l.kind in ("gap", "avgpool", "maxpool"):
-            on = nhwc[src]
-        elif l.kind in ("add", "concat", "mul"):
-            on = all(nhwc[i] for i in l.inputs)
-        else:  # shuffle, slice, flatten, linear
-            on = False
-        for i in l.inputs or ("input",):
-            nhwc.need(i, on, l)
-        nhwc[l.name] = on
-        if l.kind not in FREE_KINDS:
-            ops.append(_op(l))
-    return ops
 
 
 def linear_units(op: Op, precision: str) -> dict[str, float]:
@@ -294,20 +162,22 @@ def linear_units(op: Op, precision: str) -> dict[str, float]:
 
 def op_ms(op: Op, device: DeviceModel, precision: str) -> float:
     """Predicted time of one planned op; see the module docstring."""
+    fitted = device.fitted
     nbytes = op.elems * BYTES_PER_ELEMENT[precision]
-    overhead = device.overhead_ms.get(op.key, device.overhead_ms.get(op.kind, 0.0))
-    if device.form == "linear":
-        terms = device.linear_terms.get(op.key, {})
+    overhead = fitted.overhead_ms.get(op.key, fitted.overhead_ms.get(op.kind, 0.0))
+    if fitted.form == "linear":
+        terms = fitted.linear_terms.get(op.key, {})
         return sum(terms.get(unit, 0.0) * n for unit, n in linear_units(op, precision).items()) + overhead
-    seconds = nbytes / (device.bandwidth_gb_s * 1e9 * device.bandwidth_efficiency)
+    seconds = nbytes / (device.bandwidth_gb_s * 1e9 * fitted.bandwidth_efficiency)
     if op.kind in COMPUTE_KINDS:
-        seconds = max(seconds, op.macs / (device.macs_per_s[precision] * device.efficiency[op.key]))
+        seconds = max(seconds, op.macs / (device.macs_per_s[precision] * fitted.efficiency[op.key]))
     return seconds * 1e3 + overhead
 
 
 def device_plan(layers: list[Layer], device: DeviceModel, precision: str = "fp32") -> list[Op]:
-    return plan(layers, runtime=device.runtime, layout_block=device.layout_block,
-                fuses_activations=device.fuses_activations, precision=precision)
+    fitted = device.fitted
+    return plan(layers, runtime=fitted.runtime, layout_block=fitted.layout_block,
+                fuses_activations=fitted.fuses_activations, precision=precision)
 
 
 def predict(layers: list[Layer], device: DeviceModel, *, precision: str = "fp32", where: str = "device") -> Prediction:
@@ -320,6 +190,6 @@ def predict(layers: list[Layer], device: DeviceModel, *, precision: str = "fp32"
         raise UserError(f"{where} cannot price op kind(s) {', '.join(unsupported)}; it supports "
                         f"{', '.join(device.supported_kinds)}")
     per_layer = [(op.name, op.kind, op_ms(op, device, precision)) for op in device_plan(layers, device, precision)]
-    if device.run_overhead_ms:
-        per_layer.append(("run", "run", device.run_overhead_ms))
+    if device.fitted.run_overhead_ms:
+        per_layer.append(("run", "run", device.fitted.run_overhead_ms))
     return Prediction(total_ms=sum(ms for _, _, ms in per_layer), per_layer=per_layer)

@@ -1,38 +1,105 @@
-"""Price one architecture on one hardware profile without training: the costs of
-:mod:`nas.cost.costs` plus latency, saying whether it is measured or predicted and by which profile.
+"""Price a network on hardware profiles without training: the costs of :mod:`nas.cost.costs` plus
+latency, saying whether it is measured or predicted and by which profile. ``hwnas cost`` and every
+trial of a search predict through the same function, :func:`predict_latency`.
 
 >>> from nas.space.arch import parse
 >>> from nas.hardware.profiles import load_profile
->>> report = price(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"), load_profile("cpu"))
->>> report["latency_kind"], report["profile"]
+>>> p = price(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"), load_profile("cpu"))
+>>> p.latency_kind, p.profile
 ('measured', 'cpu')
 """
 from __future__ import annotations
 
-from nas.space.arch import ArchSpec
-from nas.space.builder import build
-from nas.cost.costs import BYTES_PER_ELEMENT, count_costs
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
 from nas.core.errors import UserError
+from nas.core.vocab import BYTES_PER_ELEMENT
+from nas.cost.costs import ModelCosts, count_costs
+from nas.cost.layers import Layer, layer_table
 from nas.deploy.host_latency import LatencyMeasurement, measure_latency
 from nas.hardware.latency_model import predict
-from nas.cost.layers import Layer, layer_table
+from nas.hardware.profile_build import at_precision, export_for_timing
 from nas.hardware.profiles import HardwareProfile
+from nas.space.arch import ArchSpec
+from nas.space.builder import build
 
 
-def memory_check(weight_mb: float, memory_mb: float, profile: HardwareProfile) -> dict[str, object]:
+@dataclass(frozen=True)
+class PredictedLatency:
+    """A profile's prediction: ``ms``, or the ``error`` saying why it could not price the network.
+    ``precision`` is set when the profile priced another precision than the one asked for (a
+    device calibrated only at that one, such as the ZC706 at fp16)."""
+
+    ms: float | None
+    precision: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HostFallback:
+    """Layers that run on the host CPU when the device cannot run some (see :func:`host_fallback`)."""
+
+    first: str  # the first layer on the host
+    layers: int
+    macs_share: float
+    transfer_mb: float  # activations crossing between device and host per inference
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    capacity_mb: float | None
+    fits: bool | None  # None: the profile states no capacity
+    on_chip_mb: float | None = None
+    weights_streamed_mb: float | None = None  # weights beyond on-chip memory, streamed each inference
+
+
+@dataclass(frozen=True)
+class Price:
+    """What ``hwnas cost`` reports for one network on one profile."""
+
+    arch: str
+    costs: ModelCosts
+    profile: HardwareProfile
+    latency_ms: float | None
+    latency_kind: str
+    latency_how: str
+    memory: MemoryFit
+    unsupported_kinds: tuple[str, ...] = ()
+    host_fallback: HostFallback | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The mapping ``hwnas cost --json`` prints."""
+        c = self.costs
+        out: dict[str, object] = {
+            "arch": self.arch, "macs": c.macs, "parameters": c.params, "weight_mb": c.weight_mb,
+            "peak_activation_mb": c.peak_activation_mb, "peak_memory_mb": c.memory_mb, "precision": c.precision,
+            "profile": self.profile.name, "profile_version": self.profile.version, "latency_ms": self.latency_ms,
+            "latency_kind": self.latency_kind, "latency_how": self.latency_how,
+            "memory_capacity_mb": self.memory.capacity_mb, "fits_device_memory": self.memory.fits}
+        if self.memory.on_chip_mb is not None:
+            out |= {"on_chip_mb": self.memory.on_chip_mb, "weights_streamed_mb": self.memory.weights_streamed_mb}
+        if self.unsupported_kinds:
+            out["unsupported_kinds"] = list(self.unsupported_kinds)
+        if self.host_fallback is not None:
+            fallback = asdict(self.host_fallback)
+            fallback["from"] = fallback.pop("first")
+            out["host_fallback"] = fallback
+        return out
+
+
+def memory_fit(weight_mb: float, memory_mb: float, profile: HardwareProfile) -> MemoryFit:
     """Whether weights + peak activations fit the device's memory, and, on accelerators with
     on-chip parameter memory, how much of the weights it holds (the rest streams each inference)."""
-    out: dict[str, object] = {"memory_capacity_mb": profile.memory.capacity_mb,
-                              "fits_device_memory": None if profile.memory.capacity_mb is None
-                              else memory_mb <= profile.memory.capacity_mb}
-    if profile.memory.on_chip_mb is not None:
-        out["on_chip_mb"] = profile.memory.on_chip_mb
-        out["weights_streamed_mb"] = max(0.0, weight_mb - profile.memory.on_chip_mb)
-    return out
+    capacity, on_chip = profile.memory.capacity_mb, profile.memory.on_chip_mb
+    return MemoryFit(capacity_mb=capacity, fits=None if capacity is None else memory_mb <= capacity,
+                     on_chip_mb=on_chip, weights_streamed_mb=None if on_chip is None else max(0.0, weight_mb - on_chip))
 
 
 def host_fallback(layers: list[Layer], supported: tuple[str, ...], fallback: str,
-                  precision: str) -> dict[str, object] | None:
+                  precision: str) -> HostFallback | None:
     """Which layers of an execution-ordered table run on the host CPU when the device cannot run
     some (``fallback`` "rest": the first such layer and everything after it; "ops": only those
     layers), their share of the MACs, and the activations crossing between device and host per
@@ -47,61 +114,82 @@ def host_fallback(layers: list[Layer], supported: tuple[str, ...], fallback: str
     # output travel anyway)
     crossing = {i for l in layers for i in l.inputs if i in sizes and (i in host) != (l.name in host)}
     total = sum(l.macs for l in layers) or 1
-    return {"from": layers[first].name, "layers": len(on_host), "macs_share": sum(l.macs for l in on_host) / total,
-            "transfer_mb": sum(sizes[i] for i in crossing) * BYTES_PER_ELEMENT[precision] / 1e6}
+    return HostFallback(first=layers[first].name, layers=len(on_host),
+                        macs_share=sum(l.macs for l in on_host) / total,
+                        transfer_mb=sum(sizes[i] for i in crossing) * BYTES_PER_ELEMENT[precision] / 1e6)
+
+
+def predict_latency(layers: list[Layer], profile: HardwareProfile, precision: str, *,
+                    other_precision_ok: bool = False) -> PredictedLatency:
+    """The predicted latency of a layer table on a predicted profile, or why it has none (a
+    precision or op kind the device cannot run, or no fitted model). With ``other_precision_ok``
+    a profile not calibrated at ``precision`` is priced at the precision it is calibrated for."""
+    at = precision
+    if other_precision_ok and profile.model and precision not in profile.model:
+        at = next(iter(profile.model))
+    try:
+        device = profile.device_model(at)
+        ms = predict(layers, device, precision=at, where=f"profile {profile.tag}").total_ms
+    except UserError as exc:
+        return PredictedLatency(ms=None, precision=None if at == precision else at, error=str(exc))
+    return PredictedLatency(ms=ms, precision=None if at == precision else at)
+
+
+def predict_on_profiles(spec: ArchSpec, model: nn.Module, profiles: Sequence[HardwareProfile], *, precision: str,
+                        target: HardwareProfile | None = None) -> dict[str, PredictedLatency]:
+    """Each profile's prediction for ``model`` (a network of ``spec``, perhaps pruned); profiles
+    other than ``target`` may price at the precision they are calibrated for, and say so."""
+    layers = layer_table(spec, model=model)
+    return {p.name: predict_latency(layers, p, precision, other_precision_ok=p is not target) for p in profiles}
 
 
 def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes) -> LatencyMeasurement:
-    """Latency of an exported model under the profile's measurement conditions."""
+    """Latency of an exported model under a measured profile's conditions."""
     lat = profile.latency
+    if lat is None:
+        raise UserError(f"profile {profile.tag} is predicted; host measurements need a measured profile such as cpu")
     return measure_latency(onnx_bytes, (1, spec.in_chs, spec.resolution, spec.resolution), threads=lat.threads,
                            warmup=lat.warmup, repeats=lat.repeats)
 
 
-def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") -> dict[str, object]:
+def _unsupported_reason(profile: HardwareProfile, unsupported: list[str], fallback: HostFallback | None) -> str:
+    assert profile.device is not None
+    where = ("the network cannot run there" if fallback is None else
+             f"{fallback.layers} layers ({100 * fallback.macs_share:.0f}% of MACs) would run on the host CPU from "
+             f"{fallback.first}, {fallback.transfer_mb:.3f} MB crossing per inference, and that split is not priced")
+    return (f"{', '.join(unsupported)} cannot run on {profile.name} "
+            f"({profile.device.unsupported_note or 'see the profile'}); {where}")
+
+
+def _price_predicted(spec: ArchSpec, model: nn.Module, profile: HardwareProfile, costs: ModelCosts,
+                     memory: MemoryFit) -> Price:
+    assert profile.device is not None
+    layers = layer_table(spec, model=model)
+    unsupported = sorted({l.kind for l in layers} - set(profile.device.supported_kinds))
+    fallback = host_fallback(layers, profile.device.supported_kinds, profile.device.fallback, costs.precision)
+    base = Price(spec.format(), costs, profile, None, "predicted", "", memory, tuple(unsupported), fallback)
+    if unsupported:
+        return _with(base, how=f"not predicted: {_unsupported_reason(profile, unsupported, fallback)}")
+    prediction = predict_latency(layers, profile, costs.precision)
+    if prediction.ms is None:
+        return _with(base, how=f"not predicted: {prediction.error}")
+    return _with(base, ms=prediction.ms, how=f"predicted by the per-layer model of profile {profile.tag}")
+
+
+def _with(price_: Price, *, how: str, ms: float | None = None) -> Price:
+    return Price(price_.arch, price_.costs, price_.profile, ms, price_.latency_kind, how, price_.memory,
+                 price_.unsupported_kinds, price_.host_fallback)
+
+
+def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") -> Price:
     """MACs, parameters, memory and latency of ``spec``: predicted by the per-layer model of a
-    predicted profile; measured on this host for the measured (``cpu``) profile at fp32, and None
-    with a reason where it cannot be measured."""
+    predicted profile; measured on this host for a measured (``cpu``) profile, at int8 and fp16
+    on a quantized or converted export; a latency of None comes with the reason."""
     model = build(spec).eval()
     costs = count_costs(spec, precision=precision, model=model)
-    report: dict[str, object] = {
-        "arch": spec.format(), "macs": costs.macs, "parameters": costs.params, "weight_mb": costs.weight_mb,
-        "peak_activation_mb": costs.peak_activation_mb, "peak_memory_mb": costs.memory_mb, "precision": precision,
-        "profile": profile.name, "profile_version": profile.version, "latency_ms": None,
-        "latency_kind": "measured", "latency_how": None}
-    report.update(memory_check(costs.weight_mb, costs.memory_mb, profile))
+    memory = memory_fit(costs.weight_mb, costs.memory_mb, profile)
     if profile.kind == "predicted":
-        assert profile.device is not None
-        layers = layer_table(spec, model=model)
-        unsupported = sorted({l.kind for l in layers} - set(profile.device.supported_kinds))
-        if unsupported:
-            report["unsupported_kinds"] = unsupported
-        fallback = host_fallback(layers, profile.device.supported_kinds, profile.device.fallback, precision)
-        if fallback is not None:
-            report["host_fallback"] = fallback
-        reason = ""
-        if unsupported:
-            where = ("the network cannot run there" if fallback is None else
-                     f"{fallback['layers']} layers ({100 * fallback['macs_share']:.0f}% of MACs) would run on the "
-                     f"host CPU from {fallback['from']}, {fallback['transfer_mb']:.3f} MB crossing per inference, "
-                     f"and that split is not priced")
-            reason = (f"{', '.join(unsupported)} cannot run on {profile.name} "
-                      f"({profile.device.unsupported_note or 'see the profile'}); {where}")
-        else:
-            try:  # the reason it cannot: a precision the device lacks, or no fitted model for it
-                profile.check_can_predict(precision)
-            except UserError as exc:
-                reason = str(exc)
-        if reason:
-            report.update(latency_kind="predicted", latency_how=f"not predicted: {reason}")
-            return report
-        prediction = predict(layer_table(spec, model=model), profile.device_model(precision), precision=precision,
-                             where=f"profile {profile.tag}")
-        report.update(latency_ms=prediction.total_ms, latency_kind="predicted",
-                      latency_how=f"predicted by the per-layer model of profile {profile.tag}")
-        return report
-    from nas.hardware.profile_build import at_precision, export_for_timing
-
+        return _price_predicted(spec, model, profile, costs, memory)
     shape = (1, spec.in_chs, spec.resolution, spec.resolution)
     onnx_bytes = export_for_timing(model, shape, spec.format())
     how = ""
@@ -110,5 +198,5 @@ def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") 
         how = (" of the static int8 QDQ export (calibrated on random inputs, which latency does not depend on)"
                if precision == "int8" else " of the fp16 export")
     measurement = measure_on_host(spec, profile, onnx_bytes)
-    report.update(latency_ms=measurement.median_ms, latency_how=measurement.describe() + how)
-    return report
+    return Price(spec.format(), costs, profile, measurement.median_ms, "measured", measurement.describe() + how,
+                 memory)

@@ -30,6 +30,7 @@ from nas.space.arch import ArchSpec
 from nas.space.builder import build
 from nas.core.config import SpaceConfig, StageConfig
 from nas.core.errors import UserError
+from nas.core.vocab import BLOCK_TYPES, PRECISIONS
 from nas.deploy.export import OPSET, DeployInfo, to_onnx
 from nas.deploy.host_latency import measure_latency, session
 from nas.space.sampler import SearchSpace
@@ -37,12 +38,11 @@ from nas.space.sampler import SearchSpace
 log = logging.getLogger(__name__)
 
 FORMAT = "hwnas-measurements/1"
-PRECISIONS = ("fp32", "int8")
-_BLOCK_TYPES = ("ir", "ds", "sh", "sh2", "fb")
+DEFAULT_PRECISIONS = ("fp32", "int8")
 
 
 def _single_stage_space(rng: np.random.Generator) -> SpaceConfig:
-    block = str(rng.choice(_BLOCK_TYPES))
+    block = str(rng.choice(BLOCK_TYPES))
     stage = StageConfig(chs=int(rng.choice([16, 24, 32, 48, 64, 96, 128, 160])), stride=int(rng.choice([1, 2])),
                         depths=(int(rng.choice([1, 2])),), block_types=(block,))
     return SpaceConfig(stages=(stage,), resolutions=(int(rng.choice([8, 12, 16, 24, 32, 48, 56])),),
@@ -55,7 +55,7 @@ def _multi_stage_space(rng: np.random.Generator) -> SpaceConfig:
     stages = (StageConfig(chs=16, depths=(1,)), StageConfig(chs=32, stride=2, depths=(1, 2)),
               StageConfig(chs=64, stride=2, depths=(1, 2, 3)), StageConfig(chs=96, depths=(1, 2)))
     return SpaceConfig(stages=stages, resolutions=(16, 20, 24, 28, 32, 40), widths=(0.25, 0.5, 0.75, 1.0, 1.25),
-                       stem_chs=16, stem_stride=int(rng.choice([1, 2])), head_chs=256, block_types=_BLOCK_TYPES,
+                       stem_chs=16, stem_stride=int(rng.choice([1, 2])), head_chs=256, block_types=BLOCK_TYPES,
                        groups=(1, 2, 4, 8), se=(False, True), hswish=(False, True))
 
 
@@ -102,7 +102,7 @@ def at_precision(model: bytes, input_shape: tuple[int, ...], precision: str) -> 
         return quantize_int8_static(model, calibration)
     if precision == "fp16":
         return convert_fp16(model)
-    raise UserError(f"precision {precision!r} cannot be measured; allowed: fp32, int8, fp16")
+    raise UserError(f"precision {precision!r} cannot be measured; allowed: {', '.join(PRECISIONS)}")
 
 
 def measure_peak_macs(precision: str, *, threads: int, repeats: int) -> tuple[float, str]:
@@ -184,7 +184,7 @@ def time_networks(archs: list[ArchSpec], precisions: tuple[str, ...], *, threads
             for (arch, precision), t in timings.items()]
 
 
-def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tuple[str, ...] = PRECISIONS,
+def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
                        threads: int = 1, warmup: int = 10, repeats: int = 200, rounds: int = 3,
                        space: SpaceConfig | None = None,
                        space_name: str = "", in_chs: tuple[int, ...] = (1, 3),
@@ -198,8 +198,8 @@ def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tu
     import onnxruntime as ort
 
     for precision in precisions:
-        if precision not in ("fp32", "fp16", "int8"):
-            raise UserError(f"precision {precision!r} cannot be measured; allowed: fp32, fp16, int8")
+        if precision not in PRECISIONS:
+            raise UserError(f"precision {precision!r} cannot be measured; allowed: {', '.join(PRECISIONS)}")
     archs = designed_architectures(n, seed=seed, space=space, in_chs=in_chs)
     peaks = {p: dict(zip(("macs_per_s", "how"), measure_peak_macs(p, threads=threads, repeats=repeats)))
              for p in precisions}

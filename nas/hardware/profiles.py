@@ -15,23 +15,15 @@ from pathlib import Path
 
 from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.errors import UserError
-from nas.hardware.latency_model import (
-    ALL_KINDS,
-    BLOCKED_KINDS,
-    COMPUTE_KINDS,
-    FORMS,
-    LINEAR_UNITS,
-    REORDER_KEYS,
-    RUNTIMES,
-    DeviceModel,
-)
+from nas.core.vocab import LATENCY_KINDS, PRECISIONS
+from nas.hardware.latency_model import DeviceModel, FittedModel
+from nas.hardware.plan import ALL_KINDS
 
-PROFILE_KINDS = ("measured", "predicted")
+PROFILE_KINDS = LATENCY_KINDS
 # Where ops the device cannot run go: nowhere (the network cannot run), or the host CPU: "rest" from
 # the first such op on (the Edge TPU compiler maps one subgraph, up to the first op it cannot),
 # "ops" only those ops, the device resuming after each (a Vitis AI DPU's partitioned subgraphs).
 FALLBACKS = ("none", "rest", "ops")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -86,43 +78,6 @@ class DeviceSpec:
 
 
 @dataclass(frozen=True)
-class FittedModel:
-    """Fitted side of a predicted profile at one precision (see nas.hardware.latency_model)."""
-
-    efficiency: dict[str, float]
-    bandwidth_efficiency: float
-    overhead_ms: dict[str, float]
-    fuses_activations: bool
-    fit: str  # method, data, date, cross-validated error
-    run_overhead_ms: float = 0.0
-    form: str = "roofline"
-    linear_terms: dict[str, dict[str, float]] = field(default_factory=dict)  # form linear: key -> {unit: ms per unit}
-    layout_block: int = 0  # channels per block of the runtime's blocked layout (see nas.hardware.latency_model); 0: none
-    runtime: str = "generic"  # whose graph rules the model plans ops by (see nas.hardware.latency_model.plan)
-
-    def __post_init__(self) -> None:
-        check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
-        check(set(COMPUTE_KINDS) <= set(self.efficiency), "model.efficiency", sorted(self.efficiency),
-              f"one entry per compute kind: {', '.join(COMPUTE_KINDS)}")
-        check(self.form in FORMS, "model.form", self.form, ", ".join(FORMS))
-        check(self.runtime in RUNTIMES, "model.runtime", self.runtime, ", ".join(RUNTIMES))
-        check(not self.layout_block or self.runtime == "onnxruntime", "model.layout_block", self.layout_block,
-              "0 unless runtime is onnxruntime")
-        check(self.run_overhead_ms >= 0, "model.run_overhead_ms", self.run_overhead_ms, "numbers >= 0")
-        check_choices(self.linear_terms, "model.linear_terms", ALL_KINDS + BLOCKED_KINDS + REORDER_KEYS)
-        for kind, terms in self.linear_terms.items():
-            check_choices(terms, f"model.linear_terms.{kind}", LINEAR_UNITS)
-            for unit, ms in terms.items():
-                check(ms >= 0, f"model.linear_terms.{kind}.{unit}", ms, "numbers >= 0 (ms per unit)")
-        for kind, eff in self.efficiency.items():
-            check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
-        check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
-        check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + BLOCKED_KINDS + ("reorder",) + REORDER_KEYS)
-        for kind, ms in self.overhead_ms.items():
-            check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
-
-
-@dataclass(frozen=True)
 class HardwareProfile:
     name: str
     version: str
@@ -143,6 +98,9 @@ class HardwareProfile:
             check(self.device is not None, "device", None, "a device section for predicted profiles")
             if self.model is not None and self.device is not None:
                 check_choices(self.model, "model", tuple(self.device.macs_per_s))
+                for precision, fitted in self.model.items():
+                    check(bool(fitted.fit.strip()), f"model.{precision}.fit", fitted.fit,
+                          "a note saying how the model was fitted (method, data, date, error)")
 
     @property
     def tag(self) -> str:
@@ -164,14 +122,9 @@ class HardwareProfile:
         if precision not in self.model:
             raise UserError(f"profile {self.tag} is not calibrated for {precision}; calibrated: "
                             f"{', '.join(self.model)}")
-        m = self.model[precision]
-        return DeviceModel(macs_per_s={precision: self.device.macs_per_s[precision].value},
-                           bandwidth_gb_s=self.device.bandwidth_gb_s.value, efficiency=dict(m.efficiency),
-                           bandwidth_efficiency=m.bandwidth_efficiency, overhead_ms=dict(m.overhead_ms),
-                           fuses_activations=m.fuses_activations, run_overhead_ms=m.run_overhead_ms,
-                           layout_block=m.layout_block, form=m.form, supported_kinds=self.device.supported_kinds,
-                           runtime=m.runtime,
-                           linear_terms={k: dict(terms) for k, terms in m.linear_terms.items()})
+        return self.model[precision].on(macs_per_s={precision: self.device.macs_per_s[precision].value},
+                                         bandwidth_gb_s=self.device.bandwidth_gb_s.value,
+                                         supported_kinds=self.device.supported_kinds)
 
 
 def calibrated_predicted_profiles() -> list[HardwareProfile]:

@@ -1,6 +1,6 @@
 """Handcrafted baselines under the search's own budget: MobileNetV2 width x resolution,
 ShuffleNetV1 groups and ShuffleNetV2 widths, adapted to the dataset's input size, trained on the
-same data with the same budget and judged by the same :class:`TrialRunner` as searched trials.
+same data with the same budget and judged by the same evaluation as searched trials.
 
 They live in a sibling study ``<name>-baselines`` of the same storage, so the sampler never
 learns from them, and their files under ``baselines/<trial>/``.
@@ -18,8 +18,11 @@ from nas.space.arch import ArchSpec
 from nas.core.config import SearchConfig
 from nas.data.splits import Splits
 from nas.hardware.profiles import HardwareProfile
+from nas.search.evaluate import EvalContext, Trainer
+from nas.search.objective import Objective
+from nas.search.record import result_of
 from nas.search.study import FINISHED, TrialCallback, open_study
-from nas.search.evaluate import TrialRunner
+from nas.train.trainer import train
 from nas.space.zoo import adapt_to_input, mobilenet_v2, shufflenet_v1, shufflenet_v2
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,16 @@ class Baseline:
 
 def baselines_study_name(cfg: SearchConfig) -> str:
     return f"{cfg.name}-baselines"
+
+
+def finished_baselines(study: optuna.Study | None) -> set[str]:
+    """Names of the baselines finished (trained or rejected) in a baselines study."""
+    out = set()
+    for t in study.trials if study else []:
+        result = result_of(t)
+        if t.state in FINISHED and result is not None and result.baseline:
+            out.add(result.baseline)
+    return out
 
 
 def baseline_grid(cfg: SearchConfig, *, in_chs: int, classes: int) -> list[Baseline]:
@@ -55,19 +68,19 @@ def baseline_grid(cfg: SearchConfig, *, in_chs: int, classes: int) -> list[Basel
 
 def run_baselines(cfg: SearchConfig, run_dir: Path, *, storage: str, profile: HardwareProfile, splits: Splits,
                   ignore_budgets: bool = False, callbacks: tuple[TrialCallback, ...] = (),
-                  on_start: Callable[[int, str], None] | None = None) -> optuna.Study:
+                  on_start: Callable[[int, str], None] | None = None, trainer: Trainer = train) -> optuna.Study:
     """Train and evaluate every baseline not yet finished in the baselines study (resumable)."""
     study = open_study(cfg, storage, name=baselines_study_name(cfg), heartbeat=False)
-    done = {t.user_attrs.get("baseline") for t in study.trials if t.state in FINISHED}
-    runner = TrialRunner(cfg, profile, splits, run_dir, on_start=on_start, artifacts="baselines")
+    done = finished_baselines(study)
+    objective = Objective(EvalContext.for_search(cfg, profile, splits, trainer=trainer), run_dir, on_start=on_start,
+                          artifacts="baselines")
     for baseline in baseline_grid(cfg, in_chs=splits.preprocess.channels, classes=len(splits.classes)):
         if baseline.name in done:
             continue
         trial = study.ask()
-        trial.set_user_attr("baseline", baseline.name)
-        trial.set_user_attr("family", baseline.family)
         try:
-            values = runner.evaluate(trial, lambda spec=baseline.spec: spec, gate=not ignore_budgets)
+            values = objective.run(trial, baseline.spec, objective.sample_recipe(trial, baseline.spec),
+                                   gate=not ignore_budgets, baseline=(baseline.name, baseline.family))
             frozen = study.tell(trial, values)
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import optuna
 
+from nas.search.record import result_of
 from nas.search.study import FINISHED
 
 
@@ -34,27 +35,32 @@ class Progress:
             self.finished_here += 1
         done = self.already_done + self.finished_here
         elapsed = time.perf_counter() - self.started
-        left = self.total - done
-        eta = elapsed / max(1, self.finished_here) * left
-        a = trial.user_attrs
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            status = "feasible" if a.get("feasible") else f"INFEASIBLE ({a.get('infeasible_reason')})"
-            what = (f"acc {a['test_accuracy'] * 100:.1f}% (val {a['val_accuracy'] * 100:.1f}%)  "
-                    f"lat {a['latency_ms']:.3f} ms{' (pred)' if a.get('latency_kind') == 'predicted' else ''}  "
-                    f"MACs {a['macs'] / 1e6:.2f}M  {status}")
-        elif trial.state == optuna.trial.TrialState.PRUNED:
-            what = f"rejected before training: {a.get('infeasible_reason', '?')}"
-        else:
-            what = f"FAILED: {a.get('error', 'see log')}"
+        eta = elapsed / max(1, self.finished_here) * (self.total - done)
         took = trial.duration.total_seconds() if trial.duration else 0.0
-        return (f"[{done:>3}/{self.total}] trial {trial.number}  {what}  {took:.1f}s | elapsed {_clock(elapsed)} "
-                f"ETA {_clock(eta)} | best {self.best(study)}")
+        return (f"[{done:>3}/{self.total}] trial {trial.number}  {_outcome(trial)}  {took:.1f}s | elapsed "
+                f"{_clock(elapsed)} ETA {_clock(eta)} | best {self.best(study)}")
 
     @staticmethod
     def best(study: optuna.Study) -> str:
-        feasible = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                    if t.user_attrs.get("feasible")]
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        feasible = [(t.number, r) for t in complete if (r := result_of(t)) is not None and r.feasible]
         if not feasible:
             return "none feasible yet"
-        top = max(feasible, key=lambda t: t.user_attrs["val_accuracy"])
-        return f"trial {top.number} acc {top.user_attrs['test_accuracy'] * 100:.1f}% @ {top.user_attrs['latency_ms']:.3f} ms"
+        number, top = max(feasible, key=lambda pair: pair[1].val_accuracy or 0.0)
+        return f"trial {number} {_acc(top.test_accuracy)} @ {top.latency_ms or 0.0:.3f} ms"
+
+
+def _acc(value: float | None) -> str:
+    return f"acc {100 * (value or 0.0):.1f}%"
+
+
+def _outcome(trial: optuna.trial.FrozenTrial) -> str:
+    r = result_of(trial)
+    if trial.state == optuna.trial.TrialState.COMPLETE and r is not None:
+        status = "feasible" if r.feasible else f"INFEASIBLE ({r.infeasible_reason})"
+        return (f"{_acc(r.test_accuracy)} (val {100 * (r.val_accuracy or 0.0):.1f}%)  lat {r.latency_ms or 0.0:.3f} ms"
+                f"{' (pred)' if r.latency_kind == 'predicted' else ''}  MACs {(r.costs.macs if r.costs else 0) / 1e6:.2f}M"
+                f"  {status}")
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        return f"rejected before training: {r.infeasible_reason if r else '?'}"
+    return f"FAILED: {r.error if r and r.error else 'see log'}"

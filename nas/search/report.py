@@ -1,6 +1,7 @@
 """Compute, then present: the trials and front tables of a run, and the files of a run.
 
-Functions here return data (pandas tables); :mod:`nas.search.plots` draws them and the CLI prints them.
+Functions here return data (pandas tables); :mod:`nas.search.plots` draws them and the CLI prints
+them. Trials are read through their record (:func:`nas.search.record.result_of`).
 """
 from __future__ import annotations
 
@@ -12,15 +13,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from nas.search.plots import plot_front
+from nas.search.record import TABLE_COLUMNS, CandidateResult, result_of
+
 log = logging.getLogger(__name__)
 
 FRONT_COLUMNS = ["source", "trial", "name", "arch", "accuracy", "val_accuracy", "macs", "params", "latency_ms",
                  "latency_kind", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes", "feasible",
                  "dominated_by_front", "onnx_path"]
-_ATTR_COLUMNS = ["baseline", "arch", "test_accuracy", "val_accuracy", "macs", "parameters", "latency_ms",
-                 "latency_kind", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes", "feasible",
-                 "rejected_before_training", "infeasible_reason", "error", "onnx_path", "seconds", "seed",
-                 "profile", "profile_version"]
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
@@ -29,29 +29,29 @@ def trials_table(study: optuna.Study | None) -> pd.DataFrame:
     rows = []
     for t in study.trials if study else []:
         row: dict[str, object] = {"trial": t.number, "state": t.state.name}
-        row.update({k: t.user_attrs.get(k) for k in _ATTR_COLUMNS})
-        row.update({k: v for k, v in t.user_attrs.items() if k.startswith(("latency_ms_pred_", "latency_ms_meas_"))})
+        result = result_of(t)
+        row.update(result.table_row() if result else dict.fromkeys(TABLE_COLUMNS))
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)
-    table = pd.DataFrame(rows, columns=None if rows else ["trial", "state", *_ATTR_COLUMNS])
+    table = pd.DataFrame(rows, columns=None if rows else ["trial", "state", *TABLE_COLUMNS])
     return table.rename(columns={"test_accuracy": "accuracy", "parameters": "params"})
 
 
-def model_dir(trial: optuna.trial.FrozenTrial) -> Path:
+def model_dir(result: CandidateResult, number: int) -> Path:
     """Where a trial's deployable files go: ``models/<trial>`` or ``models/baseline-<name>``."""
-    name = trial.user_attrs.get("baseline")
-    return Path("models") / (f"baseline-{name}" if name else f"{trial.number:04d}")
+    return Path("models") / (f"baseline-{result.baseline}" if result.baseline else f"{number:04d}")
 
 
 def _front_row(t: optuna.trial.FrozenTrial, source: str) -> dict[str, object]:
-    a = t.user_attrs
-    return {"source": source, "trial": t.number, "name": a.get("baseline", ""), "arch": a["arch"],
-            "accuracy": a["test_accuracy"], "val_accuracy": a["val_accuracy"], "macs": a["macs"],
-            "params": a["parameters"], "latency_ms": a["latency_ms"], "latency_kind": a["latency_kind"],
-            "peak_memory_mb": a["peak_memory_mb"], "weight_mb": a["weight_mb"],
-            "peak_activation_mb": a["peak_activation_mb"], "file_bytes": a["file_bytes"], "feasible": a["feasible"],
-            "dominated_by_front": False, "onnx_path": str(model_dir(t) / "model.onnx")}
+    r = result_of(t)
+    assert r is not None and r.costs is not None  # a complete trial has its record
+    c = r.costs
+    return {"source": source, "trial": t.number, "name": r.baseline or "", "arch": r.arch,
+            "accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy, "macs": c.macs, "params": c.params,
+            "latency_ms": r.latency_ms, "latency_kind": r.latency_kind, "peak_memory_mb": round(c.memory_mb, 6),
+            "weight_mb": c.weight_mb, "peak_activation_mb": c.peak_activation_mb, "file_bytes": r.file_bytes,
+            "feasible": r.feasible, "dominated_by_front": False, "onnx_path": str(model_dir(r, t.number) / "model.onnx")}
 
 
 def _dominated(row: pd.Series, front: pd.DataFrame) -> bool:
@@ -86,26 +86,34 @@ def front_table(study: optuna.Study | None, baselines: optuna.Study | None = Non
 def export_trial_files(study: optuna.Study, run_dir: Path, number: int) -> Path:
     """Copy a completed trial's exported ONNX into its model folder with its arch and metrics."""
     trial = study.trials[number] if 0 <= number < len(study.trials) else None
-    if trial is None or trial.state != COMPLETE or "onnx_path" not in trial.user_attrs:
+    result = result_of(trial) if trial is not None else None
+    if trial is None or trial.state != COMPLETE or result is None or result.onnx_path is None:
         raise KeyError(f"trial {number} has no exported model; allowed: completed trials "
                        f"{[t.number for t in study.trials if t.state == COMPLETE]}")
-    target = run_dir / model_dir(trial)
+    target = run_dir / model_dir(result, number)
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / trial.user_attrs["onnx_path"], target / "model.onnx")
-    (target / "arch.txt").write_text(trial.user_attrs["arch"] + "\n")
-    metrics = {"trial": number, "params": trial.params, **trial.user_attrs,
-               "objectives": dict(zip(study.metric_names or [], trial.values or []))}
-    metrics["onnx_path"] = str(model_dir(trial) / "model.onnx")
+    shutil.copyfile(run_dir / result.onnx_path, target / "model.onnx")
+    (target / "arch.txt").write_text(result.arch + "\n")
+    metrics = {"trial": number, "params": trial.params, **result.to_attrs(),
+               "objectives": dict(zip(study.metric_names or [], trial.values or [])),
+               "onnx_path": str(model_dir(result, number) / "model.onnx")}
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return target / "model.onnx"
+
+
+def _profile_tag(*studies: optuna.Study | None) -> str:
+    for study in studies:
+        for t in study.trials if study else []:
+            result = result_of(t)
+            if result is not None and result.profile:
+                return f"{result.profile}@{result.profile_version}"
+    return ""
 
 
 def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: optuna.Study | None,
                   baselines: optuna.Study | None = None) -> pd.DataFrame:
     """trials.csv, baselines.csv, front.csv, front.png and models/ for every front trial and
     trained baseline. Either study may be absent (a run with baselines only, or no baselines)."""
-    from nas.search.plots import plot_front
-
     trials = trials_table(search)
     trials.to_csv(run_dir / "trials.csv", index=False)
     base_trials = trials_table(baselines) if baselines else None
@@ -114,11 +122,10 @@ def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: op
     front = front_table(search, baselines)
     front.to_csv(run_dir / "front.csv", index=False)
     for row in front.itertuples():
-        export_trial_files(search if row.source == "search" else baselines, run_dir, int(row.trial))  # type: ignore[arg-type]
+        study = search if row.source == "search" else baselines
+        assert study is not None  # the row came from it
+        export_trial_files(study, run_dir, int(str(row.trial)))
     title = search.study_name if search else baselines.study_name if baselines else run_dir.name
-    profile = next((f"{t.user_attrs['profile']}@{t.user_attrs['profile_version']}" for s in (search, baselines) if s
-                    for t in s.trials if "profile" in t.user_attrs), "")
     plot_front(trials, front, budgets=budgets, path=run_dir / "front.png", title=title, baseline_trials=base_trials,
-               profile=profile)
+               profile=_profile_tag(search, baselines))
     return front
-

@@ -19,7 +19,10 @@ from nas.core.config import SearchConfig, parse_search_config
 from nas.data.splits import Splits, load_raw, split
 from nas.core.errors import UserError
 from nas.hardware.profiles import HardwareProfile, load_profile
-from nas.search.evaluate import TrialRunner, directions
+from nas.core.vocab import OBJECTIVES
+from nas.search.evaluate import EvalContext, Trainer
+from nas.search.objective import Objective
+from nas.train.trainer import train
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ def config_to_dict(cfg: Any) -> Any:
     if isinstance(cfg, (list, tuple)):
         return [config_to_dict(v) for v in cfg]
     return cfg
+
+
+def directions(objectives: tuple[str, ...]) -> list[str]:
+    """Optuna study directions of the search objectives."""
+    return [OBJECTIVES[name] for name in objectives]
 
 
 def default_storage(run_dir: Path) -> str:
@@ -118,11 +126,12 @@ def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True, name
 
 def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, profile: HardwareProfile | None = None,
                splits: Splits | None = None, callbacks: Sequence[TrialCallback] = (),
-               on_start: Callable[[int, str], None] | None = None) -> optuna.Study:
+               on_start: Callable[[int, str], None] | None = None, trainer: Trainer = train) -> optuna.Study:
     """Run (or resume) the search until ``cfg.search.trials`` trials have finished.
 
     Finished means complete or rejected as over budget. Failed trials stay in the study as failed
     but do not count: the run makes up for them (at most as many failures as trials wanted).
+    ``trainer`` trains each candidate (tests pass a fake).
     """
     check_run_config(run_dir, cfg)
     profile = profile or load_profile(cfg.search.profile)
@@ -134,10 +143,10 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
     study.set_user_attr("dataset", splits.name)
     log.info("study %s: %d trial(s) finished, %d to run", cfg.name, done, remaining)
     if remaining:
-        runner = TrialRunner(cfg, profile, splits, run_dir, on_start=on_start)
+        objective = Objective(EvalContext.for_search(cfg, profile, splits, trainer=trainer), run_dir, on_start=on_start)
         # Failed trials are made up for, up to as many failures as trials wanted, then we stop.
         stop = optuna.study.MaxTrialsCallback(cfg.search.trials, states=FINISHED)
-        study.optimize(runner, n_trials=2 * remaining, catch=(Exception,), callbacks=[*callbacks, stop],
+        study.optimize(objective, n_trials=2 * remaining, catch=(Exception,), callbacks=[*callbacks, stop],
                        gc_after_trial=True)
     return study
 

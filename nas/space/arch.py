@@ -30,9 +30,10 @@ import re
 from dataclasses import dataclass
 
 from nas.core.errors import UserError
+from nas.core.vocab import BLOCK_TYPES
 
 _TOKEN = re.compile(r"^([a-z]+)(\d+)$")
-STAGE_KINDS = ("ir", "ds", "sh", "sh2", "fb", "skip")
+STAGE_KINDS = (*BLOCK_TYPES, "skip")
 
 # kind -> (required keys in canonical order, optional keys with their defaults)
 _KEYS: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {

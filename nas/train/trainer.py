@@ -10,6 +10,7 @@ from torch import nn
 
 from nas.core.config import TrainConfig
 from nas.data.splits import Preprocess, to_tensor
+from nas.train.losses import soft_loss
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
     """
     distill = cfg.distill if teacher_logits is not None else None
     if distill is not None:
-        from compress.distill import soft_loss
-
         assert teacher_logits is not None and len(teacher_logits) == len(labels)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)

@@ -15,7 +15,7 @@ from nas.core.errors import UserError
 from nas.hardware.hwnasbench import block_keys, load_table, network_figure
 from nas.space.zoo import FBNET_OPS, fbnet, mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2, zoo_entries
 
-SHARED_TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "hwnasbench_fbnet_blocks.json"
+SHARED_TABLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "hwnasbench_fbnet_blocks.json"
 
 PAPERS = [  # (spec, published MACs, published parameters)
     (mobilenet_v1(width=1.0, resolution=224), 569e6, 4.2e6),

@@ -169,7 +169,7 @@ def test_low_rank_is_exact_at_full_rank_of_a_low_rank_weight() -> None:
 def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Path) -> None:
     import torch
 
-    from compress.pipeline import compress
+    from compress.report import compress
     from nas.space.arch import parse
     from nas.space.builder import build
     from nas.core.config import parse_search_config
@@ -303,7 +303,7 @@ def test_four_bit_groups_hold_15_levels_and_count_half_a_byte(tmp_path: Path, id
     import torch
 
     from compress.lowbit import apply_weight_bits, group_names, weight_layers
-    from compress.pipeline import compress
+    from compress.report import compress
     from compress.recipe import sample_recipe
     from nas.space.arch import parse
     from nas.space.builder import build

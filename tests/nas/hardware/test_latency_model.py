@@ -4,16 +4,18 @@ import pytest
 
 from nas.space.arch import parse
 from nas.core.errors import UserError
-from nas.hardware.latency_model import COMPUTE_KINDS, DeviceModel, predict
+from nas.hardware.latency_model import DeviceModel, FittedModel, predict
+from nas.hardware.plan import ALL_KINDS, COMPUTE_KINDS
 from nas.cost.layers import layer_table
 
 SMALL = "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"
 
 
-def _device(**changes: object) -> DeviceModel:
-    base = dict(macs_per_s={"fp32": 1e9, "int8": 4e9}, bandwidth_gb_s=1.0, efficiency={k: 1.0 for k in COMPUTE_KINDS},
-                bandwidth_efficiency=1.0, overhead_ms={}, fuses_activations=True)
-    return DeviceModel(**{**base, **changes})  # type: ignore[arg-type]
+def _device(*, efficiency: dict[str, float] | None = None, overhead_ms: dict[str, float] | None = None,
+            fuses_activations: bool = True, supported_kinds: tuple[str, ...] = ALL_KINDS) -> DeviceModel:
+    fitted = FittedModel(efficiency=efficiency or {k: 1.0 for k in COMPUTE_KINDS}, bandwidth_efficiency=1.0,
+                         overhead_ms=overhead_ms or {}, fuses_activations=fuses_activations)
+    return fitted.on(macs_per_s={"fp32": 1e9, "int8": 4e9}, bandwidth_gb_s=1.0, supported_kinds=supported_kinds)
 
 
 def test_roofline_by_hand() -> None:

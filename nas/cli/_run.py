@@ -1,0 +1,84 @@
+"""Run folders for the commands that use one: config, storage URL, studies, and the end-of-run
+outputs; the progress loop that prints a line per trial."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from nas.core.config import SearchConfig, load_search_config
+from nas.core.errors import UserError
+from nas.search.baselines import baselines_study_name
+from nas.search.progress import Progress
+from nas.search.report import write_outputs
+from nas.search.study import check_run_config, default_storage, find_study, load_run_config
+
+EXIT_INTERRUPTED = 130
+# argparse names the type of add_subparsers() only privately
+Subparsers = argparse._SubParsersAction
+
+
+def run_storage(run_dir: Path, storage: str | None) -> str:
+    """The storage URL given, else the one the run saved, else the run's SQLite file."""
+    if storage:
+        return storage
+    saved = run_dir / "storage.url"
+    return saved.read_text().strip() if saved.exists() else default_storage(run_dir)
+
+
+def load_run(run_dir: Path, storage: str | None) -> tuple[SearchConfig, optuna.Study | None, optuna.Study | None]:
+    """A run folder's config, search study and baselines study (either may not exist yet)."""
+    cfg = load_run_config(run_dir)
+    url = run_storage(run_dir, storage)
+    search, baselines = find_study(cfg, url, cfg.name), find_study(cfg, url, baselines_study_name(cfg))
+    if search is None and baselines is None:
+        raise UserError(f"{run_dir} holds no study yet; run hwnas search or hwnas baselines first")
+    return cfg, search, baselines
+
+
+def prepare_run(args: argparse.Namespace) -> tuple[SearchConfig, Path, str]:
+    """Config (with --trials applied), run folder and storage URL of a search or baselines command."""
+    cfg = load_search_config(args.config)
+    if getattr(args, "trials", None) is not None:
+        if args.trials < 1:
+            raise UserError(f"--trials {args.trials} not allowed; allowed: integers >= 1")
+        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, trials=args.trials))
+    run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
+    check_run_config(run_dir, cfg)
+    if args.storage:
+        (run_dir / "storage.url").write_text(args.storage + "\n")
+    return cfg, run_dir, args.storage or run_storage(run_dir, None)
+
+
+def front_text(front: pd.DataFrame) -> str:
+    shown = front[["source", "trial", "name", "accuracy", "latency_ms", "macs", "params", "peak_memory_mb",
+                   "arch"]].copy()
+    shown["accuracy"] = (shown["accuracy"] * 100).round(2)
+    return shown.to_string(index=False)
+
+
+def finish_run(cfg: SearchConfig, run_dir: Path, storage: str) -> None:
+    """Write the run's outputs and print where they are, and the front."""
+    _, search, baselines = load_run(run_dir, storage)
+    front = write_outputs(run_dir, budgets=dataclasses.asdict(cfg.search.budgets), search=search, baselines=baselines)
+    n_search = int((front["source"] == "search").sum())
+    print(f"front: {run_dir / 'front.csv'} ({n_search} Pareto-optimal feasible trials"
+          f"{', %d baselines' % (len(front) - n_search) if baselines else ''}); plot: {run_dir / 'front.png'}; "
+          f"models: {run_dir / 'models'}; all trials: {run_dir / 'trials.csv'}")
+    if len(front):
+        print(front_text(front))
+
+
+def with_progress(progress: Progress, storage: str, what: str, run: Callable[..., object]) -> bool:
+    """Run a search or baselines loop printing a line per trial; False when interrupted (Ctrl-C)."""
+    try:
+        run(callbacks=(lambda s, t: print(progress.line(s, t), flush=True),),
+            on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
+    except KeyboardInterrupt:
+        print(f"interrupted; finished {what} are kept in {storage}. Run the same command to resume.")
+        return False
+    return True

@@ -1,0 +1,153 @@
+"""``hwnas profile calibrate`` and ``hwnas profile build``: fit a profile's latency model, and
+measure this machine to fit one."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from nas.cli._run import Subparsers
+from nas.core.config import SpaceConfig, load_search_config
+from nas.core.errors import UserError
+from nas.core.vocab import PRECISIONS
+from nas.data.datasets import input_channels
+from nas.hardware.calibrate import Sibling, calibrate_from_build, calibrate_profile
+from nas.hardware.fitting import Score
+from nas.hardware.hwnasbench import load_table
+from nas.hardware.profile_build import FORMAT, build_measurements, load_measurements, profile_skeleton
+from nas.hardware.profiles import profile_path
+
+
+def _print_scores(source: Path, out: Path, precision: str, held_out: Score, in_sample: Score) -> None:
+    print(f"calibrated {source} -> {out} [{precision}]: held-out half MdAPE {100 * held_out.mdape:.1f}% "
+          f"({100 * held_out.within_10pct:.0f}% within 10%, Spearman {held_out.spearman:.3f}, n={held_out.n}); "
+          f"final fit on all MdAPE {100 * in_sample.mdape:.1f}%")
+
+
+def _is_build_file(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("format") == FORMAT)
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def _table_options(args: argparse.Namespace) -> tuple[Sibling | None, dict[str, str]]:
+    """The sibling device and assumptions of a calibration on a HW-NAS-Bench table."""
+    if not args.metric:
+        raise UserError("--metric is required with a HW-NAS-Bench-style table, e.g. --metric raspi4_latency")
+    sibling = None
+    if args.measured_on:
+        if not (args.measured_on_peak and args.measured_on_bandwidth):
+            raise UserError("--measured-on needs --measured-on-peak (MAC/s) and --measured-on-bandwidth (GB/s)")
+        sibling = Sibling(args.measured_on, args.measured_on_peak, args.measured_on_bandwidth)
+    assume = {}
+    for item in args.assume or []:
+        kind, sep, like = item.partition("=")
+        if not sep:
+            raise UserError(f"--assume {item!r} not allowed; allowed: KIND=LIKE, e.g. conv=pwconv")
+        assume[kind] = like
+    return sibling, assume
+
+
+def cmd_profile_calibrate(args: argparse.Namespace) -> int:
+    source = profile_path(args.profile)
+    out = Path(args.out) if args.out else source
+    measurements = Path(args.measurements)
+    if not measurements.is_file():
+        raise UserError(f"--measurements {measurements} is not a file; allowed: a file of hwnas profile build or a "
+                        f"HW-NAS-Bench-style JSON table")
+    if _is_build_file(measurements):
+        scores = calibrate_from_build(source, load_measurements(measurements), out=out, seed=args.seed)
+        for precision, (held, ins) in scores.items():
+            _print_scores(source, out, precision, held, ins)
+        return 0
+    sibling, assume = _table_options(args)
+    held_out, in_sample = calibrate_profile(source, load_table(measurements), args.metric, out=out,
+                                            precision=args.precision, seed=args.seed, sibling=sibling, assume=assume,
+                                            form=args.form)
+    _print_scores(source, out, args.precision, held_out, in_sample)
+    return 0
+
+
+def cmd_profile_build(args: argparse.Namespace) -> int:
+    if args.n < 10:
+        raise UserError(f"--n {args.n} not allowed; allowed: integers >= 10 (calibration fits about 20 parameters)")
+    if args.rounds < 1:  # before the peak and bandwidth probes, not after
+        raise UserError(f"--rounds {args.rounds} not allowed; allowed: integers >= 1")
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    precisions = tuple(args.precision or ["fp32", "int8"])
+    started = time.perf_counter()
+
+    def report(done: int, total: int, arch: str) -> None:
+        if done % 10 == 0 or done == total:
+            elapsed = time.perf_counter() - started
+            print(f"[{done:>4}/{total}] network timings ({args.rounds} passes) at {', '.join(precisions)} | "
+                  f"elapsed {elapsed:.0f}s ETA {elapsed / done * (total - done):.0f}s | last {arch}", flush=True)
+
+    space: SpaceConfig | None = None
+    in_chs: tuple[int, ...] = (1, 3)
+    if args.space:
+        cfg = load_search_config(args.space)
+        space, in_chs = cfg.space, input_channels(cfg.data.dataset)
+    data = build_measurements(args.name, n=args.n, seed=args.seed, precisions=precisions, threads=args.threads,
+                              repeats=args.repeats, rounds=args.rounds, space=space, space_name=args.space or "",
+                              in_chs=in_chs, progress=report)
+    measurements = folder / f"{args.name}-measurements.json"
+    measurements.write_text(json.dumps(data, indent=1))
+    profile = folder / f"{args.name}.yaml"
+    if not profile.exists() or args.force:
+        profile.write_text(yaml.safe_dump(profile_skeleton(data), sort_keys=False, width=100))
+    print(f"wrote {measurements} ({len(data['measurements'])} timings) and {profile}; next: "
+          f"hwnas profile calibrate {profile} --measurements {measurements}")
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    """Register ``profile calibrate`` and ``profile build`` on the ``hwnas`` parser."""
+    profile = sub.add_parser("profile", help="hardware profile tools",
+                             description="Hardware profile tools.").add_subparsers(dest="profile_command", required=True)
+    p = profile.add_parser("calibrate", help="fit a predicted profile's latency model to measured block latencies",
+                           description="Fit efficiencies and overheads of a predicted profile to per-block latencies "
+                                       "(HW-NAS-Bench's table format) and write a new profile version with the fit "
+                                       "and its cross-validated error (fit on half the blocks, error on the other).")
+    p.add_argument("profile", help="a bundled profile name or a profile YAML path")
+    p.add_argument("--measurements", required=True,
+                   help="a file written by hwnas profile build, or a HW-NAS-Bench-style JSON table {metric: {key: ms}}")
+    p.add_argument("--metric", help="with a HW-NAS-Bench table: which table of the file, e.g. raspi4_latency")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="the precision the measurements were taken at (its peak is used)")
+    p.add_argument("--out", help="where to write the new version (default: over the profile file)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the half/half split")
+    p.add_argument("--measured-on", help="the measurements come from this sibling device (e.g. 'Jetson TX2'); "
+                                         "its fit carries across to the profile's own peak and bandwidth")
+    p.add_argument("--measured-on-peak", type=float, help="the sibling's peak MAC/s at --precision")
+    p.add_argument("--measured-on-bandwidth", type=float, help="the sibling's memory bandwidth, GB/s")
+    p.add_argument("--form", default="auto", choices=["auto", "roofline", "linear"],
+                   help="with a HW-NAS-Bench table: the model form to fit; auto fits both and keeps the one with the "
+                        "lower held-out error (default). profile build files always fit the linear form")
+    p.add_argument("--assume", action="append", metavar="KIND=LIKE",
+                   help="with a HW-NAS-Bench table: a compute kind the table lacks runs with the fitted parameters of "
+                        "one it has (e.g. conv=pwconv); written into the fit note; repeatable")
+    p.set_defaults(func=cmd_profile_calibrate)
+    p = profile.add_parser("build", help="measure this machine with onnxruntime for calibrate",
+                           description="Time a designed set of networks with onnxruntime on this machine (and its "
+                                       "peak MAC rate, bandwidth and layout), write NAME-measurements.json with the "
+                                       "conditions and an uncalibrated profile NAME.yaml; then run calibrate.")
+    p.add_argument("--name", required=True, help="the profile's name")
+    p.add_argument("--out", default=".", help="folder for NAME.yaml and NAME-measurements.json (default: .)")
+    p.add_argument("--n", type=int, default=300, help="networks in the designed set (default 300)")
+    p.add_argument("--precision", action="append", choices=PRECISIONS,
+                   help="precision to measure; repeat for several (default: fp32 and int8)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    p.add_argument("--repeats", type=int, default=200, help="timed runs per network; the median counts (default 200)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="passes over the whole set; each network's figure is the median of its passes (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", help="time random networks of this search file's space instead of the generic "
+                                   "designed set (a model for the space you will search)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing NAME.yaml with version 1")
+    p.set_defaults(func=cmd_profile_build)

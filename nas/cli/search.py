@@ -1,0 +1,123 @@
+"""``hwnas search``, ``baselines``, ``front``, ``export`` and ``dashboard``: commands on a run folder."""
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+
+import optuna_dashboard
+
+from nas.cli._run import (
+    EXIT_INTERRUPTED,
+    Subparsers,
+    finish_run,
+    front_text,
+    load_run,
+    prepare_run,
+    run_storage,
+    with_progress,
+)
+from nas.core.errors import UserError
+from nas.hardware.profiles import load_profile
+from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
+from nas.search.progress import Progress
+from nas.search.report import export_trial_files, front_table
+from nas.search.study import FINISHED, find_study, load_splits, open_study, run_search, storage_from_url
+
+_STORAGE_HELP = "Optuna storage URL if the run used one"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg, run_dir, storage = prepare_run(args)
+    done = sum(t.state in FINISHED for t in open_study(cfg, storage).trials)
+    progress = Progress(total=cfg.search.trials, already_done=done)
+    print(f"hwnas search {cfg.name}: {cfg.search.trials} trials ({done} already finished), profile "
+          f"{cfg.search.profile}, objectives {', '.join(cfg.search.objectives)}, run folder {run_dir}", flush=True)
+    if not with_progress(progress, storage, "trials", functools.partial(run_search, cfg, run_dir, storage=storage)):
+        return EXIT_INTERRUPTED
+    finish_run(cfg, run_dir, storage)
+    return 0
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    cfg, run_dir, storage = prepare_run(args)
+    splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
+    grid = baseline_grid(cfg, in_chs=splits.preprocess.channels, classes=len(splits.classes))
+    done = finished_baselines(find_study(cfg, storage, baselines_study_name(cfg)))
+    progress = Progress(total=len(grid), already_done=sum(b.name in done for b in grid))
+    print(f"hwnas baselines {cfg.name}: {len(grid)} handcrafted networks ({progress.already_done} already finished), "
+          f"same data and training budget as the search, budgets {'ignored' if args.ignore_budgets else 'applied'}",
+          flush=True)
+    run = functools.partial(run_baselines, cfg, run_dir, storage=storage, profile=load_profile(cfg.search.profile),
+                            splits=splits, ignore_budgets=args.ignore_budgets)
+    if not with_progress(progress, storage, "baselines", run):
+        return EXIT_INTERRUPTED
+    finish_run(cfg, run_dir, storage)
+    return 0
+
+
+def cmd_front(args: argparse.Namespace) -> int:
+    _, search, baselines = load_run(Path(args.run_dir), args.storage)
+    front = front_table(search, baselines)
+    print(front_text(front) if len(front) else "no feasible completed trials yet")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    _, search, _ = load_run(run_dir, args.storage)
+    if search is None:
+        raise UserError(f"{run_dir} holds no search study; allowed: runs made by hwnas search")
+    try:
+        path = export_trial_files(search, run_dir, args.trial)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    print(f"exported trial {args.trial}: {path} (with arch.txt and metrics.json)")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    load_run(run_dir, args.storage)  # fail early on a folder that holds no study
+    url = run_storage(run_dir, args.storage)
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url} (Ctrl-C to stop)", flush=True)
+    optuna_dashboard.run_server(storage_from_url(url, heartbeat=False), host=args.host, port=args.port)
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    """Register the run-folder commands on the ``hwnas`` parser."""
+    p = sub.add_parser("search", help="run or resume a search", description="Run or resume a search from a YAML file.")
+    p.add_argument("config", help="a searches/*.yaml path or the name of a bundled search (e.g. quickstart)")
+    p.add_argument("--trials", type=int, help="total number of finished trials wanted (overrides search.trials)")
+    p.add_argument("--storage", help="Optuna storage: an SQLAlchemy URL (sqlite:///..., postgresql://...) or "
+                                     "journal:PATH (default: sqlite file study.db in the run folder)")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("baselines", help="train handcrafted baselines beside a search",
+                       description="Train and evaluate the config's handcrafted grid (MobileNetV2 width x resolution, "
+                                   "ShuffleNetV1 groups, ShuffleNetV2 widths, fitted to the input size) with the "
+                                   "search's data, training budget and budgets; resumable; shown in front.csv/png.")
+    p.add_argument("config", help="a searches/*.yaml path or the name of a bundled search")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite file study.db in the run folder)")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--ignore-budgets", action="store_true",
+                   help="train over-budget baselines too (recorded as infeasible) instead of rejecting them")
+    p.set_defaults(func=cmd_baselines)
+    p = sub.add_parser("front", help="print the Pareto front of a run", description="Print the Pareto front of a run.")
+    p.add_argument("run_dir")
+    p.add_argument("--storage", help=_STORAGE_HELP)
+    p.set_defaults(func=cmd_front)
+    p = sub.add_parser("export", help="export a completed trial's ONNX model",
+                       description="Write models/<trial>/model.onnx, arch.txt and metrics.json for a completed trial.")
+    p.add_argument("run_dir")
+    p.add_argument("--trial", type=int, required=True)
+    p.add_argument("--storage", help=_STORAGE_HELP)
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a run",
+                       description="Serve optuna-dashboard for a run's study (bound to localhost by default).")
+    p.add_argument("run_dir")
+    p.add_argument("--storage", help=_STORAGE_HELP)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_dashboard)

@@ -1,0 +1,23 @@
+"""The shared vocabularies of hwnas, written down once: every module that checks or offers one of
+these imports it from here.
+
+>>> BYTES_PER_ELEMENT["int8"], "fp16" in PRECISIONS
+(1, True)
+"""
+from __future__ import annotations
+
+# Numeric precisions a network is exported, costed and priced at, and the bytes of one element.
+PRECISIONS = ("fp32", "fp16", "int8")
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+
+# Block types of the grammar that a search space can offer (the grammar adds ``skip``).
+BLOCK_TYPES = ("ir", "ds", "sh", "sh2", "fb")
+
+# What a search can optimise, and in which direction (Optuna's study directions).
+OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
+              "parameters": "minimize", "peak_memory_mb": "minimize"}
+# Figures a search can put a budget on.
+BUDGET_KEYS = ("latency_ms", "peak_memory_mb", "macs")
+
+# How a latency figure was obtained: measured on this host, or predicted by a profile's model.
+LATENCY_KINDS = ("measured", "predicted")

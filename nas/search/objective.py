@@ -1,0 +1,77 @@
+"""The Optuna objective of a search: sample -> evaluate -> record.
+
+The space samples an architecture (and the compression knobs a recipe), :func:`nas.search.evaluate.evaluate`
+does the work without Optuna, and :func:`record` writes the result onto the trial: its user
+attributes (:meth:`CandidateResult.to_attrs`) and its budget constraints.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import optuna
+
+from compress.lowbit import group_names
+from compress.recipe import Recipe, sample_recipe
+from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
+from nas.search.record import CandidateResult
+from nas.space.arch import ArchSpec
+from nas.space.sampler import SearchSpace
+
+
+def record(trial: optuna.Trial, result: CandidateResult) -> None:
+    """Store ``result`` on ``trial``: its attributes and its budget constraints."""
+    for key, value in result.to_attrs().items():
+        trial.set_user_attr(key, value)
+    for key, excess in result.constraints.items():
+        trial.set_constraint(key, excess)
+
+
+@dataclass
+class Objective:
+    """Callable on an Optuna trial; returns the objective values of the candidate it samples."""
+
+    context: EvalContext
+    run_dir: Path
+    on_start: Callable[[int, str], None] | None = None
+    artifacts: str = "trials"  # folder under run_dir for each trial's files
+
+    def __post_init__(self) -> None:
+        splits = self.context.splits
+        self.space = SearchSpace(self.context.cfg.space, in_chs=splits.preprocess.channels,
+                                 num_classes=len(splits.classes))
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        """The search objective: sample an architecture from the space and evaluate it."""
+        spec = self.space.sample(trial)
+        return self.run(trial, spec, self.sample_recipe(trial, spec))
+
+    def sample_recipe(self, trial: optuna.Trial, spec: ArchSpec) -> Recipe | None:
+        """The trial's compression knobs, when the search has a compression section."""
+        space = self.context.cfg.compression
+        return sample_recipe(trial, space, group_names(spec)) if space is not None else None
+
+    def run(self, trial: optuna.Trial, spec: ArchSpec, recipe: Recipe | None, *, gate: bool = True,
+            baseline: tuple[str, str] | None = None) -> tuple[float, ...]:
+        """Evaluate ``spec`` (a baseline: ``(name, family)``) and record it on ``trial``. Over budget
+        raises TrialPruned; a failure is recorded, then re-raised."""
+        if self.on_start:
+            self.on_start(trial.number, spec.format())
+        seed = self.context.cfg.seed * 100_003 + trial.number
+        files = TrialFiles(self.run_dir, f"{self.artifacts}/{trial.number:04d}")
+        label = {"baseline": baseline[0], "family": baseline[1]} if baseline else {}
+        try:
+            result = evaluate(spec, recipe, self.context, seed=seed, files=files, gate=gate)
+        except CandidateFailed as failed:
+            record(trial, _labelled(failed.record, label))
+            raise failed.__cause__ or failed from None
+        result = _labelled(result, label)
+        record(trial, result)
+        if result.rejected_before_training:
+            raise optuna.TrialPruned(f"over budget before training: {result.infeasible_reason}")
+        return tuple(result.objective(name) for name in self.context.cfg.search.objectives)
+
+
+def _labelled(result: CandidateResult, label: dict[str, str]) -> CandidateResult:
+    return replace(result, **label) if label else result

@@ -1,0 +1,103 @@
+"""What the CLI itself owns: parsing, help, exit codes, one-line errors, and what it prints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nas.cli import main
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("command", [[], ["search"], ["front"], ["export"], ["dashboard"], ["compress"], ["cost"],
+                                     ["profile", "build"], ["profile", "calibrate"]])
+def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: hwnas" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "no-such-config"], "search config 'no-such-config' not found"),
+    (["front", "no-such-run"], "no-such-run is not a run folder"),
+    (["search", "quickstart", "--trials", "0"], "--trials 0 not allowed"),
+])
+def test_user_errors_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hwnas: error: ") and message in err and err.count("\n") == 1
+
+
+def test_bad_key_in_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_config(tmp_path)
+    data["search"]["budget"] = {}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["search", str(path)]) == 2
+    assert "search: unknown key 'budget'; allowed: trials, sampler" in capsys.readouterr().err
+
+
+def test_cost_prices_an_arch_and_a_zoo_network(capsys: pytest.CaptureFixture[str]) -> None:
+    arch = "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"
+    assert main(["cost", arch, "--json", "--layers"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"macs", "parameters", "weight_mb", "peak_activation_mb", "latency_ms", "latency_kind", "profile",
+            "profile_version"} <= set(report)
+    assert report["macs"] == 21536 and report["latency_kind"] == "measured" and report["latency_ms"] > 0
+    assert report["profile"] == "cpu" and "1 thread(s)" in report["latency_how"]
+    assert sum(layer["macs"] for layer in report["layers"]) == 21536
+    assert main(["cost", arch]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(arch) and "MACs 21,536" in text and "[measured, profile cpu@" in text
+    assert main(["cost", "--zoo", "shufflenet_v1", "--groups", "3", "--resolution", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arch"].startswith("in_c3_r64-stem_k3_s2_c24_mp1-sh_r4_s2_g3_c240_fg0")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cost"], "give an architecture string or --zoo FAMILY"),
+    (["cost", "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-fc_c2", "--zoo", "mobilenet_v2"], "not both"),
+    (["cost", "--zoo", "mobilenet_v2", "--groups", "3"], "--groups applies to --zoo shufflenet_v1 only"),
+    (["cost", "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8_x1-fc_c2"], "unknown token 'x1'"),
+    (["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-tx1"], "hardware profile 'jetson-tx1' not found"),
+])
+def test_cost_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_profile_calibrate_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    assert main(["profile", "calibrate", "raspberry-pi4", "--measurements", str(bad), "--metric", "x",
+                 "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "not a readable JSON table" in capsys.readouterr().err
+    good = tmp_path / "t.json"
+    good.write_text(json.dumps({"raspi4_latency": {}}))
+    assert main(["profile", "calibrate", "raspberry-pi4", "--measurements", str(good), "--metric", "edgegpu_latency",
+                 "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "metric 'edgegpu_latency' not in the table; allowed: raspi4_latency" in capsys.readouterr().err
+    assert main(["profile", "calibrate", "cpu", "--measurements", str(good), "--metric", "raspi4_latency",
+                 "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "measured profile" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
+    assert main(["cost", "--zoo", "mobilenet_v2", "--width", "-1"]) == 2
+    assert "--width -1.0 not allowed" in capsys.readouterr().err
+
+
+def test_profile_build_refuses_bad_counts_before_probing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "build", "--name", "x", "--out", str(tmp_path / "out"), "--rounds", "0"]) == 2
+    assert "--rounds 0 not allowed" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["profile", "build", "--name", "x", "--out", str(tmp_path / "out"), "--n", "3"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_cost_text_on_an_accelerator_names_memory_and_why_no_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "edgetpu", "--precision", "int8"]) == 0
+    text = capsys.readouterr().out
+    assert "latency n/a [predicted, profile edgetpu@" in text and "not calibrated yet" in text
+    assert "on-chip parameter memory 8.0 MB: weights fit on chip" in text
+    assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-nano", "--precision", "int8"]) == 0
+    assert "cannot run int8; allowed: fp32, fp16" in capsys.readouterr().out

@@ -1,0 +1,192 @@
+"""End-to-end runs of the CLI on generated data: a search and its outputs, front, export and the
+dashboard, a journal storage, baselines beside a search, and a host profile built, calibrated and
+searched on."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+import numpy as np
+import optuna
+import optuna_dashboard
+import pandas as pd
+import pytest
+import yaml
+
+from nas.cli import main
+from nas.data.datasets import load_idx_dataset
+from nas.data.splits import split
+from nas.deploy.export import onnx_accuracy, read_metadata
+from nas.hardware.profile_build import FORMAT, load_measurements
+from nas.hardware.profiles import load_profile
+from nas.search.study import find_study, load_run_config, open_study
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def _config_file(tmp_path: Path, idx_dir: Path, **search: object) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(idx_dir, **search)))
+    return path
+
+
+def _study(run_dir: Path) -> optuna.Study:
+    return open_study(load_run_config(run_dir), f"sqlite:///{run_dir / 'study.db'}", create=False)
+
+
+def test_search_writes_every_output(tmp_path: Path, idx_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["search", str(_config_file(tmp_path, idx_dir)), "--out", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "[  3/3]" in printed and "ETA" in printed and f"front: {run / 'front.csv'}" in printed
+    for name in ("study.db", "trials.csv", "front.csv", "front.png", "config.yaml"):
+        assert (run / name).stat().st_size > 0, name
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 3 and set(trials["state"]) == {"COMPLETE"}
+    front = pd.read_csv(run / "front.csv")
+    assert {"trial", "arch", "accuracy", "macs", "params", "latency_ms", "peak_memory_mb", "onnx_path"} <= set(front)
+    assert len(front) >= 1
+    s = split(load_idx_dataset("mnist", idx_dir), val_fraction=0.2, seed=0)
+    for row in front.itertuples():
+        model_dir = run / "models" / f"{row.trial:04d}"
+        assert (model_dir / "arch.txt").read_text().strip() == row.arch
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+        assert metrics["arch"] == row.arch and metrics["latency_kind"] == "measured"
+        meta = read_metadata(run / row.onnx_path)
+        assert meta["hwnas.arch"] == row.arch
+        resolution = json.loads(meta["hwnas.input_shape"])[-1]
+        measured = onnx_accuracy(run / row.onnx_path, s.x_test, s.y_test, preprocess=s.preprocess,
+                                 resolution=resolution)
+        assert measured == pytest.approx(row.accuracy, abs=1e-4)
+    best = _study(run).trials[int(front.loc[0, "trial"])]
+    for key in ("arch", "seed", "macs", "parameters", "peak_memory_mb", "latency_ms", "latency_how",
+                "val_accuracy", "test_accuracy", "onnx_path", "weights_path", "profile", "profile_version"):
+        assert key in best.user_attrs, key
+    assert front["accuracy"].max() > 0.3  # generated classes are learnable; chance is 0.1
+
+
+def test_journal_storage_runs_and_resumes(tmp_path: Path, idx_dir: Path) -> None:
+    run = tmp_path / "run"
+    journal = f"journal:{tmp_path / 'study.log'}"
+    cfg = _config_file(tmp_path, idx_dir, trials=1)
+    assert main(["search", str(cfg), "--out", str(run), "--storage", journal]) == 0
+    assert (run / "storage.url").read_text().strip() == journal and (tmp_path / "study.log").stat().st_size > 0
+    assert main(["search", str(cfg), "--out", str(run), "--trials", "2"]) == 0  # storage.url is remembered
+    assert len(pd.read_csv(run / "trials.csv")) == 2
+    assert main(["front", str(run)]) == 0
+
+
+def test_front_export_and_dashboard_on_a_run(tmp_path: Path, idx_dir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(idx_dir, trials=2)))
+    run = tmp_path / "run"
+    assert main(["search", str(cfg), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["front", str(run)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["export", str(run), "--trial", "1"]) == 0
+    assert "exported trial 1: " in capsys.readouterr().out
+    exported = run / "models" / "0001"
+    assert (exported / "model.onnx").stat().st_size > 0
+    assert json.loads((exported / "metrics.json").read_text())["trial"] == 1
+    assert main(["export", str(run), "--trial", "99"]) == 2
+    assert "trial 99 has no exported model; allowed: completed trials" in capsys.readouterr().err
+
+    app = optuna_dashboard.wsgi(f"sqlite:///{run / 'study.db'}")
+
+    def get(path: str) -> dict:
+        env: dict = {}
+        setup_testing_defaults(env)
+        env.update(PATH_INFO=path, REQUEST_METHOD="GET")
+        status: list[str] = []
+        body = b"".join(app(env, lambda s, h, exc=None: status.append(s)))
+        assert status[0].startswith("200")
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    study = get(f"/api/studies/{summary['study_id']}")
+    assert len(study["trials"]) == 2
+    for trial in study["trials"]:
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert attrs["arch"].startswith("in_c1_r") and "macs" in attrs and "peak_memory_mb" in attrs
+
+
+GRID = {"mobilenet_v2_widths": [0.25], "mobilenet_v2_resolutions": [12], "shufflenet_v1_groups": [2],
+        "shufflenet_v1_width": 0.25, "shufflenet_v2_widths": [0.5]}
+
+
+def _baselines_config(tmp_path: Path, idx_dir: Path, **search: object) -> Path:
+    data = tiny_config(idx_dir, trials=2, **search)
+    data["baselines"] = GRID
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_baselines_run_beside_the_search(tmp_path: Path, idx_dir: Path) -> None:
+    run = tmp_path / "run"
+    cfg = _baselines_config(tmp_path, idx_dir)
+    assert main(["baselines", str(cfg), "--out", str(run)]) == 0
+    front = pd.read_csv(run / "front.csv")
+    assert list(front["source"]) == ["baseline"] * 3
+    assert set(pd.read_csv(run / "baselines.csv")["state"]) == {"COMPLETE"}
+    s = split(load_idx_dataset("mnist", idx_dir), val_fraction=0.2, seed=0)
+    for row in front.itertuples():
+        resolution = int(row.arch.split("_r")[1].split("-")[0])
+        measured = onnx_accuracy(run / row.onnx_path, s.x_test, s.y_test, preprocess=s.preprocess,
+                                 resolution=resolution)
+        assert measured == pytest.approx(row.accuracy, abs=1e-4) and row.name in row.onnx_path
+    assert main(["baselines", str(cfg), "--out", str(run)]) == 0  # resumed: nothing to redo
+    bstudy = find_study(load_run_config(run), f"sqlite:///{run / 'study.db'}", "tiny-baselines")
+    assert bstudy is not None and len(bstudy.trials) == 3
+    assert main(["search", str(cfg), "--out", str(run)]) == 0
+    front = pd.read_csv(run / "front.csv")
+    assert set(front["source"]) == {"search", "baseline"} and (front["source"] == "baseline").sum() == 3
+    assert front["dominated_by_front"].dtype == bool and (run / "front.png").stat().st_size > 0
+    assert main(["front", str(run)]) == 0
+
+
+def test_over_budget_baselines_are_rejected_unless_told_otherwise(tmp_path: Path, idx_dir: Path) -> None:
+    cfg = _baselines_config(tmp_path, idx_dir, budgets={"macs": 1000})
+    assert main(["baselines", str(cfg), "--out", str(tmp_path / "a")]) == 0
+    states = pd.read_csv(tmp_path / "a" / "baselines.csv")["state"]
+    assert set(states) == {"PRUNED"} and len(pd.read_csv(tmp_path / "a" / "front.csv")) == 0
+    assert main(["baselines", str(cfg), "--out", str(tmp_path / "b"), "--ignore-budgets"]) == 0
+    table = pd.read_csv(tmp_path / "b" / "baselines.csv")
+    assert set(table["state"]) == {"COMPLETE"} and not table["feasible"].any()
+    assert table["infeasible_reason"].str.startswith("macs").all()
+def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, idx_dir: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "build", "--name", "tiny", "--out", str(tmp_path), "--n", "24", "--repeats", "5",
+                 "--rounds", "2"]) == 0
+    data = load_measurements(tmp_path / "tiny-measurements.json")
+    assert data["format"] == FORMAT and len(data["measurements"]) == 48  # 24 networks x fp32, int8
+    cond = data["conditions"]
+    assert cond["threads"] == 1 and cond["repeats"] == 5 and cond["runtime"].startswith("onnxruntime")
+    assert cond["rounds"] == 2 and "median over rounds" in cond["statistic"]
+    for row in data["measurements"]:  # the figure is the median of the two passes: their mean
+        assert len(row["round_ms"]) == 2 and row["latency_ms"] == pytest.approx(np.mean(row["round_ms"]))
+    assert load_profile(tmp_path / "tiny.yaml").model is None  # skeleton: version 1, uncalibrated
+    assert main(["profile", "calibrate", str(tmp_path / "tiny.yaml"), "--measurements",
+                 str(tmp_path / "tiny-measurements.json")]) == 0
+    assert "[fp32]: held-out half MdAPE" in capsys.readouterr().out
+    profile = load_profile(tmp_path / "tiny.yaml")
+    assert profile.version == "2" and set(profile.model or {}) == {"fp32", "int8"}
+    assert "hwnas profile build" in (profile.model or {})["fp32"].fit
+    arch = "in_c1_r16-stem_k3_s2_c16-ir_r1_k3_s1_e3_c16-head_c64-fc_c10"
+    for precision in ("fp32", "int8"):
+        assert main(["cost", arch, "--profile", str(tmp_path / "tiny.yaml"), "--precision", precision, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["latency_kind"] == "predicted" and report["latency_ms"] > 0
+        assert report["profile"] == "tiny" and report["profile_version"] == "2"
+
+    # and a search can target it: latency objective and budget on its prediction
+    config = tiny_config(idx_dir, trials=1, profile=str(tmp_path / "tiny.yaml"))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(config))
+    assert main(["search", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "run")]) == 0
+    (trial,) = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}").trials
+    assert trial.user_attrs["latency_kind"] == "predicted" and trial.user_attrs["profile"] == "tiny"
+    assert trial.user_attrs["latency_ms"] == trial.user_attrs["latency_ms_pred_tiny"] > 0
