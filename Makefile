@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data quickstart test test-fast dashboard clean
+.PHONY: setup data quickstart test test-fast lint dashboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,11 +29,18 @@ data:
 quickstart: setup data
 	$(BIN)/hwnas search quickstart
 
+# the layer contract and the type checker first: both fail fast and name the offending line
 test: setup
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 dashboard: setup
 	$(BIN)/hwnas dashboard runs/quickstart

@@ -20,12 +20,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from compress.report import compress
 from compress.recipe import parse_recipe
-from nas.space.arch import parse
-from nas.space.builder import build
+from compress.report import compress
 from nas.core.config import DataConfig, TrainConfig
 from nas.data.splits import load_raw, split
+from nas.space.arch import parse
+from nas.space.builder import build
 from nas.train.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent

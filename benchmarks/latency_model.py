@@ -25,12 +25,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nas.space.arch import ArchSpec  # noqa: E402
 from nas.hardware.fitting import fit_table, score  # noqa: E402
-from nas.hardware.hwnasbench import hwnasbench_measurements  # noqa: E402
-from nas.hardware.hwnasbench import load_table  # noqa: E402
+from nas.hardware.hwnasbench import (
+    hwnasbench_measurements,  # noqa: E402
+    load_table,  # noqa: E402
+)
 from nas.hardware.latency_model import predict  # noqa: E402
 from nas.hardware.profiles import load_profile  # noqa: E402
+from nas.space.arch import ArchSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -82,9 +84,9 @@ def host_section(n: int) -> tuple[dict[str, object], list[str], list[dict[str, o
     import yaml
     from scipy.stats import spearmanr
 
-    from nas.hardware.calibrate import calibrate_from_build
     from nas.core.config import load_search_config
     from nas.cost.layers import layer_table
+    from nas.hardware.calibrate import calibrate_from_build
     from nas.hardware.profile_build import build_measurements, designed_architectures, profile_skeleton, time_networks
 
     lat = load_profile("cpu").latency

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.data.splits import Preprocess, to_tensor
+from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import kd_loss
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,9 @@ def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, prepr
         return []
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model.to(memory_format=torch.channels_last).train()
+    to_channels_last(model).train()
     if teacher is not None:
-        teacher.to(memory_format=torch.channels_last).eval()
+        to_channels_last(teacher).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
     losses = []
@@ -55,6 +56,6 @@ def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, prepr
             after_step(model, step)
         if step % 10 == 0:
             losses.append(float(loss.detach()))
-    model.to(memory_format=torch.contiguous_format).eval()
+    to_contiguous(model).eval()
     log.debug("fine-tuned %d steps, last loss %.4f", iterations, losses[-1])
     return losses

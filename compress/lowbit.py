@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.space.arch import ArchSpec
-from nas.space.builder import fuse_bn
 from nas.core.errors import UserError
+from nas.space.arch import ArchSpec
+from nas.space.builder import Net, fuse_bn
 
 BITS = (8, 4)
 NOTE = ("4-bit groups are counted at 4 bits per weight in weight_mb; the ONNX file stores and onnxruntime runs "
@@ -27,22 +27,22 @@ def group_names(spec: ArchSpec) -> list[str]:
     return ["stem", *(f"stage{i}" for i in range(len(spec.stages))), "head"]
 
 
-def weight_layers(model: nn.Module, spec: ArchSpec) -> dict[str, list[nn.Module]]:
+def weight_layers(model: Net, spec: ArchSpec) -> dict[str, list[nn.Conv2d | nn.Linear]]:
     """The conv and linear layers of each group."""
-    def layers(*modules: nn.Module) -> list[nn.Module]:
+    def layers(*modules: nn.Module) -> list[nn.Conv2d | nn.Linear]:
         return [m for root in modules for m in root.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
-    out = {"stem": layers(model.stem)}  # type: ignore[arg-type]
-    blocks = list(model.blocks)  # type: ignore[arg-type]
+    out = {"stem": layers(model.stem)}
+    blocks = list(model.blocks)
     start = 0
     for i, stage in enumerate(spec.stages):
         out[f"stage{i}"] = layers(*blocks[start:start + stage.repeats])
         start += stage.repeats
-    out["head"] = layers(model.head, model.classifier)  # type: ignore[arg-type]
+    out["head"] = layers(model.head, model.classifier)
     return out
 
 
-def apply_weight_bits(model: nn.Module, spec: ArchSpec, bits: dict[str, int]) -> dict[str, int]:
+def apply_weight_bits(model: Net, spec: ArchSpec, bits: dict[str, int]) -> dict[str, int]:
     """Fold BatchNorm, then round the weights of every group given 4 bits to 15 levels per output
     channel, in place. Returns the weight elements stored at 4 bits."""
     allowed = group_names(spec)

@@ -10,13 +10,30 @@ import math
 import torch
 from torch import nn
 
-from nas.space.builder import fuse_bn
 from nas.core.errors import UserError
+from nas.space.builder import fuse_bn
 
 
 def _factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     u, s, vh = torch.linalg.svd(weight, full_matrices=False)
     return vh[:rank], u[:, :rank] * s[:rank]  # first: (r, in), second: (out, r)
+
+
+def _pair(m: nn.Conv2d | nn.Linear, rank: int, first: torch.Tensor,
+          second: torch.Tensor) -> tuple[nn.Conv2d | nn.Linear, nn.Conv2d | nn.Linear]:
+    """The two factor layers replacing ``m`` (first: in -> rank, with m's stride; second: rank -> out)."""
+    out_f, in_f = second.shape[0], first.shape[1]
+    bias = m.bias is not None
+    if isinstance(m, nn.Conv2d):
+        a = nn.Conv2d(in_f, rank, 1, stride=(m.stride[0], m.stride[1]), bias=False)
+        b = nn.Conv2d(rank, out_f, 1, bias=bias)
+        a.weight.data.copy_(first[:, :, None, None])
+        b.weight.data.copy_(second[:, :, None, None])
+        return a, b
+    lin_a, lin_b = nn.Linear(in_f, rank, bias=False), nn.Linear(rank, out_f, bias=bias)
+    lin_a.weight.data.copy_(first)
+    lin_b.weight.data.copy_(second)
+    return lin_a, lin_b
 
 
 def factorize(model: nn.Module, rank_ratio: float) -> dict[str, tuple[int, int, int]]:
@@ -35,17 +52,8 @@ def factorize(model: nn.Module, rank_ratio: float) -> dict[str, tuple[int, int, 
         if rank * (in_f + out_f) >= in_f * out_f:
             continue
         first, second = _factors(w, rank)
-        bias = m.bias is not None
-        if isinstance(m, nn.Conv2d):
-            a = nn.Conv2d(in_f, rank, 1, stride=m.stride, bias=False)
-            b = nn.Conv2d(rank, out_f, 1, bias=bias)
-            a.weight.data.copy_(first[:, :, None, None])
-            b.weight.data.copy_(second[:, :, None, None])
-        else:
-            a, b = nn.Linear(in_f, rank, bias=False), nn.Linear(rank, out_f, bias=bias)
-            a.weight.data.copy_(first)
-            b.weight.data.copy_(second)
-        if bias:
+        a, b = _pair(m, rank, first, second)
+        if m.bias is not None and b.bias is not None:
             b.bias.data.copy_(m.bias.detach())
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

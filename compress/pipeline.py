@@ -27,7 +27,7 @@ from nas.cost.costs import count_macs
 from nas.data.splits import Splits, to_tensor
 from nas.deploy.export import DeployInfo, to_onnx
 from nas.space.arch import ArchSpec
-from nas.space.builder import fuse_bn
+from nas.space.builder import Net, fuse_bn
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def _sparsify(model: nn.Module, spec: ArchSpec, cfg: SparsityConfig, splits: Spl
             "note": "zeros shrink the gzip-compressed file; onnxruntime runs them dense, so latency is unchanged"}
 
 
-def _quantize_steps(work: nn.Module, model: nn.Module, spec: ArchSpec, q: QuantizeConfig, splits: Splits,
+def _quantize_steps(work: Net, model: Net, spec: ArchSpec, q: QuantizeConfig, splits: Splits,
                     seed: int, applied: Applied) -> None:
     """QAT and 4-bit weight groups: the float-side steps of quantization, before export."""
     if q.qat_iters:
@@ -188,7 +188,7 @@ def _quantize_steps(work: nn.Module, model: nn.Module, spec: ArchSpec, q: Quanti
         applied.lowbit = LowBitOutcome(dict(q.weight_bits), low)
 
 
-def _float_steps(work: nn.Module, model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits,
+def _float_steps(work: Net, model: Net, spec: ArchSpec, recipe: Recipe, splits: Splits,
                  seed: int) -> Applied:
     """Every step on the float network, in recipe order (``model``: the original, a teacher)."""
     applied = Applied()
@@ -212,8 +212,8 @@ def _float_steps(work: nn.Module, model: nn.Module, spec: ArchSpec, recipe: Reci
     return applied
 
 
-def apply_recipe(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *,
-                 seed: int = 0) -> tuple[bytes, nn.Module, Applied]:
+def apply_recipe(model: Net, spec: ArchSpec, recipe: Recipe, splits: Splits, *,
+                 seed: int = 0) -> tuple[bytes, Net, Applied]:
     """The compressed ONNX file, the compressed float module and what each step did; ``model`` is
     left untouched."""
     info = DeployInfo.for_arch(spec, splits.preprocess, splits.classes)

@@ -20,7 +20,11 @@ from nas.space.builder import fuse_bn
 class _FakeQuant(nn.Module):
     """Wraps a conv or linear layer: fake-quantized input (per tensor) and weight (per channel)."""
 
-    def __init__(self, layer: nn.Module, momentum: float = 0.1, per_channel: bool = True) -> None:
+    lo: torch.Tensor
+    hi: torch.Tensor
+    seen: torch.Tensor
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear, momentum: float = 0.1, per_channel: bool = True) -> None:
         super().__init__()
         self.layer = layer
         self.per_channel = per_channel

@@ -31,6 +31,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from nas.core.errors import UserError
 
@@ -122,7 +123,6 @@ def quantize_int8_dynamic(model: bytes) -> bytes:
 
 def convert_fp16(model: bytes) -> bytes:
     """fp16 weights and compute, fp32 inputs and outputs (casts at the edges)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     source = onnx.load_from_string(model)
     proto = convert_float_to_float16(onnx.load_from_string(model), keep_io_types=True)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from optuna.trial import BaseTrial
@@ -19,9 +20,11 @@ from optuna.trial import BaseTrial
 from compress.lowbit import BITS
 from compress.prune import CRITERIA, SCOPES
 from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MODES
-from nas.core.schema import check, from_mapping
 from nas.core.config import CompressionSpace
 from nas.core.errors import UserError
+from nas.core.schema import check, from_mapping
+
+T = TypeVar("T", bool, int, float, str)  # the types of an Optuna categorical choice
 
 
 @dataclass(frozen=True)
@@ -180,23 +183,23 @@ def sample_recipe(trial: BaseTrial, space: CompressionSpace, groups: Sequence[st
     ``c.rank_ratio``, ``c.share_bits``, ``c.quantize``, and with static int8 ``c.bits.<group>`` for
     each of ``groups`` (compress.lowbit.group_names); a knob with one option adds no parameter);
     None when the trial compresses nothing."""
-    def choose(name: str, options: tuple[object, ...]) -> object:
+    def choose(name: str, options: tuple[T, ...]) -> T:
         return options[0] if len(options) == 1 else trial.suggest_categorical(name, list(options))
 
     prune, quantize = None, None
     criterion = choose("c.prune", space.prune_criteria)
     if criterion != "none":
         distill = choose("c.distill", space.distill)
-        prune = PruneConfig(criterion=str(criterion), ratio=float(choose("c.prune_ratio", space.prune_ratios)),  # type: ignore[arg-type]
+        prune = PruneConfig(criterion=criterion, ratio=choose("c.prune_ratio", space.prune_ratios),
                             finetune_iters=space.finetune_iters, distill=DistillConfig() if distill else None)
-    rank = float(choose("c.rank_ratio", space.rank_ratios))  # type: ignore[arg-type]
+    rank = choose("c.rank_ratio", space.rank_ratios)
     lowrank = LowRankConfig(rank_ratio=rank, finetune_iters=space.finetune_iters) if rank < 1 else None
-    bits = int(choose("c.share_bits", space.share_bits))  # type: ignore[call-overload]
-    share = ShareConfig(bits=bits) if bits else None
+    share_bits = choose("c.share_bits", space.share_bits)
+    share = ShareConfig(bits=share_bits) if share_bits else None
     mode = "none" if share else choose("c.quantize", space.quantize)  # shared weights stay fp32 centroids
     if mode != "none":
-        bits = {g: int(choose(f"c.bits.{g}", space.weight_bits)) for g in groups} if mode == "static" else {}  # type: ignore[call-overload]
-        quantize = QuantizeConfig(mode=str(mode), calibration_images=space.calibration_images,
+        bits = {g: choose(f"c.bits.{g}", space.weight_bits) for g in groups} if mode == "static" else {}
+        quantize = QuantizeConfig(mode=mode, calibration_images=space.calibration_images,
                                   weight_bits={g: b for g, b in bits.items() if b != 8})
     if not (prune or quantize or lowrank or share):
         return None

@@ -22,6 +22,7 @@ from nas.data.splits import Splits
 from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.deploy.host_latency import measure_latency
 from nas.space.arch import ArchSpec
+from nas.space.builder import Net
 
 
 @dataclass
@@ -41,7 +42,7 @@ def _figures(blob: bytes, module: nn.Module, spec: ArchSpec, splits: Splits, pre
             "parameters": parameter_count(module), "weight_mb": deployed_weight_mb(weight_mb, applied)}
 
 
-def compress(model: nn.Module, spec: ArchSpec, recipe: Recipe, splits: Splits, *, seed: int = 0,
+def compress(model: Net, spec: ArchSpec, recipe: Recipe, splits: Splits, *, seed: int = 0,
              threads: int = 1, repeats: int = 200) -> Compressed:
     """Compress a trained ``model`` (left untouched) and report before and after."""
     info = DeployInfo.for_arch(spec, splits.preprocess, splits.classes)

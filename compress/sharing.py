@@ -11,6 +11,8 @@ fp32 weights (the values are the centroids); the gain is in storage and transfer
 from __future__ import annotations
 
 import heapq
+import json
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +44,7 @@ def kmeans_1d(values: np.ndarray, k: int, *, iterations: int = 30) -> tuple[np.n
 def huffman_lengths(counts: np.ndarray) -> np.ndarray:
     """Code length per symbol (0 for unused symbols); one used symbol gets length 1."""
     lengths = np.zeros(len(counts), np.int64)
-    heap = [(int(c), i, (i,)) for i, c in enumerate(counts) if c > 0]
+    heap: list[tuple[int, int, tuple[int, ...]]] = [(int(c), i, (i,)) for i, c in enumerate(counts) if c > 0]
     if len(heap) == 1:
         lengths[heap[0][1]] = 1
         return lengths
@@ -104,8 +106,6 @@ def encode(model: nn.Module, layers: list[SharedLayer]) -> bytes:
     bit count), then the raw bytes: for each shared layer its packed canonical-Huffman bit stream,
     code lengths (uint8 per symbol) and fp32 codebook; every other floating tensor of the state
     dict in fp32."""
-    import json
-    import struct
 
     header: dict[str, dict[str, object]] = {}
     chunks: list[bytes] = []
@@ -137,8 +137,6 @@ def encode(model: nn.Module, layers: list[SharedLayer]) -> bytes:
 
 def decode(blob: bytes) -> dict[str, np.ndarray]:
     """The tensors of an :func:`encode` file (shared weights rebuilt from their codes)."""
-    import json
-    import struct
 
     (size,) = struct.unpack("<I", blob[:4])
     header = json.loads(blob[4:4 + size])

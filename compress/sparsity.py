@@ -16,7 +16,7 @@ from nas.core.errors import UserError
 SCOPES = ("global", "per-layer")
 
 
-def prunable_weights(model: nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+def prunable_weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """Weights of convolutions and linear layers (biases and norms stay dense)."""
     return [(f"{name}.weight", m.weight) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 

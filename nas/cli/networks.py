@@ -24,7 +24,7 @@ def _check_positive(**values: int | None) -> None:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     _check_positive(classes=args.classes, in_channels=args.in_channels, resolution=args.resolution)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in zoo_entries(classes=args.classes, in_chs=args.in_channels or 3, resolution=args.resolution):
         costs = count_costs(entry.spec)
         rows.append({"name": entry.name, "family": entry.family, "width": entry.width, "resolution": entry.resolution,

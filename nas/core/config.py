@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.errors import UserError
+from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.vocab import BLOCK_TYPES, BUDGET_KEYS, OBJECTIVES
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")

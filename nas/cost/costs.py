@@ -26,10 +26,10 @@ import torch
 from fvcore.nn import FlopCountAnalysis, parameter_count
 from torch import fx, nn
 
-from nas.cost._trace import trace_with_shapes
-from nas.space.arch import ArchSpec
 from nas.core.errors import UserError
 from nas.core.vocab import BYTES_PER_ELEMENT
+from nas.cost._trace import trace_with_shapes
+from nas.space.arch import ArchSpec
 from nas.space.builder import build, fuse_bn
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def _aliases_input(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
 
 
 def _elements(node: fx.Node) -> int | None:
-    meta = node.meta.get("tensor_meta")
-    return meta.shape.numel() if hasattr(meta, "shape") else None
+    shape = getattr(node.meta.get("tensor_meta"), "shape", None)
+    return int(shape.numel()) if shape is not None else None
 
 
 def peak_activation_elements(model: nn.Module, x: torch.Tensor) -> int:
@@ -115,9 +115,9 @@ def peak_activation_elements(model: nn.Module, x: torch.Tensor) -> int:
         inputs = [a for a in node.all_input_nodes if a in buffer_of]
         if inputs and _aliases_input(node, modules):
             buffer_of[node] = buffer_of[inputs[0]]
-        elif _elements(node) is not None:
+        elif (elements := _elements(node)) is not None:
             buffer_of[node] = node
-            size[node] = _elements(node)  # type: ignore[assignment]
+            size[node] = elements
         else:
             continue
         owner = buffer_of[node]

@@ -59,8 +59,13 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def _shape(node: fx.Node) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if hasattr(meta, "shape") else None
+    shape = getattr(node.meta.get("tensor_meta"), "shape", None)
+    return tuple(shape) if shape is not None else None
+
+
+def _known(shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    assert shape is not None  # callers pass nodes already filtered to tensors
+    return shape
 
 
 def _conv_layer(name: str, m: nn.Conv2d, ins: tuple[int, ...], outs: tuple[int, ...]) -> Layer:
@@ -120,11 +125,11 @@ def module_layers(module: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
             continue
         inputs = [a for a in node.all_input_nodes if _shape(a) is not None]
         sources = tuple(dict.fromkeys(producer.get(a.name, "input") for a in inputs))
-        ins = _shape(inputs[0]) if inputs else outs
+        ins = _known(_shape(inputs[0])) if inputs else outs
         if node.op == "call_module":
             layer = _module_layer(str(node.target), modules[str(node.target)], ins, outs)
         elif node.op == "call_function" and node.target in _FUNCTION_KINDS:
-            in_elems = sum(_numel(_shape(a)) for a in inputs)  # type: ignore[arg-type]
+            in_elems = sum(_numel(_known(_shape(a))) for a in inputs)
             layer = Layer(node.name, _FUNCTION_KINDS[node.target], ins, outs, 0, 0, in_elems, _numel(outs))
         elif node.op == "call_method" and node.target in ("flatten", "view", "reshape"):
             layer = Layer(node.name, "flatten", ins, outs, 0, 0, _numel(ins), _numel(outs))

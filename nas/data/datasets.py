@@ -6,6 +6,7 @@ local files, so nothing needs the network.
 """
 from __future__ import annotations
 
+from PIL import Image
 import gzip
 import hashlib
 import logging
@@ -114,7 +115,12 @@ def load_idx_dataset(name: str, directory: Path, *, download_ok: bool = False,
                             f"dataset-fashion-mnist, or set data.download: true")
         download(name, directory, base_url=base_url)
         paths = [_find(directory, stem) for stem in IDX_FILES]
-    x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)  # type: ignore[arg-type]
+    found = [p for p in paths if p is not None]
+    if len(found) < len(IDX_FILES):
+        missing = [stem for stem, p in zip(IDX_FILES, paths) if p is None]
+        raise UserError(f"{name}: {', '.join(missing)} not found in {directory}; allowed: the four idx files, "
+                        f"plain or .gz")
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in found)
     classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(i) for i in range(10))
     return RawDataset(name, x_train[..., None], y_train.astype(np.int64), x_test[..., None],
                       y_test.astype(np.int64), classes)
@@ -141,7 +147,6 @@ def load_cifar10_batches(directory: Path) -> RawDataset:
 
 
 def _read_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
 
     images, labels = [], []
     for label, cls in enumerate(classes):

@@ -14,10 +14,10 @@ import onnx
 import torch
 from torch import nn
 
-from nas.space.arch import ArchSpec
-from nas.space.builder import fuse_bn
 from nas.data.splits import Preprocess, to_tensor
 from nas.deploy.host_latency import session
+from nas.space.arch import ArchSpec
+from nas.space.builder import fuse_bn
 
 OPSET = 17
 
@@ -65,8 +65,10 @@ def to_onnx(model: nn.Module, info: DeployInfo) -> bytes:
         # The TorchScript exporter is deprecated in favour of dynamo, which takes ~25x longer per
         # model: too slow for a per-trial export. torch is pinned, so the warning is noise here.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(fused, (x,), buffer, dynamo=False, opset_version=OPSET, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        # a file-like target works (torch writes the bytes to it); the stubs name only paths
+        torch.onnx.export(fused, (x,), buffer,  # type: ignore[arg-type]
+                          dynamo=False, opset_version=OPSET, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(proto, info.metadata())
     onnx.checker.check_model(proto)

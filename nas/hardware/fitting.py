@@ -141,7 +141,7 @@ def fit_roofline(blocks: list[BlockMeasurement], options: FitOptions) -> FittedM
     stay at their start values: fine for scoring such blocks, not for a profile (calibration
     refuses those, :func:`check_identifiable`)."""
     o = options
-    eff_keys = COMPUTE_KINDS
+    eff_keys: tuple[str, ...] = COMPUTE_KINDS
     if o.layout_block:
         seen = {op.key for b in blocks
                 for op in plan(b.layers, runtime=o.runtime, layout_block=o.layout_block, precision=o.precision)}

@@ -123,6 +123,34 @@ class _Layouts:
         self.ops.append(Op(f"{key} {name} for {reader.name}", "reorder", key, 0.0, elems, elems))
 
 
+def _conv_op(l: Layer, block: int) -> tuple[Op, bool, bool]:
+    """A conv's planned op (blocked ones compute their padding channels), whether it runs blocked,
+    and whether it reads its input in the plain layout (dense convs with fewer channels than a block)."""
+    on = block > 0 and _blocked_conv(l, block)
+    reads_plain = on and l.kind in ("conv", "pwconv") and l.in_shape[1] < block
+    macs = float(l.macs)
+    if on:
+        cin, cout = l.in_shape[1], l.out_shape[1]
+        macs *= _pad(cout, block) / cout
+        if l.kind in ("conv", "pwconv") and not reads_plain:
+            macs *= _pad(cin, block) / cin
+    return _op(l, f"{l.kind}_blocked" if on else l.kind, macs), on, reads_plain
+
+
+def _runs_blocked(l: Layer, block: int, blocked: _Layouts) -> bool:
+    """Whether a data op (not fused into a conv) runs in the blocked layout."""
+    if block <= 0:
+        return False
+    if l.kind == "add":
+        return all(blocked[i] for i in l.inputs)
+    if l.kind == "concat":
+        return all(blocked[i] and blocked.by_name[i].out_shape[1] % block == 0
+                   for i in l.inputs if i in blocked.by_name)
+    if l.kind in ("gap", "avgpool", "maxpool"):
+        return l.in_shape[1] % block == 0
+    return False  # act, mul, shuffle, slice, linear: plain
+
+
 def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
     ops: list[Op] = []
     blocked = _Layouts(layers, ops)  # True: NCHWc
@@ -151,17 +179,10 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
             blocked[l.name] = blocked[src]  # fused into the conv
             continue
         if l.kind in _CONVS:
-            on = block > 0 and _blocked_conv(l, block)
-            reads_plain = on and l.kind in ("conv", "pwconv") and l.in_shape[1] < block
+            op, on, reads_plain = _conv_op(l, block)
             need(src, on and not reads_plain, l)
-            macs = float(l.macs)
-            if on:
-                cin, cout = l.in_shape[1], l.out_shape[1]
-                macs *= _pad(cout, block) / cout
-                if l.kind in ("conv", "pwconv") and not reads_plain:
-                    macs *= _pad(cin, block) / cin
             index[l.name] = len(ops)
-            ops.append(_op(l, f"{l.kind}_blocked" if on else l.kind, macs))
+            ops.append(op)
             blocked[l.name] = on
             continue
         if l.kind == "add":
@@ -176,14 +197,7 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
                 if not blocked[conv] and len(after) == 1 and after[0].kind == "act":
                     absorbed.add(after[0].name)
                 continue
-            on = block > 0 and all(blocked[i] for i in l.inputs)
-        elif l.kind == "concat":
-            on = block > 0 and all(blocked[i] and by_name[i].out_shape[1] % block == 0
-                                   for i in l.inputs if i in by_name)
-        elif l.kind in ("gap", "avgpool", "maxpool"):
-            on = block > 0 and l.in_shape[1] % block == 0
-        else:  # act, mul, shuffle, slice, linear: plain
-            on = False
+        on = _runs_blocked(l, block, blocked)
         for i in l.inputs:
             need(i, on, l)
         ops.append(_op(l))

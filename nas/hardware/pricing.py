@@ -5,7 +5,7 @@ trial of a search predict through the same function, :func:`predict_latency`.
 >>> from nas.space.arch import parse
 >>> from nas.hardware.profiles import load_profile
 >>> p = price(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"), load_profile("cpu"))
->>> p.latency_kind, p.profile
+>>> p.latency_kind, p.profile.name
 ('measured', 'cpu')
 """
 from __future__ import annotations

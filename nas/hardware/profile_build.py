@@ -19,20 +19,23 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import optuna
 import torch
 from torch import nn
 
-from nas.space.arch import ArchSpec
-from nas.space.builder import build
+from compress.quantize import convert_fp16, quantize_int8_static
 from nas.core.config import SpaceConfig, StageConfig
 from nas.core.errors import UserError
 from nas.core.vocab import BLOCK_TYPES, PRECISIONS
 from nas.deploy.export import OPSET, DeployInfo, to_onnx
 from nas.deploy.host_latency import measure_latency, session
+from nas.space.arch import ArchSpec
+from nas.space.builder import build
 from nas.space.sampler import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -84,8 +87,9 @@ def designed_architectures(n: int, *, seed: int = 0, in_chs: tuple[int, ...] = (
 
 
 def export_for_timing(module: nn.Module, input_shape: tuple[int, ...], arch: str = "") -> bytes:
-    info = DeployInfo(arch=arch, input_shape=input_shape, resize="none", mean=(0.0,) * input_shape[1],  # type: ignore[arg-type]
-                      std=(1.0,) * input_shape[1], channel_order="any", classes=("0",))
+    n, c, h, w = input_shape
+    info = DeployInfo(arch=arch, input_shape=(n, c, h, w), resize="none", mean=(0.0,) * c, std=(1.0,) * c,
+                      channel_order="any", classes=("0",))
     with torch.no_grad():
         return to_onnx(module.eval(), info)
 
@@ -95,7 +99,6 @@ def at_precision(model: bytes, input_shape: tuple[int, ...], precision: str) -> 
     depend on the ranges), fp16 converted."""
     if precision == "fp32":
         return model
-    from compress.quantize import convert_fp16, quantize_int8_static
 
     if precision == "int8":
         calibration = np.random.default_rng(0).standard_normal((4, *input_shape[1:])).astype(np.float32)
@@ -137,7 +140,6 @@ def measure_bandwidth(*, threads: int, repeats: int) -> tuple[float, str]:
 def detect_layout_block(*, threads: int) -> int:
     """Channels per block of onnxruntime's blocked (NCHWc) layout on this CPU, 0 if it uses none:
     the padded output channels of a 4-channel 1x1 convolution in the optimized graph."""
-    import onnxruntime as ort
 
     model = export_for_timing(nn.Sequential(nn.Conv2d(4, 4, 1)), (1, 4, 8, 8))
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +158,7 @@ def detect_layout_block(*, threads: int) -> int:
 
 def time_networks(archs: list[ArchSpec], precisions: tuple[str, ...], *, threads: int = 1, warmup: int = 10,
                   repeats: int = 200, rounds: int = 3,
-                  progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, object]]:
+                  progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
     """Latency of each network at each precision: the rows of a measurement file.
 
     Every network is timed in ``rounds`` passes over the whole list, each time in a fresh session
@@ -189,13 +191,12 @@ def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tu
                        space: SpaceConfig | None = None,
                        space_name: str = "", in_chs: tuple[int, ...] = (1, 3),
                        progress: Callable[[int, int, str], None] | None = None,
-                       rows: list[dict[str, object]] | None = None) -> dict[str, object]:
+                       rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Measure this machine; returns the content of a measurement file (see module docstring).
     ``space`` replaces the designed set by random networks of a search space (``space_name``
     says which in the conditions; ``in_chs`` are its input channels). ``rows`` given (from
     :func:`time_networks` on these networks, e.g. timed interleaved with others) are used as
     they are instead of timing the networks again."""
-    import onnxruntime as ort
 
     for precision in precisions:
         if precision not in PRECISIONS:
@@ -230,7 +231,7 @@ def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tu
     }
 
 
-def load_measurements(path: Path) -> dict[str, object]:
+def load_measurements(path: Path) -> dict[str, Any]:
     """A measurement file written by :func:`build_measurements`, checked."""
     try:
         data = json.loads(Path(path).read_text())
@@ -244,7 +245,7 @@ def load_measurements(path: Path) -> dict[str, object]:
     return data
 
 
-def profile_skeleton(data: dict[str, object]) -> dict[str, object]:
+def profile_skeleton(data: dict[str, Any]) -> dict[str, Any]:
     """An uncalibrated predicted profile (version 1) of the measured machine, with the measured
     peaks and bandwidth as its device section; ``calibrate`` adds the fitted model."""
     cond = data["conditions"]

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.errors import UserError
+from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.vocab import LATENCY_KINDS, PRECISIONS
 from nas.hardware.latency_model import DeviceModel, FittedModel
 from nas.hardware.plan import ALL_KINDS

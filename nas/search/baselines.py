@@ -14,7 +14,6 @@ from pathlib import Path
 
 import optuna
 
-from nas.space.arch import ArchSpec
 from nas.core.config import SearchConfig
 from nas.data.splits import Splits
 from nas.hardware.profiles import HardwareProfile
@@ -22,8 +21,9 @@ from nas.search.evaluate import EvalContext, Trainer
 from nas.search.objective import Objective
 from nas.search.record import result_of
 from nas.search.study import FINISHED, TrialCallback, open_study
-from nas.train.trainer import train
+from nas.space.arch import ArchSpec
 from nas.space.zoo import adapt_to_input, mobilenet_v2, shufflenet_v1, shufflenet_v2
+from nas.train.trainer import train
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,8 @@ export -> measure the exported file, returning one :class:`~nas.search.record.Ca
 The trainer and the host measurer are part of the :class:`EvalContext` (real ones by default), so
 tests pass fakes. The latency source is chosen once per search (:mod:`nas.hardware.latency_source`).
 
->>> # doctest: +SKIP
->>> context = EvalContext.for_search(cfg, load_profile("cpu"), splits)
->>> result = evaluate(parse(arch), None, context, seed=0, files=TrialFiles(run_dir, "trials/0000"))
+>>> context = EvalContext.for_search(cfg, load_profile("cpu"), splits)  # doctest: +SKIP
+>>> result = evaluate(parse(arch), None, context, seed=0, files=TrialFiles(run_dir, "trials/0000"))  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ from nas.hardware.pricing import PredictedLatency, measure_on_host, predict_on_p
 from nas.hardware.profiles import HardwareProfile, calibrated_predicted_profiles
 from nas.search.record import CandidateResult
 from nas.space.arch import ArchSpec
-from nas.space.builder import build
+from nas.space.builder import Net, build
 from nas.train.teacher import teacher_logits
 from nas.train.trainer import train
 
@@ -42,7 +41,7 @@ from nas.train.trainer import train
 class Trainer(Protocol):
     """Trains ``model`` in place and returns the mean loss of each epoch (:func:`nas.train.trainer.train`)."""
 
-    def __call__(self, model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
+    def __call__(self, model: Net, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
                  resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
         ...
 
@@ -133,13 +132,13 @@ class _Evaluation:
                                       precision=recipe.precision if recipe else cfg.search.precision,
                                       recipe=recipe_json)
 
-    def update(self, **changes: object) -> None:
-        self.record = replace(self.record, **changes)  # type: ignore[arg-type]  # field names checked by replace
+    def update(self, **changes: Any) -> None:
+        self.record = replace(self.record, **changes)  # replace rejects names that are not fields
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
-    def price(self, model: nn.Module, precision: str) -> tuple[ModelCosts, dict[str, PredictedLatency]]:
+    def price(self, model: Net, precision: str) -> tuple[ModelCosts, dict[str, PredictedLatency]]:
         """Costs and every profile's prediction of ``model``, recorded."""
         costs = count_costs(self.spec, precision=precision, model=model)
         predicted = predict_on_profiles(self.spec, model, self.context.predictors, precision=precision,
@@ -147,7 +146,7 @@ class _Evaluation:
         self.update(costs=costs, predicted=predicted)
         return costs, predicted
 
-    def gate(self, model: nn.Module, costs: ModelCosts, predicted: Mapping[str, PredictedLatency]) -> bool:
+    def gate(self, model: Net, costs: ModelCosts, predicted: Mapping[str, PredictedLatency]) -> bool:
         """Reject before training when over a budget (recorded); True when rejected."""
         budgets, source = self.context.cfg.search.budgets, self.context.source
         untrained = None
@@ -163,7 +162,7 @@ class _Evaluation:
                     latency_kind=source.kind if latency is not None else None, seconds=self.elapsed())
         return True
 
-    def train(self, model: nn.Module) -> None:
+    def train(self, model: Net) -> None:
         context, splits = self.context, self.context.splits
         started = time.perf_counter()
         losses = context.trainer(model, splits.x_train, splits.y_train, preprocess=splits.preprocess,
@@ -173,7 +172,7 @@ class _Evaluation:
         self.update(train_loss=tuple(losses), train_seconds=time.perf_counter() - started,
                     teacher=distill.model if distill is not None else None)
 
-    def compress(self, model: nn.Module, recipe: Recipe) -> tuple[bytes, dict[str, PredictedLatency]]:
+    def compress(self, model: Net, recipe: Recipe) -> tuple[bytes, dict[str, PredictedLatency]]:
         """Apply the recipe; from here on costs and predictions are the compressed model's."""
         started = time.perf_counter()
         onnx_bytes, pruned, details = apply_recipe(model, self.spec, recipe, self.context.splits, seed=self.seed)
@@ -185,7 +184,7 @@ class _Evaluation:
         self.context.source.before_training(predicted, None)  # raises when the target cannot price the result
         return onnx_bytes, predicted
 
-    def judge(self, model: nn.Module, onnx_bytes: bytes | None, predicted: Mapping[str, PredictedLatency]) -> None:
+    def judge(self, model: Net, onnx_bytes: bytes | None, predicted: Mapping[str, PredictedLatency]) -> None:
         """Export (or take the compressed file), then take accuracy and latency from the file itself."""
         context, splits, spec = self.context, self.context.splits, self.spec
         out = self.files.dir

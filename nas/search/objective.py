@@ -60,18 +60,17 @@ class Objective:
             self.on_start(trial.number, spec.format())
         seed = self.context.cfg.seed * 100_003 + trial.number
         files = TrialFiles(self.run_dir, f"{self.artifacts}/{trial.number:04d}")
-        label = {"baseline": baseline[0], "family": baseline[1]} if baseline else {}
         try:
             result = evaluate(spec, recipe, self.context, seed=seed, files=files, gate=gate)
         except CandidateFailed as failed:
-            record(trial, _labelled(failed.record, label))
+            record(trial, _labelled(failed.record, baseline))
             raise failed.__cause__ or failed from None
-        result = _labelled(result, label)
+        result = _labelled(result, baseline)
         record(trial, result)
         if result.rejected_before_training:
             raise optuna.TrialPruned(f"over budget before training: {result.infeasible_reason}")
         return tuple(result.objective(name) for name in self.context.cfg.search.objectives)
 
 
-def _labelled(result: CandidateResult, label: dict[str, str]) -> CandidateResult:
-    return replace(result, **label) if label else result
+def _labelled(result: CandidateResult, baseline: tuple[str, str] | None) -> CandidateResult:
+    return replace(result, baseline=baseline[0], family=baseline[1]) if baseline else result

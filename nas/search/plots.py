@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+
 def _axes(front: pd.DataFrame, profile: str) -> tuple[tuple[str, str], ...]:
     kind = front["latency_kind"].iloc[0] if len(front) else "measured"
     how = "measured, onnxruntime on this host" if kind == "measured" else f"predicted, profile {profile}"

@@ -1,7 +1,6 @@
 """The Optuna study of a run: storage, sampler, resume, and the search loop.
 
->>> # doctest: +SKIP
->>> result = run_search(load_search_config("quickstart"), Path("runs/quickstart"))
+>>> study = run_search(load_search_config("quickstart"), Path("runs/quickstart"))  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -14,12 +13,14 @@ from typing import Any
 
 import optuna
 import yaml
+from optuna.storages.journal import JournalFileBackend
+from optuna.study import StudyDirection
 
 from nas.core.config import SearchConfig, parse_search_config
-from nas.data.splits import Splits, load_raw, split
 from nas.core.errors import UserError
-from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.core.vocab import OBJECTIVES
+from nas.data.splits import Splits, load_raw, split
+from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.search.evaluate import EvalContext, Trainer
 from nas.search.objective import Objective
 from nas.train.trainer import train
@@ -39,9 +40,10 @@ def config_to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def directions(objectives: tuple[str, ...]) -> list[str]:
+def directions(objectives: tuple[str, ...]) -> list[StudyDirection]:
     """Optuna study directions of the search objectives."""
-    return [OBJECTIVES[name] for name in objectives]
+    return [StudyDirection.MAXIMIZE if OBJECTIVES[name] == "maximize" else StudyDirection.MINIMIZE
+            for name in objectives]
 
 
 def default_storage(run_dir: Path) -> str:
@@ -56,7 +58,6 @@ def storage_from_url(url: str, *, heartbeat: bool = True) -> optuna.storages.Bas
     of running; Optuna runs heartbeats only inside Study.optimize, so ask-and-tell studies go without.
     """
     if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if not heartbeat:
@@ -116,7 +117,7 @@ def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True, name
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                 directions=directions(cfg.search.objectives),
                                 sampler=make_sampler(cfg, seed_offset=offset))
-    if [d.name.lower() for d in study.directions] != directions(cfg.search.objectives):
+    if list(study.directions) != directions(cfg.search.objectives):
         raise UserError(f"study {name!r} in {storage_url} has other objectives than {cfg.search.objectives}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -31,6 +31,18 @@ class ConvBnAct(nn.Sequential):
             activation(hswish) if act else nn.Identity(),
         )
 
+    @property
+    def conv(self) -> nn.Conv2d:
+        conv = self[0]
+        assert isinstance(conv, nn.Conv2d)  # pruning swaps it only for another Conv2d
+        return conv
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        bn = self[1]
+        assert isinstance(bn, nn.BatchNorm2d)
+        return bn
+
 
 class SqueezeExcite(nn.Module):
     """MobileNetV3's squeeze-and-excite: pooled 1x1 reduce (to chs/4, multiple of 8), ReLU, 1x1
@@ -55,6 +67,8 @@ class ChannelShuffle(nn.Module):
     Done as one gather with a constant permutation: exported, it is a single ONNX Gather, where the
     reshape-transpose form becomes a dozen shape ops under a dynamic batch axis.
     """
+
+    perm: torch.Tensor
 
     def __init__(self, chs: int, groups: int) -> None:
         super().__init__()
@@ -141,7 +155,7 @@ class ShuffleV2Unit(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, *, stride: int) -> None:
         super().__init__()
         half = out_chs // 2
-        self.half = half
+        self.half_chs = half
         two_branch = stride == 2 or in_chs != out_chs
         branch_in = in_chs if two_branch else half
         self.right = nn.Sequential(
@@ -158,7 +172,7 @@ class ShuffleV2Unit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.left is None:
             # Static slices (not chunk): they export as constant Slice ops, no shape arithmetic.
-            y = torch.cat([x[:, :self.half], self.right(x[:, self.half:])], dim=1)
+            y = torch.cat([x[:, :self.half_chs], self.right(x[:, self.half_chs:])], dim=1)
         else:
             y = torch.cat([self.left(x), self.right(x)], dim=1)
         return self.shuffle(y)

@@ -11,8 +11,15 @@ import torch
 from torch import nn
 
 from nas.space.arch import ArchSpec, StageSpec
-from nas.space.blocks import (ConvBnAct, FBNetBlock, InvertedResidual, ShuffleUnit, ShuffleV2Unit, depthwise_separable,
-                        skip)
+from nas.space.blocks import (
+    ConvBnAct,
+    FBNetBlock,
+    InvertedResidual,
+    ShuffleUnit,
+    ShuffleV2Unit,
+    depthwise_separable,
+    skip,
+)
 
 
 class Net(nn.Module):
@@ -80,6 +87,6 @@ def fuse_bn(model: nn.Module) -> nn.Module:
     """Fold every ConvBnAct's BatchNorm into its conv, in place, for inference and export."""
     for m in model.modules():
         if isinstance(m, ConvBnAct) and isinstance(m[1], nn.BatchNorm2d):
-            m[0] = torch.nn.utils.fusion.fuse_conv_bn_eval(m[0].eval(), m[1].eval())
+            m[0] = torch.nn.utils.fusion.fuse_conv_bn_eval(m.conv.eval(), m[1].eval())
             m[1] = nn.Identity()
     return model

@@ -14,12 +14,13 @@ The space never builds modules; it only decides channel counts (width multiplier
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from optuna.trial import BaseTrial
 
+from nas.core.config import SpaceConfig
 from nas.space.arch import ArchSpec, StageSpec, validate
 from nas.space.blocks import make_divisible
-from nas.core.config import SpaceConfig
 
 CHANNEL_DIVISOR = 8
 
@@ -49,7 +50,7 @@ class SearchSpace:
         p = f"s{index}."
         kind = trial.suggest_categorical(p + "block", list(stage_cfg.block_types or self.cfg.block_types))
         depth = trial.suggest_categorical(p + "depth", list(stage_cfg.depths))
-        common = {"repeats": depth, "stride": stage_cfg.stride, "out_chs": make_divisible(stage_cfg.chs * width)}
+        common: dict[str, Any] = {"repeats": depth, "stride": stage_cfg.stride, "out_chs": make_divisible(stage_cfg.chs * width)}
         if kind in ("ir", "ds", "fb"):
             common["kernel"] = trial.suggest_categorical(p + "kernel", list(self.cfg.kernels))
         if kind in ("ir", "fb"):

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from nas.core.errors import UserError
 from nas.space.arch import ArchSpec, StageSpec, validate
 from nas.space.blocks import make_divisible
-from nas.core.errors import UserError
 
 # MobileNetV1 (Howard et al. 2017, Table 1): (channels, stride, repeats) of depthwise-separable layers.
 _MBV1 = ((64, 1, 1), (128, 2, 1), (128, 1, 1), (256, 2, 1), (256, 1, 1), (512, 2, 1), (512, 1, 5),

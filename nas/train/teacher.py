@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 
 from nas.core.config import TeacherConfig
-from nas.data.splits import Splits, to_tensor
 from nas.core.errors import UserError
+from nas.data.splits import Splits, to_tensor
 from nas.deploy.export import onnx_accuracy
 from nas.deploy.host_latency import session
 

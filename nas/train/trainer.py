@@ -10,6 +10,7 @@ from torch import nn
 
 from nas.core.config import TrainConfig
 from nas.data.splits import Preprocess, to_tensor
+from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import soft_loss
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
+               total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
                                                    pct_start=0.25)
@@ -66,7 +68,7 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
     soft = torch.from_numpy(teacher_logits) if distill is not None and teacher_logits is not None else None
     x_all = to_tensor(images, preprocess, resolution)
     y_all = torch.from_numpy(labels)
-    model.to(device=device, memory_format=torch.channels_last).train()
+    to_channels_last(model, device).train()
     optimizer = _optimizer(cfg, model)
     steps_per_epoch = math.ceil(len(y_all) / cfg.batch_size)
     scheduler = _scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
@@ -92,5 +94,5 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
         if not math.isfinite(epoch_losses[-1]):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {epoch_losses[-1]})")
         log.debug("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, epoch_losses[-1])
-    model.to("cpu", memory_format=torch.contiguous_format).eval()
+    to_contiguous(model, "cpu").eval()
     return epoch_losses

@@ -170,10 +170,10 @@ def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Pa
     import torch
 
     from compress.report import compress
-    from nas.space.arch import parse
-    from nas.space.builder import build
     from nas.core.config import parse_search_config
     from nas.search.study import load_splits
+    from nas.space.arch import parse
+    from nas.space.builder import build
 
     cfg = parse_search_config(tiny_config(idx_dir))
     splits = load_splits(cfg, cache_dir=tmp_path)
@@ -189,8 +189,9 @@ def test_every_recipe_step_runs_through_the_pipeline(tmp_path: Path, idx_dir: Pa
     with pytest.raises(UserError, match="one of share"):
         parse_recipe({"share": {"bits": 4}, "quantize": {"mode": "static"}})
     # network slimming: the L1 penalty shrinks the BatchNorm scales that the bn criterion prunes by
+    from compress.coupling import channel_groups
     from compress.distill import fine_tune
-    from compress.prune import channel_groups, slimming_penalty
+    from compress.importance import slimming_penalty
 
     def scales(m: torch.nn.Module) -> float:
         return float(sum(g.source[1].weight.detach().abs().sum() for g in channel_groups(m)[0]))
@@ -268,10 +269,10 @@ def test_static_int8_runs_fully_in_integer_kernels(fmt: str, tmp_path: Path) -> 
     import torch
 
     from compress.quantize import quantize_int8_static
-    from nas.space.arch import parse
-    from nas.space.builder import build
     from nas.data.splits import Preprocess
     from nas.deploy.export import DeployInfo, to_onnx
+    from nas.space.arch import parse
+    from nas.space.builder import build
 
     spec = parse("in_c3_r16-stem_k3_s2_c16-ir_r2_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c64-fc_c10")
     torch.manual_seed(0)
@@ -303,12 +304,12 @@ def test_four_bit_groups_hold_15_levels_and_count_half_a_byte(tmp_path: Path, id
     import torch
 
     from compress.lowbit import apply_weight_bits, group_names, weight_layers
-    from compress.report import compress
     from compress.recipe import sample_recipe
-    from nas.space.arch import parse
-    from nas.space.builder import build
+    from compress.report import compress
     from nas.core.config import CompressionSpace, parse_search_config
     from nas.search.study import load_splits
+    from nas.space.arch import parse
+    from nas.space.builder import build
 
     spec = parse("in_c1_r16-stem_k3_s2_c8-ir_r1_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c32-fc_c10")
     assert group_names(spec) == ["stem", "stage0", "stage1", "head"]

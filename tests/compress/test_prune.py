@@ -5,18 +5,14 @@ import copy
 import pytest
 import torch
 
-from compress.prune import (
-    channel_groups,
-    parameter_count,
-    prune,
-    prune_to_budget,
-    prune_to_macs,
-    slimming_penalty,
-)
+from compress.coupling import StreamGroup, channel_groups, kept_channels, slot_scores
+from compress.importance import slimming_penalty
+from compress.prune import parameter_count, prune, prune_to_budget, prune_to_macs
+from compress.surgery import apply_keep
+from nas.core.errors import UserError
+from nas.cost.costs import count_macs
 from nas.space.arch import parse
 from nas.space.builder import build
-from nas.cost.costs import count_macs
-from nas.core.errors import UserError
 
 # one network per block family: residual IR with SE, ShuffleNetV1 (grouped 1x1 + shuffle, add and
 # concat shortcuts), ShuffleNetV2, FBNet grouped, and an expansion-1 IR / ds left dense
@@ -68,8 +64,6 @@ def test_ratio_zero_and_keep_all_give_identical_outputs(family: str) -> None:
     prune(model, ratio=0.0)
     assert torch.equal(model(x), reference)
     # keeping every channel through the surgery path (all slots) is exact too
-    from compress.prune import apply_keep
-
     for group in channel_groups(model)[0]:
         apply_keep(group, torch.arange(group.channels))
     assert torch.allclose(model.eval()(x), reference, atol=1e-5)
@@ -80,8 +74,6 @@ def test_shuffle_pruning_is_exact_on_the_kept_channels() -> None:
     model = build(parse(ARCHS["sh"])).eval()
     _randomize_bn(model)
     groups, _ = channel_groups(model)
-    from compress.prune import apply_keep, kept_channels, slot_scores
-
     x = torch.randn(2, 3, 16, 16)
     keeps = []
     for g in groups:
@@ -132,8 +124,6 @@ def test_bad_pruning_options_are_named() -> None:
 
 
 def test_head_channels_prune_exactly_into_the_classifier() -> None:
-    from compress.prune import apply_keep
-
     model = build(parse(ARCHS["ir"])).eval()
     _randomize_bn(model)
     head = next(g for g in channel_groups(model)[0] if g.name == "head")
@@ -150,8 +140,6 @@ def test_head_channels_prune_exactly_into_the_classifier() -> None:
 
 
 def test_residual_streams_prune_exactly_across_adds() -> None:
-    from compress.prune import StreamGroup, apply_keep
-
     spec = parse("in_c3_r16-stem_k3_s1_c16-ir_r3_k3_s1_e4_c32-ir_r2_k3_s2_e4_c48-ir_r1_k3_s1_e1_c64-head_c64-fc_c10")
     model = build(spec).eval()
     _randomize_bn(model)

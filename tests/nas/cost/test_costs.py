@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from nas.space.arch import parse
 from nas.cost.costs import count_costs
+from nas.space.arch import parse
 
 
 def test_macs_match_hand_formula_strided_grouped_depthwise() -> None:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from nas.space.arch import parse
 from nas.cost.costs import count_costs
 from nas.cost.layers import layer_table
+from nas.space.arch import parse
 from nas.space.zoo import zoo_entries
 
 

@@ -7,12 +7,12 @@ import numpy as np
 import onnx
 import torch
 
-from nas.space.arch import parse
-from nas.space.builder import build
-from nas.data.splits import split, to_tensor
 from nas.data.datasets import load_idx_dataset
+from nas.data.splits import split, to_tensor
 from nas.deploy.export import DeployInfo, onnx_accuracy, read_metadata, to_onnx
 from nas.deploy.host_latency import measure_latency
+from nas.space.arch import parse
+from nas.space.builder import build
 from tests.conftest import make_idx_dataset
 
 

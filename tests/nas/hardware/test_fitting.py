@@ -1,13 +1,12 @@
 """Fitting recovers a known device, cross-validates on held-out halves, and carries to a sibling."""
 from __future__ import annotations
 
-from nas.cost.layers import module_layers
+from nas.cost.layers import layer_table, module_layers
 from nas.hardware.fitting import BlockMeasurement, FitOptions, cross_validate, fit_linear, fit_roofline, score
-from nas.hardware.profile_build import designed_architectures
-from nas.cost.layers import layer_table
 from nas.hardware.hwnasbench import block_module
 from nas.hardware.latency_model import DeviceModel, FittedModel, predict
 from nas.hardware.plan import COMPUTE_KINDS
+from nas.hardware.profile_build import designed_architectures
 
 
 def _synthetic_blocks(device: DeviceModel) -> list[BlockMeasurement]:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from nas.space.arch import parse
 from nas.core.errors import UserError
+from nas.cost.layers import layer_table
 from nas.hardware.latency_model import DeviceModel, FittedModel, predict
 from nas.hardware.plan import ALL_KINDS, COMPUTE_KINDS
-from nas.cost.layers import layer_table
+from nas.space.arch import parse
 
 SMALL = "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"
 

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from nas.search.baselines import baseline_grid
 from nas.cli import main
 from nas.core.config import parse_search_config
-from nas.data.splits import split
 from nas.data.datasets import load_idx_dataset
+from nas.data.splits import split
 from nas.deploy.export import onnx_accuracy
+from nas.search.baselines import baseline_grid
 from nas.search.study import find_study, load_run_config
 from tests.conftest import tiny_config
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.space.arch import parse
 from nas.core.config import parse_search_config
+from nas.space.arch import parse
 from nas.space.blocks import make_divisible
 from nas.space.sampler import SearchSpace
 from tests.conftest import tiny_config

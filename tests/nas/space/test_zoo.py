@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas.cli import main
+from nas.core.errors import UserError
+from nas.cost.costs import count_costs
+from nas.hardware.hwnasbench import block_keys, load_table, network_figure
 from nas.space.arch import parse
 from nas.space.builder import build
-from nas.cli import main
-from nas.cost.costs import count_costs
-from nas.core.errors import UserError
-from nas.hardware.hwnasbench import block_keys, load_table, network_figure
 from nas.space.zoo import FBNET_OPS, fbnet, mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2, zoo_entries
 
 SHARED_TABLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "hwnasbench_fbnet_blocks.json"

@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nas.space.arch import parse
-from nas.space.builder import build
 from nas.core.config import TrainConfig, parse_search_config
 from nas.core.errors import UserError
 from nas.deploy.export import DeployInfo, to_onnx
-from nas.search.study import load_splits, run_search
 from nas.hardware.profiles import load_profile
+from nas.search.study import load_splits, run_search
+from nas.space.arch import parse
+from nas.space.builder import build
 from nas.train.teacher import teacher_logits
 from nas.train.trainer import train
 from tests.conftest import tiny_config
