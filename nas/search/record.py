@@ -138,7 +138,7 @@ class CandidateResult:
         """The columns of trials.csv (:data:`TABLE_COLUMNS`, then host and predicted latencies)."""
         attrs = self.to_attrs()
         row = {key: attrs.get(key) for key in TABLE_COLUMNS}
-        row.update({k: v for k, v in attrs.items() if k.startswith((_PRED, _HOST))})
+        row.update({k: attrs[k] for k in sorted(attrs) if k.startswith((_PRED, _HOST))})
         return row
 
 

@@ -53,6 +53,13 @@ def test_pruned_models_run_keep_shapes_and_shrink(family: str, criterion: str) -
     else:
         assert result.kept and all(after < before_ for before_, after in result.kept.values())
         assert count_macs(model, x[:1]) < before
+        # half of each group, rounded up to 8 channels (to groups^2 with a shuffle): what the model now has
+        groups, _ = channel_groups(model)
+        assert {g.name: g.channels for g in groups} == {name: after for name, (_, after) in result.kept.items()}
+        for group in groups:
+            before_ = result.kept[group.name][0]
+            step = group.unit if group.unit > 1 else 8
+            assert group.channels == min(before_, max(step, -(-before_ // 2 // step) * step))
 
 
 @pytest.mark.parametrize("family", list(ARCHS))

@@ -8,16 +8,19 @@ from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import numpy as np
+import onnx
 import optuna
 import optuna_dashboard
 import pandas as pd
 import pytest
 import yaml
 
+from compress.recipe import load_recipe, parse_recipe
 from nas.cli import main
 from nas.data.datasets import load_idx_dataset
 from nas.data.splits import split
 from nas.deploy.export import onnx_accuracy, read_metadata
+from nas.deploy.host_latency import session
 from nas.hardware.profile_build import FORMAT, load_measurements
 from nas.hardware.profiles import load_profile
 from nas.search.study import find_study, load_run_config, open_study
@@ -190,3 +193,62 @@ def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, idx_d
     (trial,) = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}").trials
     assert trial.user_attrs["latency_kind"] == "predicted" and trial.user_attrs["profile"] == "tiny"
     assert trial.user_attrs["latency_ms"] == trial.user_attrs["latency_ms_pred_tiny"] > 0
+
+
+@pytest.mark.slow
+def test_compress_a_trained_trial_end_to_end(tmp_path: Path, idx_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(idx_dir, trials=1)))
+    run = tmp_path / "run"
+    assert main(["search", str(cfg), "--out", str(run)]) == 0
+    capsys.readouterr()
+    recipe = ("{prune: {criterion: l1, ratio: 0.5, round_to: 2, finetune_iters: 3, batch_size: 16, "
+              "distill: {temperature: 2, alpha: 0.5}}, quantize: {mode: static, calibration_images: 16}}")
+    assert main(["compress", str(run / "trials" / "0000"), "--recipe", recipe, "--name", "r"]) == 0
+    assert "x smaller" in capsys.readouterr().out
+    out = run / "trials" / "0000" / "compressed" / "r"
+    onnx.checker.check_model(onnx.load(str(out / "model.onnx")))
+    report = json.loads((out / "report.json").read_text())
+    assert {"baseline", "compressed", "size_ratio", "latency_ratio", "accuracy_drop_points"} <= set(report)
+    assert report["compressed"]["macs"] <= report["baseline"]["macs"]
+    # (at this toy size the QDQ scales and nodes outweigh the 4x smaller weights: no size assert here)
+    weights = [t for t in onnx.load(str(out / "model.onnx")).graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.INT8 for t in weights)
+    meta = read_metadata(out / "model.onnx")
+    assert meta["hwnas.precision"] == "int8"
+    assert parse_recipe(json.loads(meta["hwnas.recipe"])) == load_recipe(recipe)  # the recipe travels with the file
+    x = __import__("numpy").zeros((1, 1, *json.loads(meta["hwnas.input_shape"])[2:]), dtype="float32")
+    assert session(out / "model.onnx", threads=1).run(None, {"input": x})[0].shape == (1, 10)
+    assert main(["compress", str(tmp_path), "--recipe", "{quantize: {mode: fp16}}"]) == 2
+    assert "is not a model folder of a run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Path, idx_dir: Path) -> None:
+    config = tiny_config(idx_dir, trials=3)
+    config["compression"] = {"prune_criteria": ["l1"], "prune_ratios": [0.5], "finetune_iters": 2,
+                             "quantize": ["static"], "calibration_images": 16, "weight_bits": [8, 4]}
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["search", str(cfg), "--out", str(run)]) == 0
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done
+    for t in done:
+        recipe = parse_recipe(json.loads(t.user_attrs["recipe"]))  # the recipe round-trips through trial attrs
+        assert recipe.precision == "int8" and t.user_attrs["precision"] == "int8"
+        assert "pruned_channels" in t.user_attrs
+        model = run / t.user_attrs["onnx_path"]
+        assert read_metadata(model)["hwnas.precision"] == "int8"
+        assert t.user_attrs["file_bytes"] == model.stat().st_size
+        # costs are the compressed network's: int8 weights are 1 byte per parameter, 4-bit ones half
+        four = [g for g, b in recipe.quantize.weight_bits.items() if b == 4]  # type: ignore[union-attr]
+        assert set(four) == {k[len("c.bits."):] for k, v in t.params.items() if k.startswith("c.bits.") and v == 4}
+        if four:
+            assert "runs them as int8" in t.user_attrs["weight_bits_note"]
+            assert t.user_attrs["weight_mb"] < t.user_attrs["parameters"] / 1e6
+        else:
+            assert t.user_attrs["weight_mb"] == pytest.approx(t.user_attrs["parameters"] / 1e6, rel=0.2)
+    assert any(recipe_bits for recipe_bits in (json.loads(t.user_attrs["recipe"])["quantize"]["weight_bits"]
+                                               for t in done))  # 3 trials x 4 groups: some 4-bit group

@@ -2,27 +2,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
 from nas.core.config import bundled_searches, load_search_config, parse_search_config
 from nas.core.errors import UserError
 from nas.hardware.profiles import bundled_profiles, load_profile
+from nas.space.arch import parse
+from nas.space.builder import build
 from nas.space.sampler import SearchSpace
 from tests.conftest import tiny_config
 
 
 @pytest.mark.parametrize("name", sorted(bundled_searches()))
 def test_every_bundled_search_loads_and_samples(name: str) -> None:
-    import optuna
-
     cfg = load_search_config(name)
     load_profile(cfg.search.profile)
     space = SearchSpace(cfg.space, in_chs=1, num_classes=10)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):
         spec = space.sample(study.ask())
-        assert spec.format()
+        assert parse(spec.format()) == spec  # a canonical string that round-trips
+        assert spec.resolution in cfg.space.resolutions and len(spec.stages) == len(cfg.space.stages)
+        assert all(stage.kind in (st.block_types or cfg.space.block_types)
+                   for stage, st in zip(spec.stages, cfg.space.stages))
+        build(spec)  # and it builds
 
 
 @pytest.mark.parametrize("name", sorted(bundled_profiles()))

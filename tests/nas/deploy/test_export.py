@@ -3,14 +3,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
 from nas.data.datasets import load_idx_dataset
 from nas.data.splits import split, to_tensor
 from nas.deploy.export import DeployInfo, onnx_accuracy, read_metadata, to_onnx
-from nas.deploy.host_latency import measure_latency
 from nas.space.arch import parse
 from nas.space.builder import build
 from tests.conftest import make_idx_dataset
@@ -35,16 +33,6 @@ def test_export_carries_deploy_metadata_and_matches_torch(tmp_path: Path) -> Non
     with torch.no_grad():
         torch_acc = float((model(to_tensor(s.x_test, s.preprocess, 12)).argmax(1).numpy() == s.y_test).mean())
     assert onnx_accuracy(path, s.x_test, s.y_test, preprocess=s.preprocess, resolution=12, batch_size=7) == torch_acc
-
-
-def test_latency_measurement_records_conditions(tmp_path: Path) -> None:
-    spec = parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2")
-    info = DeployInfo(arch=spec.format(), input_shape=(1, 1, 8, 8), resize="none", mean=(0.0,), std=(1.0,),
-                      channel_order="gray", classes=("a", "b"))
-    m = measure_latency(to_onnx(build(spec), info), (1, 1, 8, 8), threads=1, warmup=2, repeats=9)
-    assert 0 < m.median_ms <= m.p90_ms and m.threads == 1 and m.repeats == 9
-    assert "1 thread(s)" in m.describe() and "onnxruntime" in m.runtime
-    assert np.isfinite(m.median_ms)
 
 
 def test_channel_shuffle_exports_as_one_gather(tmp_path: Path) -> None:

@@ -3,17 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-import pytest
 import yaml
 
-from nas.cli import main
 from nas.core.config import parse_search_config
-from nas.data.datasets import load_idx_dataset
-from nas.data.splits import split
-from nas.deploy.export import onnx_accuracy
 from nas.search.baselines import baseline_grid
-from nas.search.study import find_study, load_run_config
 from tests.conftest import tiny_config
 
 GRID = {"mobilenet_v2_widths": [0.25], "mobilenet_v2_resolutions": [12], "shufflenet_v1_groups": [2],

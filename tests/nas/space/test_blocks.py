@@ -1,0 +1,42 @@
+"""Blocks: channel rounding, the shuffle permutation, conv + BN accessors, residual rules."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nas.space.blocks import ChannelShuffle, ConvBnAct, InvertedResidual, ShuffleV2Unit, make_divisible
+
+
+@pytest.mark.parametrize("value, divisor, expected", [(16 * 0.75, 8, 16), (10, 8, 16), (35, 8, 32), (4, 8, 8),
+                                                     (36, 8, 40), (100, 4, 100)])
+def test_make_divisible_rounds_to_the_nearest_multiple_without_losing_over_10pct(value: float, divisor: int,
+                                                                                  expected: int) -> None:
+    assert make_divisible(value, divisor) == expected
+
+
+def test_channel_shuffle_is_the_transpose_permutation() -> None:
+    # 6 channels, 2 groups: [a0 a1 a2 | b0 b1 b2] -> [a0 b0 a1 b1 a2 b2]
+    assert ChannelShuffle(6, 2).perm.tolist() == [0, 3, 1, 4, 2, 5]
+    x = torch.arange(6.0).view(1, 6, 1, 1)
+    assert ChannelShuffle(6, 3)(x).flatten().tolist() == [0, 2, 4, 1, 3, 5]
+
+
+def test_conv_bn_act_accessors_name_its_layers() -> None:
+    block = ConvBnAct(4, 8, 3, stride=2, groups=4)
+    assert isinstance(block.conv, nn.Conv2d) and block.conv.groups == 4 and block.conv.padding == (1, 1)
+    assert isinstance(block.bn, nn.BatchNorm2d) and block.bn.num_features == 8
+    assert isinstance(ConvBnAct(4, 8, act=False)[2], nn.Identity)
+
+
+def test_residual_only_when_shape_is_kept() -> None:
+    assert InvertedResidual(16, 16, k=3, stride=1, exp_ratio=4).residual
+    assert not InvertedResidual(16, 16, k=3, stride=2, exp_ratio=4).residual
+    assert not InvertedResidual(16, 24, k=3, stride=1, exp_ratio=4).residual
+
+
+def test_shufflenet_v2_unit_splits_its_input_in_half() -> None:
+    unit = ShuffleV2Unit(32, 32, stride=1).eval()
+    assert unit.half_chs == 16 and unit.left is None
+    assert unit(torch.randn(1, 32, 8, 8)).shape == (1, 32, 8, 8)
+    assert ShuffleV2Unit(32, 64, stride=2)(torch.randn(1, 32, 8, 8)).shape == (1, 64, 4, 4)
