@@ -23,6 +23,7 @@ from nas.deploy.export import onnx_accuracy, read_metadata
 from nas.deploy.host_latency import session
 from nas.hardware.profile_build import FORMAT, load_measurements
 from nas.hardware.profiles import load_profile
+from nas.search.record import result_of
 from nas.search.study import find_study, load_run_config, open_study
 from tests.conftest import tiny_config
 
@@ -191,8 +192,9 @@ def test_build_then_calibrate_gives_a_working_host_profile(tmp_path: Path, idx_d
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(config))
     assert main(["search", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "run")]) == 0
     (trial,) = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}").trials
-    assert trial.user_attrs["latency_kind"] == "predicted" and trial.user_attrs["profile"] == "tiny"
-    assert trial.user_attrs["latency_ms"] == trial.user_attrs["latency_ms_pred_tiny"] > 0
+    r = result_of(trial)
+    assert r is not None and r.latency_kind == "predicted" and r.profile == "tiny"
+    assert r.latency_ms == r.predicted["tiny"].ms and (r.latency_ms or 0) > 0
 
 
 @pytest.mark.slow
@@ -235,20 +237,22 @@ def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Pat
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert done
+    recipes = []
     for t in done:
-        recipe = parse_recipe(json.loads(t.user_attrs["recipe"]))  # the recipe round-trips through trial attrs
-        assert recipe.precision == "int8" and t.user_attrs["precision"] == "int8"
-        assert "pruned_channels" in t.user_attrs
-        model = run / t.user_attrs["onnx_path"]
+        r = result_of(t)
+        assert r is not None and r.recipe is not None and r.costs is not None and r.onnx_path is not None
+        recipe = parse_recipe(json.loads(r.recipe))  # the recipe round-trips through trial attrs
+        recipes.append(recipe)
+        assert recipe.precision == "int8" and r.precision == "int8" and r.pruned_channels
+        model = run / r.onnx_path
         assert read_metadata(model)["hwnas.precision"] == "int8"
-        assert t.user_attrs["file_bytes"] == model.stat().st_size
+        assert r.file_bytes == model.stat().st_size
         # costs are the compressed network's: int8 weights are 1 byte per parameter, 4-bit ones half
         four = [g for g, b in recipe.quantize.weight_bits.items() if b == 4]  # type: ignore[union-attr]
         assert set(four) == {k[len("c.bits."):] for k, v in t.params.items() if k.startswith("c.bits.") and v == 4}
         if four:
-            assert "runs them as int8" in t.user_attrs["weight_bits_note"]
-            assert t.user_attrs["weight_mb"] < t.user_attrs["parameters"] / 1e6
+            assert "runs them as int8" in (r.weight_bits_note or "")
+            assert r.costs.weight_mb < r.costs.params / 1e6
         else:
-            assert t.user_attrs["weight_mb"] == pytest.approx(t.user_attrs["parameters"] / 1e6, rel=0.2)
-    assert any(recipe_bits for recipe_bits in (json.loads(t.user_attrs["recipe"])["quantize"]["weight_bits"]
-                                               for t in done))  # 3 trials x 4 groups: some 4-bit group
+            assert r.costs.weight_mb == pytest.approx(r.costs.params / 1e6, rel=0.2)
+    assert any(recipe.quantize and recipe.quantize.weight_bits for recipe in recipes)  # some 4-bit group

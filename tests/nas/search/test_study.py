@@ -24,6 +24,11 @@ def _trials(cfg: SearchConfig, run: Path) -> list[optuna.trial.FrozenTrial]:
     return open_study(cfg, default_storage(run), create=False).trials
 
 
+def _arch(t: optuna.trial.FrozenTrial) -> str | None:
+    r = result_of(t)
+    return r.arch if r is not None else None
+
+
 def test_over_budget_candidates_are_rejected_without_training(tmp_path: Path, idx_dir: Path) -> None:
     cfg = _cfg(idx_dir, budgets={"macs": 1000, "peak_memory_mb": 0.001})
     study = run_search(cfg, tmp_path / "run", trainer=never_trains)
@@ -51,12 +56,12 @@ def test_resume_after_interruption_keeps_completed_trials(tmp_path: Path, idx_di
     cfg, run = _cfg(idx_dir), tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run_search(cfg, run, trainer=FakeTrainer(fail_on={3: KeyboardInterrupt()}))
-    before = [(t.number, t.state, t.user_attrs.get("arch"), t.values) for t in _trials(cfg, run)]
+    before = [(t.number, t.state, _arch(t), t.values) for t in _trials(cfg, run)]
     assert [s for _, s, _, _ in before] == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.FAIL]
     failed = result_of(_trials(cfg, run)[2])
     assert failed is not None and failed.error == "KeyboardInterrupt" and failed.arch == before[2][2]
     after = run_search(cfg, run, trainer=FakeTrainer()).trials
-    assert [(t.number, t.state, t.user_attrs.get("arch"), t.values) for t in after[:3]] == before
+    assert [(t.number, t.state, _arch(t), t.values) for t in after[:3]] == before
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == 3
     assert len(run_search(cfg, run, trainer=never_trains).trials) == len(after)  # nothing left: no new trials
 
@@ -78,7 +83,7 @@ def test_same_seed_same_architectures(tmp_path: Path, idx_dir: Path) -> None:
         data = tiny_config(idx_dir, trials=3)
         data["seed"] = seed
         study = run_search(parse_search_config(data), tmp_path / name, trainer=FakeTrainer())
-        archs.append([t.user_attrs["arch"] for t in study.trials])
+        archs.append([r.arch for t in study.trials if (r := result_of(t)) is not None])
     assert archs[0] == archs[1]
     assert archs[0] != archs[2]
 

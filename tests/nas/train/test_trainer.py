@@ -9,6 +9,7 @@ from nas.core.config import TrainConfig, parse_search_config
 from nas.core.errors import UserError
 from nas.deploy.export import DeployInfo, to_onnx
 from nas.hardware.profiles import load_profile
+from nas.search.record import result_of
 from nas.search.study import load_splits, run_search
 from nas.space.arch import parse
 from nas.space.builder import build
@@ -58,7 +59,7 @@ def test_search_with_a_teacher_records_it_and_rejects_bad_teachers(tmp_path: Pat
     data["train"]["distill"] = {"model": str(path)}
     study = run_search(parse_search_config(data), tmp_path / "run", profile=load_profile("cpu"), splits=splits)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert done and all(t.user_attrs["teacher"] == str(path) for t in done)
+    assert done and all((r := result_of(t)) is not None and r.teacher == str(path) for t in done)
     data["train"]["distill"] = {"model": str(tmp_path / "missing.onnx")}
     with pytest.raises(UserError, match="train.distill.model: .*missing.onnx not found"):
         run_search(parse_search_config(data), tmp_path / "run2", profile=load_profile("cpu"), splits=splits)
