@@ -85,10 +85,12 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def download(name: str, directory: Path, *, base_url: str | None = None) -> None:
-    """Fetch the idx files of ``name`` into ``directory``, checking each file's MD5."""
-    url, checksums = REMOTE[name]
-    base_url = base_url or url
+def download(name: str, directory: Path, *, base_url: str | None = None,
+             checksums: dict[str, str] | None = None) -> None:
+    """Fetch the idx files of ``name`` into ``directory``, checking each file's MD5 (``checksums``
+    and ``base_url`` default to the official ones in REMOTE)."""
+    url, official = REMOTE[name]
+    base_url, checksums = base_url or url, checksums or official
     directory.mkdir(parents=True, exist_ok=True)
     for filename, md5 in checksums.items():
         target = directory / filename
@@ -105,15 +107,16 @@ def download(name: str, directory: Path, *, base_url: str | None = None) -> None
         partial.rename(target)
 
 
-def load_idx_dataset(name: str, directory: Path, *, download_ok: bool = False,
-                     base_url: str | None = None) -> RawDataset:
-    """MNIST-style dataset from the four idx files in ``directory`` (plain or .gz)."""
+def load_idx_dataset(name: str, directory: Path, *, download_ok: bool = False, base_url: str | None = None,
+                     checksums: dict[str, str] | None = None) -> RawDataset:
+    """MNIST-style dataset from the four idx files in ``directory`` (plain or .gz), downloaded
+    first when allowed (from ``base_url`` with ``checksums``, by default the official files)."""
     paths = [_find(directory, stem) for stem in IDX_FILES]
     if any(p is None for p in paths):
         if not download_ok:
             raise UserError(f"{name} idx files not found in {directory}; give data.dir, install Debian's "
                             f"dataset-fashion-mnist, or set data.download: true")
-        download(name, directory, base_url=base_url)
+        download(name, directory, base_url=base_url, checksums=checksums)
         paths = [_find(directory, stem) for stem in IDX_FILES]
     found = [p for p in paths if p is not None]
     if len(found) < len(IDX_FILES):

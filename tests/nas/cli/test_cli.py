@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from nas.cli import main
+from nas.space.arch import parse
+from nas.space.zoo import mobilenet_v2
 from tests.conftest import tiny_config
 
 
@@ -101,3 +103,17 @@ def test_cost_text_on_an_accelerator_names_memory_and_why_no_latency(capsys: pyt
     assert "on-chip parameter memory 8.0 MB: weights fit on chip" in text
     assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-nano", "--precision", "int8"]) == 0
     assert "cannot run int8; allowed: fp32, fp16" in capsys.readouterr().out
+
+
+def test_zoo_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {r["name"]: r for r in rows}
+    row = by_name["mobilenet_v2_1x_224"]
+    assert {"name", "family", "width", "resolution", "groups", "arch", "macs", "parameters"} <= set(row)
+    assert row["macs"] == pytest.approx(300e6, rel=0.02) and parse(row["arch"]) == mobilenet_v2()
+    assert by_name["shufflenet_v1_1x_g3_224"]["groups"] == 3
+    assert main(["zoo", "--json", "--classes", "10", "--in-channels", "1", "--resolution", "32"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert all(r["arch"].startswith("in_c1_r32-") and r["arch"].endswith("fc_c10") for r in small)
+    assert main(["zoo", "--classes", "0"]) == 2

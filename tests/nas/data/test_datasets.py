@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas.data import datasets
-from nas.data.datasets import load_cifar10_batches, load_idx_dataset, load_image_folder, read_idx
 from nas.core.errors import UserError
+from nas.data.datasets import load_cifar10_batches, load_idx_dataset, load_image_folder, read_idx
 from tests.conftest import make_idx_dataset, write_idx
 
 
@@ -43,16 +42,15 @@ def test_missing_files_without_download_is_a_clear_error(tmp_path: Path) -> None
         load_idx_dataset("fashion-mnist", tmp_path / "empty")
 
 
-def test_download_verifies_checksums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_verifies_checksums(tmp_path: Path) -> None:
     source = make_idx_dataset(tmp_path / "server", n_train=30, n_test=10, size=8)
     sums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in source.iterdir()}
-    monkeypatch.setitem(datasets.REMOTE, "mnist", ("unused", sums))
-    raw = load_idx_dataset("mnist", tmp_path / "got", download_ok=True, base_url=source.as_uri() + "/")
+    url = source.as_uri() + "/"
+    raw = load_idx_dataset("mnist", tmp_path / "got", download_ok=True, base_url=url, checksums=sums)
     assert raw.x_train.shape == (30, 8, 8, 1)
     bad = dict(sums, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
-    monkeypatch.setitem(datasets.REMOTE, "mnist", ("unused", bad))
     with pytest.raises(UserError, match="checksum mismatch for t10k-labels-idx1-ubyte.gz"):
-        load_idx_dataset("mnist", tmp_path / "got2", download_ok=True, base_url=source.as_uri() + "/")
+        load_idx_dataset("mnist", tmp_path / "got2", download_ok=True, base_url=url, checksums=bad)
     assert not (tmp_path / "got2" / "t10k-labels-idx1-ubyte.gz").exists()
 
 

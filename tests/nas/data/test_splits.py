@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas.data.splits import split, to_tensor
 from nas.data.datasets import load_idx_dataset
+from nas.data.splits import split, to_tensor
 from tests.conftest import make_idx_dataset
 
 

@@ -1,13 +1,11 @@
 """Reference architectures against the papers' MACs and parameters (ImageNet settings)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from nas.cli import main
 from nas.core.errors import UserError
 from nas.cost.costs import count_costs
 from nas.hardware.hwnasbench import block_keys, load_table, network_figure
@@ -94,20 +92,6 @@ def test_hwnasbench_all_k3_e1_imagenet_sums() -> None:
     assert network_figure(spec, table, "raspi4_latency") == pytest.approx(57.66, abs=0.005)
     with pytest.raises(UserError, match="no edgegpu_latency figure"):
         network_figure(fbnet([0] * 22, resolution=192), table, "edgegpu_latency")
-
-
-def test_zoo_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["zoo", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    by_name = {r["name"]: r for r in rows}
-    row = by_name["mobilenet_v2_1x_224"]
-    assert {"name", "family", "width", "resolution", "groups", "arch", "macs", "parameters"} <= set(row)
-    assert row["macs"] == pytest.approx(300e6, rel=0.02) and parse(row["arch"]) == mobilenet_v2()
-    assert by_name["shufflenet_v1_1x_g3_224"]["groups"] == 3
-    assert main(["zoo", "--json", "--classes", "10", "--in-channels", "1", "--resolution", "32"]) == 0
-    small = json.loads(capsys.readouterr().out)
-    assert all(r["arch"].startswith("in_c1_r32-") and r["arch"].endswith("fc_c10") for r in small)
-    assert main(["zoo", "--classes", "0"]) == 2
 
 
 def test_adapt_to_input_keeps_strides_while_maps_stay_wide_enough() -> None:
