@@ -31,6 +31,9 @@ from nas.space.builder import Net, fuse_bn
 
 log = logging.getLogger(__name__)
 
+Batch = tuple[torch.Tensor, torch.Tensor]  # images, labels
+Budget = tuple[float, Callable[[nn.Module], float], float]  # (share to keep, cost function, cost before)
+
 
 @dataclass(frozen=True)
 class PruneOutcome:
@@ -93,7 +96,7 @@ def deployed_weight_mb(mb: float, applied: Applied) -> float:
     return mb
 
 
-def _taylor_batches(splits: Splits, resolution: int, n: int, batch: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _taylor_batches(splits: Splits, resolution: int, n: int, batch: int, seed: int) -> list[Batch]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -103,8 +106,8 @@ def _taylor_batches(splits: Splits, resolution: int, n: int, batch: int, seed: i
     return out
 
 
-def _budget(model: nn.Module, cfg: PruneConfig, x: torch.Tensor) -> tuple[float, Callable[[nn.Module], float], float] | None:
-    """(share to keep, cost function, cost before) of a MAC or parameter budget; None for a ratio."""
+def _budget(model: nn.Module, cfg: PruneConfig, x: torch.Tensor) -> Budget | None:
+    """The MAC or parameter budget of ``cfg``; None for a ratio."""
     if cfg.target_macs is not None:
         return cfg.target_macs, lambda m: count_macs(m, x), count_macs(model, x)
     if cfg.target_params is not None:
@@ -119,8 +122,8 @@ def _prune(model: nn.Module, spec: ArchSpec, cfg: PruneConfig, splits: Splits, s
     budget = _budget(model, cfg, x)
     if cfg.slimming_iters:
         fine_tune(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
-              iterations=cfg.slimming_iters, batch_size=cfg.batch_size, lr=cfg.lr,
-                   seed=seed + 97, extra_loss=slimming_penalty(cfg.slimming))
+                  iterations=cfg.slimming_iters, batch_size=cfg.batch_size, lr=cfg.lr,
+                  seed=seed + 97, extra_loss=slimming_penalty(cfg.slimming))
     kept: dict[str, tuple[int, int]] = {}
     dense: list[str] = []
     for step in range(1, cfg.steps + 1):
@@ -141,9 +144,9 @@ def _prune(model: nn.Module, spec: ArchSpec, cfg: PruneConfig, splits: Splits, s
         dense = result.dense
         distill = cfg.distill
         fine_tune(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
-              iterations=cfg.finetune_iters, batch_size=cfg.batch_size, lr=cfg.lr,
-                   seed=seed + step, teacher=teacher, temperature=distill.temperature if distill else 4.0,
-                   alpha=distill.alpha if distill else 0.0)
+                  iterations=cfg.finetune_iters, batch_size=cfg.batch_size, lr=cfg.lr,
+                  seed=seed + step, teacher=teacher, temperature=distill.temperature if distill else 4.0,
+                  alpha=distill.alpha if distill else 0.0)
         log.info("prune step %d/%d: %.1f%% of MACs left", step, cfg.steps, 100 * count_macs(model, x) / base_macs)
     return PruneOutcome({k: list(v) for k, v in kept.items()}, dense)
 
@@ -164,9 +167,9 @@ def _sparsify(model: nn.Module, spec: ArchSpec, cfg: SparsityConfig, splits: Spl
     distill = cfg.distill
     fine_tune(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
               iterations=cfg.finetune_iters, batch_size=cfg.batch_size, lr=cfg.lr,
-               seed=seed + 101, teacher=copy.deepcopy(teacher).eval() if distill else None,
-               temperature=distill.temperature if distill else 4.0, alpha=distill.alpha if distill else 0.0,
-               after_step=after_step)
+              seed=seed + 101, teacher=copy.deepcopy(teacher).eval() if distill else None,
+              temperature=distill.temperature if distill else 4.0, alpha=distill.alpha if distill else 0.0,
+              after_step=after_step)
     apply_masks(model, magnitude_masks(model, cfg.final, scope=cfg.scope))
     return {"sparsity": round(sparsity_of(model), 4),
             "note": "zeros shrink the gzip-compressed file; onnxruntime runs them dense, so latency is unchanged"}
@@ -178,8 +181,8 @@ def _quantize_steps(work: Net, model: Net, spec: ArchSpec, q: QuantizeConfig, sp
     if q.qat_iters:
         prepare(work, per_channel=q.per_channel)
         fine_tune(work, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
-              iterations=q.qat_iters, lr=q.qat_lr, seed=seed + 13,
-                   teacher=copy.deepcopy(model).eval(), alpha=0.5)
+                  iterations=q.qat_iters, lr=q.qat_lr, seed=seed + 13,
+                  teacher=copy.deepcopy(model).eval(), alpha=0.5)
         strip(work)
         applied.qat = {"iterations": q.qat_iters, "note": "QAT-trained weights; activation ranges recalibrated "
                                                           "by the static quantization that exports them"}
@@ -200,8 +203,8 @@ def _float_steps(work: Net, model: Net, spec: ArchSpec, recipe: Recipe, splits: 
         lr = recipe.lowrank
         factored = factorize(work, lr.rank_ratio)
         fine_tune(work, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
-              iterations=lr.finetune_iters, batch_size=lr.batch_size, lr=lr.lr,
-                   seed=seed + 7)
+                  iterations=lr.finetune_iters, batch_size=lr.batch_size, lr=lr.lr,
+                  seed=seed + 7)
         applied.lowrank = {"factored_layers": {k: list(v) for k, v in factored.items()}}
     if recipe.share is not None:
         fuse_bn(work)  # share what is deployed: BN folding rescales every output channel

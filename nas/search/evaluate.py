@@ -149,10 +149,10 @@ class _Evaluation:
     def gate(self, model: Net, costs: ModelCosts, predicted: Mapping[str, PredictedLatency]) -> bool:
         """Reject before training when over a budget (recorded); True when rejected."""
         budgets, source = self.context.cfg.search.budgets, self.context.source
-        untrained = None
-        if budgets.latency_ms is not None:
-            untrained = lambda: self.context.measure(to_onnx(model, self.info), self.spec, source.host).median_ms  # noqa: E731
-        latency = source.before_training(predicted, untrained)
+        def untrained() -> float:
+            return self.context.measure(to_onnx(model, self.info), self.spec, source.host).median_ms
+
+        latency = source.before_training(predicted, untrained if budgets.latency_ms is not None else None)
         values = _budget_values(costs, latency)
         violations = budget_violations(values, budgets)
         if not any(v > 0 for v in violations.values()):

@@ -58,9 +58,9 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> str:
     r = result_of(trial)
     if trial.state == optuna.trial.TrialState.COMPLETE and r is not None:
         status = "feasible" if r.feasible else f"INFEASIBLE ({r.infeasible_reason})"
+        macs = r.costs.macs if r.costs else 0
         return (f"{_acc(r.test_accuracy)} (val {100 * (r.val_accuracy or 0.0):.1f}%)  lat {r.latency_ms or 0.0:.3f} ms"
-                f"{' (pred)' if r.latency_kind == 'predicted' else ''}  MACs {(r.costs.macs if r.costs else 0) / 1e6:.2f}M"
-                f"  {status}")
+                f"{' (pred)' if r.latency_kind == 'predicted' else ''}  MACs {macs / 1e6:.2f}M  {status}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         return f"rejected before training: {r.infeasible_reason if r else '?'}"
     return f"FAILED: {r.error if r and r.error else 'see log'}"

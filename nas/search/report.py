@@ -51,7 +51,8 @@ def _front_row(t: optuna.trial.FrozenTrial, source: str) -> dict[str, object]:
             "accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy, "macs": c.macs, "params": c.params,
             "latency_ms": r.latency_ms, "latency_kind": r.latency_kind, "peak_memory_mb": round(c.memory_mb, 6),
             "weight_mb": c.weight_mb, "peak_activation_mb": c.peak_activation_mb, "file_bytes": r.file_bytes,
-            "feasible": r.feasible, "dominated_by_front": False, "onnx_path": str(model_dir(r, t.number) / "model.onnx")}
+            "feasible": r.feasible, "dominated_by_front": False,
+            "onnx_path": str(model_dir(r, t.number) / "model.onnx")}
 
 
 def _dominated(row: pd.Series, front: pd.DataFrame) -> bool:
