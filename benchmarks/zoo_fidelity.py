@@ -14,7 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from nas.cost.costs import count_costs
-from nas.space.zoo import mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2
+from nas.space.zoo import (
+    mnasnet_b1,
+    mobilenet_v1,
+    mobilenet_v2,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    shufflenet_v1,
+    shufflenet_v2,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # (model, spec, published MACs, published parameters, source of the published figures)
@@ -25,6 +35,11 @@ REFERENCE = [
     ("MobileNetV2 0.75-224", mobilenet_v2(width=0.75), 209e6, 2.61e6, "authors' released model table"),
     ("ShuffleNetV1 g3 1.0x", shufflenet_v1(groups=3), 140e6, 1.87e6, "Zhang et al. 2018 (137M-140M)"),
     ("ShuffleNetV2 1.0x", shufflenet_v2(width=1.0), 146e6, 2.28e6, "Ma et al. 2018, Table 5"),
+    ("ResNet-18", resnet18(), 1.8e9, 11.69e6, "He et al. 2016, Table 1 (FLOPs there are multiply-adds); torchvision"),
+    ("ResNet-34", resnet34(), 3.6e9, 21.80e6, "He et al. 2016, Table 1; torchvision"),
+    ("ResNet-50 (v1.5)", resnet50(), 4.09e9, 25.56e6, "torchvision (the paper's v1, stride on the 1x1: 3.8G)"),
+    ("ResNet-101 (v1.5)", resnet101(), 7.80e9, 44.55e6, "torchvision (the paper's v1: 7.6G)"),
+    ("MnasNet-B1 1.0", mnasnet_b1(), 315e6, 4.4e6, "Tan et al. 2019; torchvision mnasnet1_0: 4,383,312 parameters"),
 ]
 
 

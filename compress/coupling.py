@@ -8,7 +8,9 @@ depthwise conv, an optional squeeze-and-excite, and a consumer 1x1 conv (possibl
 
 - MobileNetV2 inverted residuals with an expansion (expand -> dw -> [SE] -> project),
 - ShuffleNetV2 units (the transformed branch's 1x1 -> dw -> 1x1),
-- ShuffleNetV1 units and FBNet blocks (grouped 1x1 -> shuffle -> dw -> grouped 1x1).
+- ShuffleNetV1 units and FBNet blocks (grouped 1x1 -> shuffle -> dw -> grouped 1x1),
+- ResNet blocks: the channels between their convs (a basic block's first 3x3 output; a
+  bottleneck's 1x1 and 3x3 outputs), each produced by one conv and read by the next.
 
 It also prunes the network's head: the 1x1 head conv's output channels, which pass through global
 average pooling into the classifier (the consumer, a linear layer). In a MobileNet-style network
@@ -38,6 +40,7 @@ from nas.space.blocks import (
     ConvBnAct,
     FBNetBlock,
     InvertedResidual,
+    ResidualBlock,
     ShuffleUnit,
     ShuffleV2Unit,
     SqueezeExcite,
@@ -180,6 +183,10 @@ def channel_groups(model: nn.Module, *, streams: bool = False) -> tuple[list[Gro
                 continue
             se = 2 if isinstance(body[2], SqueezeExcite) else None
             groups.append(ChannelGroup(name, body, 0, None, 1, se, len(body) - 1, 1))
+        elif isinstance(module, ResidualBlock):
+            # the channels between the convs of a ResNet block: each conv's output, read by the next
+            for p in range(0, len(module.body) - 2, 2):
+                groups.append(ChannelGroup(f"{name}.body.{p}", module.body, p, None, None, None, p + 2, 1))
         elif isinstance(module, ShuffleV2Unit):
             groups.append(ChannelGroup(f"{name}.right", module.right, 0, None, 1, None, 2, 1))
         elif isinstance(module, (ShuffleUnit, FBNetBlock)):

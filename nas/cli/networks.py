@@ -92,8 +92,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
 def add_commands(sub: Subparsers) -> None:
     """Register ``zoo`` and ``cost`` on the ``hwnas`` parser."""
     p = sub.add_parser("zoo", help="list reference architectures with MACs and parameters",
-                       description="List reference families (MobileNetV1/V2, ShuffleNetV1/V2, FBNet) as arch strings "
-                                   "of the grammar, with fvcore MACs and parameters.")
+                       description="List reference families (MobileNetV1/V2, ShuffleNetV1/V2, ResNet-18/34/50/101, "
+                                   "MnasNet-B1, FBNet) as arch strings of the grammar, with fvcore MACs and "
+                                   "parameters.")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--classes", type=int, help="classifier outputs (default: 1000; FBNet CIFAR rows: 100)")
     p.add_argument("--in-channels", type=int, help="input channels (default 3)")
@@ -103,7 +104,7 @@ def add_commands(sub: Subparsers) -> None:
                        description="MACs, parameters, weight and peak activation memory, and latency of an "
                                    "architecture string or a zoo network, saying how the latency was obtained.")
     p.add_argument("arch", nargs="?", help="a canonical architecture string")
-    p.add_argument("--zoo", help="a reference family instead: mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2")
+    p.add_argument("--zoo", help="a reference family instead: " + ", ".join(f for f in FAMILIES if f != "fbnet"))
     p.add_argument("--width", type=float)
     p.add_argument("--resolution", type=int)
     p.add_argument("--groups", type=int, help="ShuffleNetV1 groups")

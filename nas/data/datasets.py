@@ -6,7 +6,6 @@ local files, so nothing needs the network.
 """
 from __future__ import annotations
 
-from PIL import Image
 import gzip
 import hashlib
 import logging
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from nas.core.errors import UserError
 

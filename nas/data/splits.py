@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from nas.core.config import DataConfig
-from nas.data.datasets import RawDataset, load_cifar10_batches, load_idx_dataset, load_image_folder
 from nas.core.errors import UserError
+from nas.data.datasets import RawDataset, load_cifar10_batches, load_idx_dataset, load_image_folder
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

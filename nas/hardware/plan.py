@@ -8,7 +8,8 @@ optimizer, whose rules were read off its optimized graphs (onnxruntime 1.31; on 
 every block type the simulated op counts, layouts and reorders match the optimized graph exactly):
 
 - an activation after a conv is fused into it; an add after a conv is fused into it (the conv
-  adds the other operand), and so is an activation after that add, unless the conv runs blocked;
+  adds the other operand), and so is an activation after that add (in NCHWc only a ReLU: a ReLU6
+  after a blocked conv and add runs on its own);
 - with ``layout_block`` > 0 (onnxruntime's NCHWc on x86: 16 channels per block with AVX-512,
   8 with AVX2) convs run in the blocked layout: dense ones when their input channels are fewer
   than a block (they read the plain layout) or divide by 4; depthwise ones when their channels
@@ -194,7 +195,9 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
                 ops[index[conv]] = replace(fused, in_elems=fused.in_elems + l.out_elems)
                 blocked[l.name] = blocked[conv]
                 after = consumers.get(l.name, [])
-                if not blocked[conv] and len(after) == 1 and after[0].kind == "act":
+                # an activation after the add runs inside the conv too: any of them in the plain
+                # layout, only ReLU in NCHWc (a ReLU6 after a blocked conv + add runs on its own)
+                if len(after) == 1 and after[0].kind == "act" and (not blocked[conv] or after[0].op == "ReLU"):
                     absorbed.add(after[0].name)
                 continue
         on = _runs_blocked(l, block, blocked)

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
 from compress.pipeline import apply_recipe, deployed_weight_mb
 from compress.recipe import Recipe

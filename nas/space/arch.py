@@ -17,6 +17,10 @@ Keys: ``c`` channels (in: input channels; fc: classes), ``r`` resolution (in) or
 - ``sh2``: ShuffleNetV2 unit (channel split, concat, shuffle).
 - ``fb``: FBNet block as HW-NAS-Bench builds it (1x1 expansion conv even at e=1, grouped 1x1s).
 - ``skip``: FBNet's skip op: identity, or a strided 1x1 conv + BN where the shape changes.
+- ``rb``: ResNet basic block (two 3x3 convs, residual add; a strided 1x1 conv + BN shortcut where
+  the shape changes).
+- ``rbn``: ResNet bottleneck block (1x1 to c/4, 3x3 carrying the stride as torchvision's ResNet
+  v1.5 does, 1x1 to c; residual add, shortcut as ``rb``).
 
 The stride of a stage applies to its first block. ``parse(s).format() == s`` for every
 canonical string; anything else raises :class:`ArchError` naming the offending token.
@@ -45,6 +49,8 @@ _KEYS: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
     "sh2": (("r", "s", "c"), {}),
     "fb": (("r", "k", "s", "e", "g", "c"), {}),
     "skip": (("s", "c"), {}),
+    "rb": (("r", "s", "c"), {}),
+    "rbn": (("r", "s", "c"), {}),
     "head": (("c",), {"hs": 0}),
     "fc": (("c",), {}),
 }
@@ -220,6 +226,9 @@ def _validate_stage(stage: StageSpec, in_chs: int) -> None:
         mid = shuffle_mid_chs(out)
         if out % g or mid < 1 or mid % g:
             raise ArchError(f"{name!r}: channels {out} and bottleneck {out}//4={mid} must divide by groups {g}")
+    elif stage.kind == "rbn":
+        if out % 4:
+            raise ArchError(f"{name!r}: channels {out} must divide by 4 (the bottleneck is a quarter of them)")
     elif stage.kind == "sh2":
         if out % 2:
             raise ArchError(f"{name!r}: channels {out} must be even (the unit splits them in two)")

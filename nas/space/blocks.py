@@ -204,3 +204,32 @@ def skip(in_chs: int, out_chs: int, *, stride: int) -> nn.Module:
     if stride == 1 and in_chs == out_chs:
         return nn.Identity()
     return ConvBnAct(in_chs, out_chs, 1, stride=stride, act=False)
+
+
+def _shortcut(in_chs: int, out_chs: int, stride: int) -> nn.Module:
+    """Identity where the shape is kept, else a strided 1x1 conv + BN (ResNet's projection shortcut)."""
+    if stride == 1 and in_chs == out_chs:
+        return nn.Identity()
+    return ConvBnAct(in_chs, out_chs, 1, stride=stride, act=False)
+
+
+class ResidualBlock(nn.Module):
+    """ResNet block: ``body`` (the basic block's two 3x3 convs, or the bottleneck's 1x1, 3x3, 1x1
+    to out/4, out/4, out), plus the shortcut, then ReLU. The stride sits on the first 3x3 conv."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, stride: int, bottleneck: bool) -> None:
+        super().__init__()
+        if bottleneck:
+            mid = out_chs // 4
+            self.body = nn.Sequential(ConvBnAct(in_chs, mid, 1, act=False), nn.ReLU(inplace=True),
+                                      ConvBnAct(mid, mid, 3, stride=stride, act=False), nn.ReLU(inplace=True),
+                                      ConvBnAct(mid, out_chs, 1, act=False))
+        else:
+            self.body = nn.Sequential(ConvBnAct(in_chs, out_chs, 3, stride=stride, act=False), nn.ReLU(inplace=True),
+                                      ConvBnAct(out_chs, out_chs, 3, act=False))
+        self.shortcut = _shortcut(in_chs, out_chs, stride)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+

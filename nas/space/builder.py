@@ -15,6 +15,7 @@ from nas.space.blocks import (
     ConvBnAct,
     FBNetBlock,
     InvertedResidual,
+    ResidualBlock,
     ShuffleUnit,
     ShuffleV2Unit,
     depthwise_separable,
@@ -66,6 +67,8 @@ def _block(stage: StageSpec, in_chs: int, *, stride: int, first: bool) -> nn.Mod
         return FBNetBlock(in_chs, out, k=stage.kernel, stride=stride, exp_ratio=stage.exp_ratio, groups=stage.groups)
     if stage.kind == "skip":
         return skip(in_chs, out, stride=stride)
+    if stage.kind in ("rb", "rbn"):
+        return ResidualBlock(in_chs, out, stride=stride, bottleneck=stage.kind == "rbn")
     raise AssertionError(f"builder has no block for kind {stage.kind!r}")  # parse() admits no other kind
 
 

@@ -1,5 +1,5 @@
-"""Reference architectures as canonical strings of our grammar: MobileNetV1/V2, ShuffleNetV1/V2
-and the FBNet space as HW-NAS-Bench builds it.
+"""Reference architectures as canonical strings of our grammar: MobileNetV1/V2, ShuffleNetV1/V2,
+ResNet-18/34/50/101, MnasNet-B1 and the FBNet space as HW-NAS-Bench builds it.
 
 Each family is a function returning an :class:`ArchSpec`, with the paper's layer tables below.
 ImageNet settings (224, 1000 classes, 3 channels) reproduce the papers' MACs and parameters
@@ -28,6 +28,12 @@ _SHV1 = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 54
 # ShuffleNetV2 (Ma et al. 2018, Table 5): stage channels and conv5 width by width multiplier.
 _SHV2 = {0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024), 1.5: (176, 352, 704, 1024),
          2.0: (244, 488, 976, 2048)}
+# ResNet (He et al. 2016, Table 1): blocks per stage; stage channels 64, 128, 256, 512 (x4 for bottlenecks).
+_RESNET = {18: ("rb", (2, 2, 2, 2)), 34: ("rb", (3, 4, 6, 3)), 50: ("rbn", (3, 4, 6, 3)), 101: ("rbn", (3, 4, 23, 3))}
+# MnasNet-B1 (Tan et al. 2019, as torchvision's mnasnet1_0 builds it): after a 16-channel separable
+# conv, (expansion, kernel, stride, channels, repeats) of inverted residuals; a 1280 head.
+_MNASNET_B1 = ((3, 3, 2, 24, 3), (3, 5, 2, 40, 3), (6, 5, 2, 80, 3), (6, 3, 1, 96, 2), (6, 5, 2, 192, 4),
+               (6, 3, 1, 320, 1))
 # FBNet space as HW-NAS-Bench builds it.
 FBNET_OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 _FBNET_LAYERS = (1, 4, 4, 4, 4, 4, 1)
@@ -107,6 +113,45 @@ def fbnet(ops: tuple[int, ...] | list[int], *, setting: str = "imagenet", resolu
                             stages=tuple(layers), head_chs=head, num_classes=classes or n_classes))
 
 
+def _resnet(depth: int, *, width: float, resolution: int, classes: int, in_chs: int) -> ArchSpec:
+    kind, repeats = _RESNET[depth]
+    scale = 4 if kind == "rbn" else 1
+    stages = tuple(StageSpec(kind, repeats=n, stride=1 if i == 0 else 2, out_chs=make_divisible(c * width) * scale)
+                   for i, (c, n) in enumerate(zip((64, 128, 256, 512), repeats)))
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=make_divisible(64 * width), stem_stride=2,
+                            stages=stages, head_chs=None, num_classes=classes, stem_kernel=7, stem_pool=True))
+
+
+def resnet18(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """ResNet-18: 7x7 stem and max pool, basic blocks (2, 2, 2, 2), no head conv; ``width`` scales channels."""
+    return _resnet(18, width=width, resolution=resolution, classes=classes, in_chs=in_chs)
+
+
+def resnet34(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """ResNet-34: basic blocks (3, 4, 6, 3)."""
+    return _resnet(34, width=width, resolution=resolution, classes=classes, in_chs=in_chs)
+
+
+def resnet50(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """ResNet-50 (v1.5: the stride on the 3x3 conv): bottleneck blocks (3, 4, 6, 3)."""
+    return _resnet(50, width=width, resolution=resolution, classes=classes, in_chs=in_chs)
+
+
+def resnet101(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """ResNet-101 (v1.5): bottleneck blocks (3, 4, 23, 3)."""
+    return _resnet(101, width=width, resolution=resolution, classes=classes, in_chs=in_chs)
+
+
+def mnasnet_b1(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """MnasNet-B1 (no squeeze-and-excite): a 32-channel stem, a separable conv to 16, six stages of
+    inverted residuals, a 1280 head kept at widths below 1.0 (as torchvision)."""
+    stages: tuple[StageSpec, ...] = (StageSpec("ds", repeats=1, stride=1, out_chs=make_divisible(16 * width)),)
+    stages += tuple(StageSpec("ir", repeats=n, stride=s, out_chs=make_divisible(c * width), kernel=k, exp_ratio=t)
+                    for t, k, s, c, n in _MNASNET_B1)
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=make_divisible(32 * width), stem_stride=2,
+                            stages=stages, head_chs=1280, num_classes=classes))
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
@@ -119,7 +164,8 @@ class ZooEntry:
 
 FAMILIES: dict[str, Callable[..., ArchSpec]] = {
     "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "shufflenet_v1": shufflenet_v1,
-    "shufflenet_v2": shufflenet_v2, "fbnet": fbnet,
+    "shufflenet_v2": shufflenet_v2, "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
+    "resnet101": resnet101, "mnasnet_b1": mnasnet_b1, "fbnet": fbnet,
 }
 # (family, width, resolution, groups or FBNet setting+op) rows that `hwnas zoo` lists.
 _DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
@@ -129,6 +175,8 @@ _DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
     ("mobilenet_v2", 0.5, 160, None), ("mobilenet_v2", 0.35, 96, None),
     *(("shufflenet_v1", 1.0, 224, g) for g in (1, 2, 3, 4, 8)), ("shufflenet_v1", 0.5, 224, 3),
     *(("shufflenet_v2", w, 224, None) for w in (0.5, 1.0, 1.5, 2.0)),
+    *((f"resnet{d}", 1.0, 224, None) for d in (18, 34, 50, 101)),
+    ("mnasnet_b1", 1.0, 224, None), ("mnasnet_b1", 0.5, 224, None),
 )
 
 

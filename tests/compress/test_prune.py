@@ -22,6 +22,8 @@ ARCHS = {
     "sh2": "in_c3_r16-stem_k3_s1_c16-sh2_r2_s1_c32-sh2_r1_s2_c64-fc_c10",
     "fb": "in_c3_r16-stem_k3_s1_c16-fb_r2_k3_s1_e4_g2_c16-fb_r1_k3_s2_e6_g2_c32-fc_c10",
     "dense": "in_c3_r16-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16-ds_r1_k3_s2_c32-fc_c10",
+    "rb": "in_c3_r16-stem_k3_s1_c16-rb_r2_s1_c16-rb_r1_s2_c32-fc_c10",
+    "rbn": "in_c3_r16-stem_k3_s1_c16-rbn_r2_s1_c64-rbn_r1_s2_c128-fc_c10",
 }
 
 

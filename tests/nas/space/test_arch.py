@@ -61,3 +61,14 @@ def test_optional_parts_and_flags() -> None:
     spec = parse(CANONICAL[4])
     assert spec.stem_hswish and spec.head_hswish and spec.stages[0].se and spec.stages[0].hswish
     assert spec.stages[1].kind == "ds" and spec.stages[1].se and not spec.stages[1].hswish
+
+
+def test_resnet_blocks_round_trip_and_check_their_channels() -> None:
+    text = "in_c3_r224-stem_k7_s2_c64_mp1-rb_r2_s1_c64-rbn_r3_s2_c256-fc_c1000"
+    spec = parse(text)
+    assert spec.format() == text and [s.kind for s in spec.stages] == ["rb", "rbn"]
+    assert spec.stem_kernel == 7 and spec.stem_pool and spec.head_chs is None
+    with pytest.raises(ArchError, match="'rbn_r1_s1_c90': channels 90 must divide by 4"):
+        parse("in_c3_r32-stem_k3_s1_c16-rbn_r1_s1_c90-fc_c10")
+    with pytest.raises(ArchError, match="unknown token 'k3'"):
+        parse("in_c3_r32-stem_k3_s1_c16-rb_r1_k3_s1_c32-fc_c10")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas.space.blocks import ChannelShuffle, ConvBnAct, InvertedResidual, ShuffleV2Unit, make_divisible
+from nas.space.blocks import ChannelShuffle, ConvBnAct, InvertedResidual, ResidualBlock, ShuffleV2Unit, make_divisible
 
 
 @pytest.mark.parametrize("value, divisor, expected", [(16 * 0.75, 8, 16), (10, 8, 16), (35, 8, 32), (4, 8, 8),
@@ -40,3 +40,15 @@ def test_shufflenet_v2_unit_splits_its_input_in_half() -> None:
     assert unit.half_chs == 16 and unit.left is None
     assert unit(torch.randn(1, 32, 8, 8)).shape == (1, 32, 8, 8)
     assert ShuffleV2Unit(32, 64, stride=2)(torch.randn(1, 32, 8, 8)).shape == (1, 64, 4, 4)
+
+
+def test_residual_blocks_shortcut_only_where_the_shape_changes() -> None:
+    basic = ResidualBlock(16, 16, stride=1, bottleneck=False).eval()
+    assert isinstance(basic.shortcut, nn.Identity) and len(basic.body) == 3
+    x = torch.randn(1, 16, 8, 8)
+    assert basic(x).shape == (1, 16, 8, 8) and bool((basic(x) >= 0).all())  # ReLU after the add
+    bottleneck = ResidualBlock(16, 64, stride=2, bottleneck=True).eval()
+    assert isinstance(bottleneck.shortcut, ConvBnAct) and bottleneck.shortcut.conv.stride == (2, 2)
+    convs = [m for m in bottleneck.body if isinstance(m, ConvBnAct)]
+    assert [c.conv.out_channels for c in convs] == [16, 16, 64] and convs[1].conv.stride == (2, 2)
+    assert bottleneck(x).shape == (1, 64, 4, 4)

@@ -11,7 +11,20 @@ from nas.cost.costs import count_costs
 from nas.hardware.hwnasbench import block_keys, load_table, network_figure
 from nas.space.arch import parse
 from nas.space.builder import build
-from nas.space.zoo import FBNET_OPS, fbnet, mobilenet_v1, mobilenet_v2, shufflenet_v1, shufflenet_v2, zoo_entries
+from nas.space.zoo import (
+    FBNET_OPS,
+    fbnet,
+    mnasnet_b1,
+    mobilenet_v1,
+    mobilenet_v2,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    shufflenet_v1,
+    shufflenet_v2,
+    zoo_entries,
+)
 
 SHARED_TABLE = Path(__file__).resolve().parents[4] / "shared" / "data" / "hwnasbench_fbnet_blocks.json"
 
@@ -23,6 +36,14 @@ PAPERS = [  # (spec, published MACs, published parameters)
     (mobilenet_v2(width=1.0, resolution=224), 300e6, 3.47e6),
     (mobilenet_v2(width=0.75, resolution=224), 209e6, 2.61e6),
     (shufflenet_v2(width=1.0), 146e6, 2.28e6),
+    # He et al. 2016, Table 1 (1.8, 3.6, 3.8 and 7.6 GFLOPs, which are multiply-adds), parameters as
+    # released (torchvision); ResNet-50/101 as v1.5 (the stride on the 3x3 conv) count 4.1 and 7.8.
+    (resnet18(), 1.8e9, 11.69e6),
+    (resnet34(), 3.6e9, 21.80e6),
+    (resnet50(), 4.09e9, 25.56e6),
+    (resnet101(), 7.80e9, 44.55e6),
+    # Tan et al. 2019 (MnasNet-B1, the variant without squeeze-and-excite): 4.4M parameters, 315M MACs
+    (mnasnet_b1(), 315e6, 4.4e6),
 ]
 
 
@@ -45,6 +66,16 @@ def test_mobilenet_v2_exact_counts() -> None:
     bn = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
     assert total == 3_504_872  # torchvision's MobileNetV2, BN included (our parameter convention)
     assert total - bn == 3_470_760  # the authors' released model: 3.47M
+
+
+def test_resnet_and_mnasnet_exact_counts() -> None:
+    """torchvision's resnet18/34/50/101 and mnasnet1_0 / mnasnet0_5, parameter for parameter."""
+    expected = {resnet18(): 11_689_512, resnet34(): 21_797_672, resnet50(): 25_557_032, resnet101(): 44_549_160,
+                mnasnet_b1(): 4_383_312, mnasnet_b1(width=0.5): 2_218_512}
+    assert {spec.format(): count_costs(spec).params for spec in expected} == {
+        spec.format(): n for spec, n in expected.items()}
+    assert resnet50().format() == ("in_c3_r224-stem_k7_s2_c64_mp1-rbn_r3_s1_c256-rbn_r4_s2_c512-rbn_r6_s2_c1024-"
+                                   "rbn_r3_s2_c2048-fc_c1000")
 
 
 def test_mobilenet_v2_head_stays_1280_below_width_one() -> None:
