@@ -15,15 +15,21 @@ import pandas as pd
 
 from nas.cost.costs import count_costs
 from nas.space.zoo import (
+    efficientnet_edgetpu,
+    efficientnet_lite,
     mnasnet_b1,
     mobilenet_v1,
     mobilenet_v2,
+    mobilenet_v3,
     resnet18,
     resnet34,
     resnet50,
     resnet101,
+    resnet152,
     shufflenet_v1,
     shufflenet_v2,
+    squeezenet,
+    vgg,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,6 +46,21 @@ REFERENCE = [
     ("ResNet-50 (v1.5)", resnet50(), 4.09e9, 25.56e6, "torchvision (the paper's v1, stride on the 1x1: 3.8G)"),
     ("ResNet-101 (v1.5)", resnet101(), 7.80e9, 44.55e6, "torchvision (the paper's v1: 7.6G)"),
     ("MnasNet-B1 1.0", mnasnet_b1(), 315e6, 4.4e6, "Tan et al. 2019; torchvision mnasnet1_0: 4,383,312 parameters"),
+    ("ResNet-152 (v1.5)", resnet152(), 11.5e9, 60.19e6, "torchvision (the paper's v1: 11.3G)"),
+    *((f"VGG-{d}", vgg(d), m, p, "Simonyan & Zisserman 2015; torchvision") for d, m, p in
+      ((11, 7.61e9, 132.86e6), (13, 11.31e9, 133.05e6), (16, 15.47e9, 138.36e6), (19, 19.63e9, 143.67e6))),
+    ("SqueezeNet 1.0", squeezenet("1.0"), 0.819e9, 1.248e6, "Iandola et al. 2016; torchvision"),
+    ("SqueezeNet 1.1", squeezenet("1.1"), 0.349e9, 1.235e6, "authors' repository; torchvision"),
+    ("MobileNetV3-Large 1.0", mobilenet_v3("large"), 219e6, 5.4e6, "Howard et al. 2019, Table 3"),
+    ("MobileNetV3-Small 1.0", mobilenet_v3("small"), 56e6, 2.5e6, "Howard et al. 2019, Table 3"),
+    *((f"EfficientNet-EdgeTPU-{z}", efficientnet_edgetpu(z), m, p,
+       "Vitis AI model zoo FLOPs / 2; parameters as timm's port") for z, m, p in
+      (("S", 2.36e9, 5.44e6), ("M", 3.67e9, 6.90e6), ("L", 9.68e9, 10.59e6))),
+    ("EfficientNet-Lite0 (Vitis)", efficientnet_lite(0), 0.385e9, 4.7e6,
+     "Vitis AI model zoo 0.77 GFLOPs / 2; TF README parameters"),
+    *((f"EfficientNet-Lite{v} (README)", efficientnet_lite(v), m, p,
+       "TF README MAdds (3-6% above our count for every variant, lite0 included)") for v, m, p in
+      ((0, 407e6, 4.7e6), (1, 631e6, 5.4e6), (2, 899e6, 6.1e6), (3, 1.44e9, 8.2e6), (4, 2.64e9, 13.0e6))),
 ]
 
 

@@ -10,7 +10,11 @@ depthwise conv, an optional squeeze-and-excite, and a consumer 1x1 conv (possibl
 - ShuffleNetV2 units (the transformed branch's 1x1 -> dw -> 1x1),
 - ShuffleNetV1 units and FBNet blocks (grouped 1x1 -> shuffle -> dw -> grouped 1x1),
 - ResNet blocks: the channels between their convs (a basic block's first 3x3 output; a
-  bottleneck's 1x1 and 3x3 outputs), each produced by one conv and read by the next.
+  bottleneck's 1x1 and 3x3 outputs), each produced by one conv and read by the next,
+- fused inverted residuals (full kxk expansion conv -> [SE] -> project).
+
+Fire modules (one squeeze read by two expands) and VGG convs (their channels cross blocks) are
+left dense and reported.
 
 It also prunes the network's head: the 1x1 head conv's output channels, which pass through global
 average pooling into the classifier (the consumer, a linear layer). In a MobileNet-style network
@@ -39,11 +43,14 @@ from nas.space.blocks import (
     ChannelShuffle,
     ConvBnAct,
     FBNetBlock,
+    Fire,
+    FusedInvertedResidual,
     InvertedResidual,
     ResidualBlock,
     ShuffleUnit,
     ShuffleV2Unit,
     SqueezeExcite,
+    VGGConv,
 )
 from nas.space.builder import Net
 
@@ -167,13 +174,22 @@ def _stream_groups(net: Net) -> tuple[list[StreamGroup], list[str]]:
 Group = ChannelGroup | StreamGroup
 
 
+def _reads_head_directly(net: Net) -> bool:
+    """Whether the classifier is one linear layer reading the globally pooled head channels."""
+    spec = net.spec
+    return not spec.fc_hidden and spec.pool_size == 1 and not spec.conv_classifier
+
+
 def channel_groups(model: nn.Module, *, streams: bool = False) -> tuple[list[Group], list[str]]:
     """The prunable groups of ``model`` and the names of blocks left dense, with why; ``streams``
     adds the residual-coupled channels between blocks."""
     groups: list[Group] = []
     dense: list[str] = []
     for name, module in model.named_modules():
-        if isinstance(module, Net) and isinstance(module.head, ConvBnAct):
+        if isinstance(module, Net) and isinstance(module.head, ConvBnAct) and not _reads_head_directly(module):
+            dense.append(f"{name + '.' if name else ''}head: read by hidden linear layers or a pooled grid, not "
+                         "one classifier input per channel")
+        elif isinstance(module, Net) and isinstance(module.head, ConvBnAct):
             groups.append(ChannelGroup(f"{name}.head" if name else "head", module, "head", None, None, None,
                                        "classifier", 1))
         elif isinstance(module, InvertedResidual):
@@ -183,6 +199,13 @@ def channel_groups(model: nn.Module, *, streams: bool = False) -> tuple[list[Gro
                 continue
             se = 2 if isinstance(body[2], SqueezeExcite) else None
             groups.append(ChannelGroup(name, body, 0, None, 1, se, len(body) - 1, 1))
+        elif isinstance(module, FusedInvertedResidual):
+            se = 1 if isinstance(module.body[1], SqueezeExcite) else None
+            groups.append(ChannelGroup(name, module.body, 0, None, None, se, len(module.body) - 1, 1))
+        elif isinstance(module, Fire):
+            dense.append(f"{name}: fire module, its squeeze channels feed two expand convs")
+        elif isinstance(module, VGGConv):
+            dense.append(f"{name}: VGG conv, its channels are the next block's input (between blocks)")
         elif isinstance(module, ResidualBlock):
             # the channels between the convs of a ResNet block: each conv's output, read by the next
             for p in range(0, len(module.body) - 2, 2):

@@ -13,7 +13,7 @@ from nas.cost.layers import layer_table
 from nas.hardware.pricing import Price, price
 from nas.hardware.profiles import load_profile
 from nas.space.arch import ArchSpec, parse
-from nas.space.zoo import FAMILIES, zoo_entries
+from nas.space.zoo import DEFAULT_RESOLUTION, FAMILIES, zoo_entries
 
 
 def _check_positive(**values: int | None) -> None:
@@ -47,7 +47,7 @@ def _cost_spec(args: argparse.Namespace) -> ArchSpec:
         return parse(args.arch)
     if args.zoo not in FAMILIES or args.zoo == "fbnet":
         raise UserError(f"--zoo {args.zoo!r} not allowed; allowed: {', '.join(f for f in FAMILIES if f != 'fbnet')}")
-    kwargs: dict[str, Any] = {"resolution": args.resolution or 224, "classes": args.classes or 1000,
+    kwargs: dict[str, Any] = {"resolution": args.resolution or DEFAULT_RESOLUTION.get(args.zoo, 224), "classes": args.classes or 1000,
                               "in_chs": args.in_channels or 3}
     if args.width is not None:
         if not 0 < args.width <= 4:

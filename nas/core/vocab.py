@@ -11,7 +11,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 
 # Block types of the grammar that a search space can offer (the grammar adds ``skip``).
-BLOCK_TYPES = ("ir", "ds", "sh", "sh2", "fb", "rb", "rbn")
+BLOCK_TYPES = ("ir", "fir", "ds", "sh", "sh2", "fb", "rb", "rbn", "vgg", "fire")
 
 # What a search can optimise, and in which direction (Optuna's study directions).
 OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",

@@ -7,7 +7,8 @@ the runtime runs. With ``runtime: generic`` that is one op per layer (activation
 optimizer, whose rules were read off its optimized graphs (onnxruntime 1.31; on 270 networks of
 every block type the simulated op counts, layouts and reorders match the optimized graph exactly):
 
-- an activation after a conv is fused into it; an add after a conv is fused into it (the conv
+- an activation after a conv is fused into it, a ReLU after a linear layer into its Gemm (not a
+  hard-swish); an add after a conv is fused into it (the conv
   adds the other operand), and so is an activation after that add (in NCHWc only a ReLU: a ReLU6
   after a blocked conv and add runs on its own);
 - with ``layout_block`` > 0 (onnxruntime's NCHWc on x86: 16 channels per block with AVX-512,
@@ -176,8 +177,9 @@ def _onnxruntime_plan(layers: list[Layer], block: int) -> list[Op]:
                 need(src, False, l)
             blocked[l.name] = blocked[src] if l.name in absorbed else False
             continue
-        if l.kind == "act" and sole_conv(src):
-            blocked[l.name] = blocked[src]  # fused into the conv
+        if l.kind == "act" and (sole_conv(src) or (l.op == "ReLU" and src in by_name and by_name[src].kind == "linear"
+                                                   and len(consumers.get(src, [])) == 1)):
+            blocked[l.name] = blocked[src]  # fused into the conv (into a linear layer's Gemm: ReLU only)
             continue
         if l.kind in _CONVS:
             op, on, reads_plain = _conv_op(l, block)

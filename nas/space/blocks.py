@@ -24,9 +24,9 @@ class ConvBnAct(nn.Sequential):
     """Conv -> BatchNorm -> activation (ReLU6, hard-swish or none). BN folds into the conv at export."""
 
     def __init__(self, in_chs: int, out_chs: int, k: int = 1, *, stride: int = 1, groups: int = 1,
-                 act: bool = True, hswish: bool = False) -> None:
+                 act: bool = True, hswish: bool = False, padding: int | None = None) -> None:
         super().__init__(
-            nn.Conv2d(in_chs, out_chs, k, stride, k // 2, groups=groups, bias=False),
+            nn.Conv2d(in_chs, out_chs, k, stride, k // 2 if padding is None else padding, groups=groups, bias=False),
             nn.BatchNorm2d(out_chs),
             activation(hswish) if act else nn.Identity(),
         )
@@ -80,15 +80,15 @@ class ChannelShuffle(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: expand 1x1 (skipped at exp_ratio 1), depthwise kxk, [SE], project 1x1.
-    Residual add when stride is 1 and channels are kept."""
+    """MobileNetV2 block: expand 1x1 to ``mid_chs`` (default in*exp_ratio; skipped when that is the
+    input), depthwise kxk, [SE], project 1x1. Residual add when stride is 1 and channels are kept."""
 
-    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, exp_ratio: int, se: bool = False,
-                 hswish: bool = False) -> None:
+    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, exp_ratio: int = 1, se: bool = False,
+                 hswish: bool = False, mid_chs: int = 0) -> None:
         super().__init__()
-        mid_chs = in_chs * exp_ratio
+        mid_chs = mid_chs or in_chs * exp_ratio
         layers: list[nn.Module] = []
-        if exp_ratio != 1:
+        if mid_chs != in_chs:
             layers.append(ConvBnAct(in_chs, mid_chs, hswish=hswish))
         layers.append(ConvBnAct(mid_chs, mid_chs, k, stride=stride, groups=mid_chs, hswish=hswish))
         if se:
@@ -100,6 +100,55 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
         return x + y if self.residual else y
+
+
+class FusedInvertedResidual(nn.Module):
+    """EfficientNet-EdgeTPU's fused inverted residual: a full kxk conv from the input to ``mid_chs``
+    carrying the stride (where the inverted residual has a 1x1 expansion and a depthwise conv: the
+    form accelerators that run depthwise convs poorly prefer), [SE], project 1x1. Residual add as
+    :class:`InvertedResidual` unless ``no_skip``. ``proj_stride``: the projection carries the stride
+    (EfficientNet-EdgeTPU's builder), so the kxk conv runs at the input's resolution."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, mid_chs: int, se: bool = False,
+                 hswish: bool = False, proj_stride: bool = False, no_skip: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [ConvBnAct(in_chs, mid_chs, k, stride=1 if proj_stride else stride, hswish=hswish)]
+        if se:
+            layers.append(SqueezeExcite(mid_chs))
+        layers.append(ConvBnAct(mid_chs, out_chs, stride=stride if proj_stride else 1, act=False))
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and in_chs == out_chs and not no_skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class VGGConv(nn.Sequential):
+    """VGG's layer: 3x3 conv (BN folded at export), ReLU, and a 2x2 max pool when ``pool``."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, pool: bool) -> None:
+        layers: list[nn.Module] = [ConvBnAct(in_chs, out_chs, 3, act=False), nn.ReLU(inplace=True)]
+        if pool:
+            layers.append(nn.MaxPool2d(2, 2))
+        super().__init__(*layers)
+
+
+class Fire(nn.Module):
+    """SqueezeNet's fire module: [3x3 stride-2 max pool, ceil mode, when ``pool``], 1x1 squeeze to
+    out/8 + ReLU, then a 1x1 and a 3x3 expand of out/2 each + ReLU, concatenated."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, pool: bool) -> None:
+        super().__init__()
+        squeeze, half = out_chs // 8, out_chs // 2
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True) if pool else nn.Identity()
+        self.squeeze = nn.Sequential(ConvBnAct(in_chs, squeeze, act=False), nn.ReLU(inplace=True))
+        self.expand1 = nn.Sequential(ConvBnAct(squeeze, half, act=False), nn.ReLU(inplace=True))
+        self.expand3 = nn.Sequential(ConvBnAct(squeeze, half, 3, act=False), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze(self.pool(x))
+        return torch.cat([self.expand1(s), self.expand3(s)], dim=1)
 
 
 def depthwise_separable(in_chs: int, out_chs: int, *, k: int, stride: int, se: bool = False,

@@ -14,48 +14,73 @@ from nas.space.arch import ArchSpec, StageSpec
 from nas.space.blocks import (
     ConvBnAct,
     FBNetBlock,
+    Fire,
+    FusedInvertedResidual,
     InvertedResidual,
     ResidualBlock,
     ShuffleUnit,
     ShuffleV2Unit,
     depthwise_separable,
     skip,
+    VGGConv,
 )
 
 
 class Net(nn.Module):
-    """stem [-> max pool] -> stages -> [1x1 head conv] -> global average pool -> linear classifier."""
+    """stem [-> max pool] -> stages -> [1x1 head conv] -> average pool (global, or to p x p) ->
+    [hidden linear layers] -> linear classifier; or, with a conv classifier (SqueezeNet), 1x1 conv
+    + ReLU -> global average pool."""
 
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
         stem: list[nn.Module] = [ConvBnAct(spec.in_chs, spec.stem_chs, spec.stem_kernel, stride=spec.stem_stride,
-                                           hswish=spec.stem_hswish)]
+                                           hswish=spec.stem_hswish, padding=0 if spec.stem_valid else None)]
         if spec.stem_pool:
-            stem.append(nn.MaxPool2d(3, 2, 1))
+            stem.append(nn.MaxPool2d(3, 2, ceil_mode=True) if spec.stem_valid else nn.MaxPool2d(3, 2, 1))
         self.stem = nn.Sequential(*stem)
         blocks: list[nn.Module] = []
         in_chs = spec.stem_chs
         for stage in spec.stages:
             for i in range(stage.repeats):
-                first = i == 0
-                blocks.append(_block(stage, in_chs, stride=stage.stride if first else 1, first=first))
+                blocks.append(_block(stage, in_chs, index=i))
                 in_chs = stage.out_chs
         self.blocks = nn.Sequential(*blocks)
         self.head = ConvBnAct(in_chs, spec.head_chs, hswish=spec.head_hswish) if spec.head_chs else nn.Identity()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(spec.head_chs or in_chs, spec.num_classes)
+        features = spec.head_chs or in_chs
+        self.pool = nn.AdaptiveAvgPool2d(spec.pool_size)
+        hidden: list[nn.Module] = []
+        width = features * spec.pool_size ** 2
+        for _ in range(spec.fc_layers if spec.fc_hidden else 0):
+            hidden += [nn.Linear(width, spec.fc_hidden), nn.Hardswish(inplace=True) if spec.fc_hswish
+                       else nn.ReLU(inplace=True)]
+            width = spec.fc_hidden
+        self.hidden = nn.Sequential(*hidden) if hidden else nn.Identity()
+        self.classifier: nn.Module = (nn.Sequential(nn.Conv2d(features, spec.num_classes, 1), nn.ReLU(inplace=True))
+                                      if spec.conv_classifier else nn.Linear(width, spec.num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
+        if self.spec.conv_classifier:
+            return torch.flatten(self.pool(self.classifier(x)), 1)
+        return self.classifier(self.hidden(torch.flatten(self.pool(x), 1)))
 
 
-def _block(stage: StageSpec, in_chs: int, *, stride: int, first: bool) -> nn.Module:
-    out = stage.out_chs
+def _block(stage: StageSpec, in_chs: int, *, index: int) -> nn.Module:
+    """Block ``index`` of ``stage``; the stage's stride goes to its first block (vgg: its last)."""
+    out, first = stage.out_chs, index == 0
+    stride = stage.stride if first else 1
     if stage.kind == "ir":
-        return InvertedResidual(in_chs, out, k=stage.kernel, stride=stride, exp_ratio=stage.exp_ratio, se=stage.se,
-                                hswish=stage.hswish)
+        return InvertedResidual(in_chs, out, k=stage.kernel, stride=stride, mid_chs=stage.expanded(in_chs),
+                                se=stage.se, hswish=stage.hswish)
+    if stage.kind == "fir":
+        return FusedInvertedResidual(in_chs, out, k=stage.kernel, stride=stride, mid_chs=stage.expanded(in_chs),
+                                     se=stage.se, hswish=stage.hswish, proj_stride=stage.proj_stride,
+                                     no_skip=stage.no_skip)
+    if stage.kind == "vgg":
+        return VGGConv(in_chs, out, pool=stage.stride == 2 and index == stage.repeats - 1)
+    if stage.kind == "fire":
+        return Fire(in_chs, out, pool=stride == 2)
     if stage.kind == "ds":
         return depthwise_separable(in_chs, out, k=stage.kernel, stride=stride, se=stage.se, hswish=stage.hswish)
     if stage.kind == "sh":

@@ -51,11 +51,11 @@ class SearchSpace:
         kind = trial.suggest_categorical(p + "block", list(stage_cfg.block_types or self.cfg.block_types))
         depth = trial.suggest_categorical(p + "depth", list(stage_cfg.depths))
         common: dict[str, Any] = {"repeats": depth, "stride": stage_cfg.stride, "out_chs": make_divisible(stage_cfg.chs * width)}
-        if kind in ("ir", "ds", "fb"):
+        if kind in ("ir", "fir", "ds", "fb"):
             common["kernel"] = trial.suggest_categorical(p + "kernel", list(self.cfg.kernels))
-        if kind in ("ir", "fb"):
+        if kind in ("ir", "fir", "fb"):
             common["exp_ratio"] = trial.suggest_categorical(p + "expansion", list(self.cfg.exp_ratios))
-        if kind in ("ir", "ds"):
+        if kind in ("ir", "fir", "ds"):
             common["se"] = _choose(trial, p + "se", self.cfg.se)
             common["hswish"] = _choose(trial, p + "hswish", self.cfg.hswish)
         if kind == "fb":

@@ -1,5 +1,7 @@
 """Reference architectures as canonical strings of our grammar: MobileNetV1/V2, ShuffleNetV1/V2,
-ResNet-18/34/50/101, MnasNet-B1 and the FBNet space as HW-NAS-Bench builds it.
+ResNet-18/34/50/101/152, MnasNet-B1 and the FBNet space as HW-NAS-Bench builds it; VGG,
+SqueezeNet, MobileNetV3 and EfficientNet-Lite/EdgeTPU live in :mod:`nas.space.zoo_devices`;
+:data:`FAMILIES` registers them all.
 
 Each family is a function returning an :class:`ArchSpec`, with the paper's layer tables below.
 ImageNet settings (224, 1000 classes, 3 channels) reproduce the papers' MACs and parameters
@@ -12,10 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from nas.core.errors import UserError
 from nas.space.arch import ArchSpec, StageSpec, validate
 from nas.space.blocks import make_divisible
+from nas.space.zoo_devices import (
+    EFFNET_EDGETPU,
+    EFFNET_LITE,
+    VGG_DEPTHS,
+    efficientnet_edgetpu,
+    efficientnet_lite,
+    mobilenet_v3,
+    pooled_to_fit,
+    squeezenet,
+    vgg,
+)
 
 # MobileNetV1 (Howard et al. 2017, Table 1): (channels, stride, repeats) of depthwise-separable layers.
 _MBV1 = ((64, 1, 1), (128, 2, 1), (128, 1, 1), (256, 2, 1), (256, 1, 1), (512, 2, 1), (512, 1, 5),
@@ -29,7 +43,8 @@ _SHV1 = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 54
 _SHV2 = {0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024), 1.5: (176, 352, 704, 1024),
          2.0: (244, 488, 976, 2048)}
 # ResNet (He et al. 2016, Table 1): blocks per stage; stage channels 64, 128, 256, 512 (x4 for bottlenecks).
-_RESNET = {18: ("rb", (2, 2, 2, 2)), 34: ("rb", (3, 4, 6, 3)), 50: ("rbn", (3, 4, 6, 3)), 101: ("rbn", (3, 4, 23, 3))}
+_RESNET = {18: ("rb", (2, 2, 2, 2)), 34: ("rb", (3, 4, 6, 3)), 50: ("rbn", (3, 4, 6, 3)), 101: ("rbn", (3, 4, 23, 3)),
+           152: ("rbn", (3, 8, 36, 3))}
 # MnasNet-B1 (Tan et al. 2019, as torchvision's mnasnet1_0 builds it): after a 16-channel separable
 # conv, (expansion, kernel, stride, channels, repeats) of inverted residuals; a 1280 head.
 _MNASNET_B1 = ((3, 3, 2, 24, 3), (3, 5, 2, 40, 3), (6, 5, 2, 80, 3), (6, 3, 1, 96, 2), (6, 5, 2, 192, 4),
@@ -152,6 +167,11 @@ def mnasnet_b1(*, width: float = 1.0, resolution: int = 224, classes: int = 1000
                             stages=stages, head_chs=1280, num_classes=classes))
 
 
+def resnet152(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """ResNet-152 (v1.5): bottleneck blocks (3, 8, 36, 3)."""
+    return _resnet(152, width=width, resolution=resolution, classes=classes, in_chs=in_chs)
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
@@ -165,8 +185,17 @@ class ZooEntry:
 FAMILIES: dict[str, Callable[..., ArchSpec]] = {
     "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "shufflenet_v1": shufflenet_v1,
     "shufflenet_v2": shufflenet_v2, "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
-    "resnet101": resnet101, "mnasnet_b1": mnasnet_b1, "fbnet": fbnet,
+    "resnet101": resnet101, "resnet152": resnet152, "mnasnet_b1": mnasnet_b1,
+    **{f"vgg{d}": partial(vgg, d) for d in VGG_DEPTHS},
+    "squeezenet1_0": partial(squeezenet, "1.0"), "squeezenet1_1": partial(squeezenet, "1.1"),
+    "mobilenet_v3_large": partial(mobilenet_v3, "large"), "mobilenet_v3_small": partial(mobilenet_v3, "small"),
+    **{f"efficientnet_lite{v}": partial(efficientnet_lite, v) for v in EFFNET_LITE},
+    **{f"efficientnet_edgetpu_{z.lower()}": partial(efficientnet_edgetpu, z) for z in EFFNET_EDGETPU},
+    "fbnet": fbnet,
 }
+# The resolution each family is published at, where it is not 224.
+DEFAULT_RESOLUTION = {**{f"efficientnet_lite{v}": r for v, (_, _, r) in EFFNET_LITE.items()},
+                      **{f"efficientnet_edgetpu_{z.lower()}": r for z, (_, _, r) in EFFNET_EDGETPU.items()}}
 # (family, width, resolution, groups or FBNet setting+op) rows that `hwnas zoo` lists.
 _DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
     ("mobilenet_v1", 1.0, 224, None), ("mobilenet_v1", 0.75, 192, None), ("mobilenet_v1", 0.5, 160, None),
@@ -176,7 +205,12 @@ _DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
     *(("shufflenet_v1", 1.0, 224, g) for g in (1, 2, 3, 4, 8)), ("shufflenet_v1", 0.5, 224, 3),
     *(("shufflenet_v2", w, 224, None) for w in (0.5, 1.0, 1.5, 2.0)),
     *((f"resnet{d}", 1.0, 224, None) for d in (18, 34, 50, 101)),
-    ("mnasnet_b1", 1.0, 224, None), ("mnasnet_b1", 0.5, 224, None),
+    ("mnasnet_b1", 1.0, 224, None), ("mnasnet_b1", 0.5, 224, None), ("resnet152", 1.0, 224, None),
+    *((f"vgg{d}", 1.0, 224, None) for d in VGG_DEPTHS), ("squeezenet1_0", 1.0, 224, None),
+    ("squeezenet1_1", 1.0, 224, None), ("mobilenet_v3_large", 1.0, 224, None), ("mobilenet_v3_large", 0.75, 224, None),
+    ("mobilenet_v3_small", 1.0, 224, None), ("mobilenet_v3_small", 0.75, 224, None),
+    *((f"efficientnet_lite{v}", 1.0, r, None) for v, (_, _, r) in EFFNET_LITE.items()),
+    *((f"efficientnet_edgetpu_{z.lower()}", 1.0, r, None) for z, (_, _, r) in EFFNET_EDGETPU.items()),
 )
 
 
@@ -214,5 +248,5 @@ def adapt_to_input(spec: ArchSpec, *, resolution: int, in_chs: int, classes: int
     stem_stride = stride_for(spec.stem_stride)
     stem_pool = spec.stem_pool and stride_for(2) == 2
     stages = tuple(replace(stage, stride=stride_for(stage.stride)) for stage in spec.stages)
-    return _finish(replace(spec, in_chs=in_chs, resolution=resolution, num_classes=classes, stem_stride=stem_stride,
-                           stem_pool=stem_pool, stages=stages))
+    return _finish(pooled_to_fit(replace(spec, in_chs=in_chs, resolution=resolution, num_classes=classes,
+                                         stem_stride=stem_stride, stem_pool=stem_pool, stages=stages)))

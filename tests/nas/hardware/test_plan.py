@@ -16,6 +16,7 @@ from nas.hardware.plan import plan
 from nas.hardware.profile_build import at_precision, designed_architectures, detect_layout_block, export_for_timing
 from nas.space.arch import ArchSpec, parse
 from nas.space.builder import build
+from nas.space.zoo import FAMILIES, adapt_to_input
 
 
 def test_generic_plan_fuses_activations_and_skips_reshapes() -> None:
@@ -68,7 +69,10 @@ def test_onnxruntime_plan_matches_the_graph_onnxruntime_optimizes(tmp_path: Path
     """The planned fusions, layouts and reorders are the ones onnxruntime makes, on every block type
     (block size as detected on this CPU; 0 where it has no NCHWc)."""
     block = detect_layout_block(threads=1)
-    for spec in designed_architectures(24, seed=11):
+    zoo = [adapt_to_input(FAMILIES[f](width=0.5, resolution=224, classes=1000, in_chs=3), resolution=64, in_chs=3,
+                          classes=10)
+           for f in ("squeezenet1_1", "mobilenet_v3_small", "vgg11", "efficientnet_edgetpu_s")]
+    for spec in designed_architectures(24, seed=11) + zoo:
         ops = plan(layer_table(spec), runtime="onnxruntime", layout_block=block)
         planned = (sum(op.kind == "reorder" for op in ops), sum(op.key.endswith("_blocked") for op in ops),
                    sum(op.key in ("conv", "pwconv", "gconv", "dwconv") for op in ops),

@@ -72,3 +72,22 @@ def test_resnet_blocks_round_trip_and_check_their_channels() -> None:
         parse("in_c3_r32-stem_k3_s1_c16-rbn_r1_s1_c90-fc_c10")
     with pytest.raises(ArchError, match="unknown token 'k3'"):
         parse("in_c3_r32-stem_k3_s1_c16-rb_r1_k3_s1_c32-fc_c10")
+
+
+def test_new_tokens_round_trip_and_are_checked() -> None:
+    for text in ("in_c3_r32-stem_k3_s2_c16_hs1-ir_r1_k3_s1_e1_c24_m40_hs1-head_c64_hs1-fc_c10_h128_hs1",
+                 "in_c3_r32-stem_k3_s1_c16-fir_r2_k3_s2_e4_c24_ps1-vgg_r2_s2_c32-fc_c10_p4_h64_n2",
+                 "in_c3_r32-stem_k3_s2_c16_mp1_vp1-fire_r2_s2_c32-fc_c10_cv1"):
+        assert parse(text).format() == text
+    with pytest.raises(ArchError, match="40 expanded channels are 2x the input 20; canonical: e2 without m"):
+        parse("in_c3_r32-stem_k3_s1_c20-ir_r1_k3_s1_e1_c24_m40-fc_c10")
+    with pytest.raises(ArchError, match="give expanded channels as e or as m, not both"):
+        parse("in_c3_r32-stem_k3_s1_c20-fir_r1_k3_s1_e2_c24_m50-fc_c10")
+    with pytest.raises(ArchError, match="channels 36 must divide by 8"):
+        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c36-fc_c10")
+    with pytest.raises(ArchError, match="a conv classifier .cv1. pools globally after it"):
+        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_h64_cv1")
+    with pytest.raises(ArchError, match="n and hs describe hidden layers; give their width h too"):
+        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_n2")
+    with pytest.raises(ArchError, match="token h0 .* is the default"):
+        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_h0")

@@ -52,3 +52,19 @@ def test_residual_blocks_shortcut_only_where_the_shape_changes() -> None:
     convs = [m for m in bottleneck.body if isinstance(m, ConvBnAct)]
     assert [c.conv.out_channels for c in convs] == [16, 16, 64] and convs[1].conv.stride == (2, 2)
     assert bottleneck(x).shape == (1, 64, 4, 4)
+
+
+def test_fused_fire_and_vgg_blocks_shapes() -> None:
+    from nas.space.blocks import Fire, FusedInvertedResidual, VGGConv
+
+    x = torch.zeros(1, 16, 15, 15)
+    fused = FusedInvertedResidual(16, 16, k=3, stride=1, mid_chs=64)
+    assert fused.residual and fused(x).shape == (1, 16, 15, 15)
+    assert not FusedInvertedResidual(16, 16, k=3, stride=1, mid_chs=64, no_skip=True).residual
+    strided = FusedInvertedResidual(16, 24, k=3, stride=2, mid_chs=64, proj_stride=True)
+    assert strided.body[0].conv.stride == (1, 1) and strided.body[-1].conv.stride == (2, 2)
+    assert strided(x).shape == (1, 24, 8, 8)
+    fire = Fire(16, 64, pool=True)
+    assert fire(x).shape == (1, 64, 7, 7)  # ceil mode: (15 - 3) / 2 + 1
+    assert fire.squeeze[0].conv.out_channels == 8 and fire.expand3[0].conv.kernel_size == (3, 3)
+    assert VGGConv(16, 32, pool=True)(x).shape == (1, 32, 7, 7)
