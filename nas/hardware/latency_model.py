@@ -4,7 +4,9 @@
     + overhead[kind]
 
 and a network adds one fixed per-inference cost (``run_overhead_ms``: the runtime's call, input
-and output copies). Data-movement ops (add, concat, shuffle, pools...) cost their bytes plus
+and output copies), and on an accelerator with a parameter cache (``on_chip_mb``) a time per MB
+of weights beyond it (streamed from the host every inference) and per MB of input and output
+moved over the host link. Data-movement ops (add, concat, shuffle, pools...) cost their bytes plus
 their overhead; activations cost nothing on devices that fuse them into the op before; reshapes
 are free. An op kind or a precision the device does not support is reported by name, never
 priced as zero.
@@ -68,6 +70,9 @@ class FittedModel:
     layout_block: int = 0  # channels per block of the runtime's blocked layout (nas.hardware.plan); 0: none
     runtime: str = "generic"  # whose graph rules the model plans ops by (nas.hardware.plan.plan)
     at_bandwidth: tuple[str, ...] = ()  # linear: data kinds the data lacked, their bytes priced at peak bandwidth
+    on_chip_mb: float = 0.0  # parameter cache of an accelerator: weights beyond it stream in every inference
+    stream_ms_per_mb: float = 0.0  # time per MB of weights streamed (beyond on_chip_mb, in op order)
+    io_ms_per_mb: float = 0.0  # time per MB of network input and output moved to and from the device
 
     def __post_init__(self) -> None:
         check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
@@ -89,6 +94,8 @@ class FittedModel:
         check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + BLOCKED_KINDS + ("reorder",) + REORDER_KEYS)
         for kind, ms in self.overhead_ms.items():
             check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
+        for key in ("on_chip_mb", "stream_ms_per_mb", "io_ms_per_mb"):
+            check(getattr(self, key) >= 0, f"model.{key}", getattr(self, key), "numbers >= 0")
 
     def on(self, *, macs_per_s: Mapping[str, float], bandwidth_gb_s: float,
            supported_kinds: tuple[str, ...] = ALL_KINDS) -> DeviceModel:
@@ -106,6 +113,19 @@ class FittedModel:
         terms = {key: {unit: v * scale.get(unit, 1 / bandwidth_ratio) for unit, v in t.items()}
                  for key, t in self.linear_terms.items()}
         return replace(self, linear_terms=terms)
+
+    def scaled(self, factor: float, bytes_ratio: float, extra_run_ms: float) -> FittedModel:
+        """This linear fit times ``factor`` (every time per unit, per op and per inference), plus
+        ``extra_run_ms`` per inference, for data ``bytes_ratio`` times as wide per element (a
+        model of int8 kernels as a scaled copy of the same runtime's fp32 model: bytes_ratio 4)."""
+        if self.form != "linear":
+            raise UserError("only a linear-form model can be scaled to another precision")
+        per_mb = factor * bytes_ratio
+        terms = {key: {unit: v * (per_mb if unit.endswith("mb") else factor) for unit, v in t.items()}
+                 for key, t in self.linear_terms.items()}
+        return replace(self, linear_terms=terms, overhead_ms={k: v * factor for k, v in self.overhead_ms.items()},
+                       run_overhead_ms=self.run_overhead_ms * factor + extra_run_ms,
+                       stream_ms_per_mb=self.stream_ms_per_mb * per_mb, io_ms_per_mb=self.io_ms_per_mb * per_mb)
 
     def to_section(self) -> dict[str, object]:
         """The ``model.<precision>`` mapping of a profile file (rounded; defaults left out)."""
@@ -125,6 +145,9 @@ class FittedModel:
             section["runtime"] = self.runtime
         if self.layout_block:
             section["layout_block"] = self.layout_block
+        for key in ("on_chip_mb", "stream_ms_per_mb", "io_ms_per_mb"):
+            if getattr(self, key):
+                section[key] = float(f"{getattr(self, key):.6g}")
         section["fit"] = self.fit
         return section
 
@@ -160,6 +183,13 @@ def linear_units(op: Op, precision: str) -> dict[str, float]:
     return units
 
 
+def streamed_mb(ops: list[Op], precision: str, on_chip_mb: float) -> float:
+    """MB of weights beyond a parameter cache of ``on_chip_mb``, filled in op order (the Edge TPU
+    compiler caches the first layers' parameters and streams the rest every inference)."""
+    total = sum(op.weight_elems for op in ops) * BYTES_PER_ELEMENT[precision] * 1e-6
+    return max(0.0, total - on_chip_mb)
+
+
 def op_ms(op: Op, device: DeviceModel, precision: str) -> float:
     """Predicted time of one planned op; see the module docstring."""
     fitted = device.fitted
@@ -189,7 +219,15 @@ def predict(layers: list[Layer], device: DeviceModel, *, precision: str = "fp32"
     if unsupported:
         raise UserError(f"{where} cannot price op kind(s) {', '.join(unsupported)}; it supports "
                         f"{', '.join(device.supported_kinds)}")
-    per_layer = [(op.name, op.kind, op_ms(op, device, precision)) for op in device_plan(layers, device, precision)]
-    if device.fitted.run_overhead_ms:
-        per_layer.append(("run", "run", device.fitted.run_overhead_ms))
+    ops = device_plan(layers, device, precision)
+    per_layer = [(op.name, op.kind, op_ms(op, device, precision)) for op in ops]
+    fitted = device.fitted
+    if fitted.run_overhead_ms:
+        per_layer.append(("run", "run", fitted.run_overhead_ms))
+    if fitted.stream_ms_per_mb:
+        per_layer.append(("weights streamed beyond the on-chip cache", "stream",
+                          fitted.stream_ms_per_mb * streamed_mb(ops, precision, fitted.on_chip_mb)))
+    if fitted.io_ms_per_mb and layers:
+        io_mb = (layers[0].in_elems + layers[-1].out_elems) * BYTES_PER_ELEMENT[precision] * 1e-6
+        per_layer.append(("input and output transfer", "io", fitted.io_ms_per_mb * io_mb))
     return Prediction(total_ms=sum(ms for _, _, ms in per_layer), per_layer=per_layer)
