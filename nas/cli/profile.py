@@ -3,6 +3,7 @@ measure this machine to fit one."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from nas.core.config import SpaceConfig, load_search_config
 from nas.core.errors import UserError
 from nas.core.vocab import PRECISIONS
 from nas.data.datasets import input_channels
-from nas.hardware.calibrate import Sibling, calibrate_from_build, calibrate_profile
+from nas.hardware.calibrate import Sibling, calibrate_from_build, calibrate_from_networks, calibrate_profile
 from nas.hardware.fitting import Score
 from nas.hardware.hwnasbench import load_table
 from nas.hardware.profile_build import FORMAT, build_measurements, load_measurements, profile_skeleton
@@ -52,9 +53,33 @@ def _table_options(args: argparse.Namespace) -> tuple[Sibling | None, dict[str, 
     return sibling, assume
 
 
+def _calibrate_networks(source: Path, out: Path, args: argparse.Namespace) -> int:
+    path = Path(args.networks)
+    if not path.is_file():
+        raise UserError(f"--networks {path} is not a file; allowed: a CSV with columns network, width, resolution, "
+                        "runtime, precision, latency_ms[, family, source]")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"--networks {path} is not a readable CSV ({exc}); allowed: a UTF-8 CSV file") from None
+    result = calibrate_from_networks(source, rows, out=out, precision=args.precision, data_name=path.name,
+                                     runtime=args.runtime, scale_from=args.scale_from,
+                                     scale_from_runtime=args.scale_from_runtime)
+    held = ("not cross-validated (one family)" if result.held_out is None else
+            f"leave-one-family-out MdAPE {100 * result.held_out.mdape:.1f}% ({100 * result.held_out.within_20pct:.0f}% "
+            f"within 20%, Spearman {result.held_out.spearman:.3f})")
+    print(f"calibrated {source} -> {out} [{args.precision}] on {result.used} networks of {result.families} families "
+          f"(skipped {sum(result.skipped.values())}: {result.skipped or 'none'}): {held}; final fit on all MdAPE "
+          f"{100 * result.in_sample.mdape:.1f}%")
+    return 0
+
+
 def cmd_profile_calibrate(args: argparse.Namespace) -> int:
     source = profile_path(args.profile)
     out = Path(args.out) if args.out else source
+    if args.networks:
+        return _calibrate_networks(source, out, args)
     measurements = Path(args.measurements)
     if not measurements.is_file():
         raise UserError(f"--measurements {measurements} is not a file; allowed: a file of hwnas profile build or a "
@@ -110,13 +135,27 @@ def add_commands(sub: Subparsers) -> None:
     """Register ``profile calibrate`` and ``profile build`` on the ``hwnas`` parser."""
     profile = sub.add_parser("profile", help="hardware profile tools",
                              description="Hardware profile tools.").add_subparsers(dest="profile_command", required=True)
-    p = profile.add_parser("calibrate", help="fit a predicted profile's latency model to measured block latencies",
-                           description="Fit efficiencies and overheads of a predicted profile to per-block latencies "
-                                       "(HW-NAS-Bench's table format) and write a new profile version with the fit "
-                                       "and its cross-validated error (fit on half the blocks, error on the other).")
+    p = profile.add_parser("calibrate", help="fit a predicted profile's latency model to measured latencies",
+                           description="Fit a predicted profile's latency model to per-block latencies "
+                                       "(HW-NAS-Bench's table format; error on a held-out half), to networks timed "
+                                       "by hwnas profile build, or to published whole-network latencies (--networks; "
+                                       "error leave-one-family-out), and write a new profile version with the fit, "
+                                       "a note of data and conditions, and its cross-validated error.")
     p.add_argument("profile", help="a bundled profile name or a profile YAML path")
-    p.add_argument("--measurements", required=True,
-                   help="a file written by hwnas profile build, or a HW-NAS-Bench-style JSON table {metric: {key: ms}}")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--measurements",
+                        help="a file written by hwnas profile build, or a HW-NAS-Bench-style JSON table "
+                             "{metric: {key: ms}}")
+    source.add_argument("--networks",
+                        help="whole-network latencies, a CSV with columns network (a zoo family or an arch string), "
+                             "width, resolution, runtime, precision, latency_ms[, family, source]; rows of another "
+                             "runtime or precision are skipped and counted; error is leave-one-family-out")
+    p.add_argument("--runtime", help="with --networks: the runtime column rows must have (default: the profile's "
+                                     "conditions.runtime)")
+    p.add_argument("--scale-from", choices=PRECISIONS,
+                   help="with --networks: fit --precision as a scaled copy of the model this precision's rows give "
+                        "(when --precision's rows cover too few families to fit the terms)")
+    p.add_argument("--scale-from-runtime", help="with --scale-from: the runtime of those rows (default: --runtime)")
     p.add_argument("--metric", help="with a HW-NAS-Bench table: which table of the file, e.g. raspi4_latency")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="the precision the measurements were taken at (its peak is used)")

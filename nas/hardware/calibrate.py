@@ -1,8 +1,9 @@
 """Calibrate a predicted profile: fit its latency model to measurements and write the next version
 of the profile file with the fit and a note of how it was fitted and its cross-validated error.
 
-Two sources: HW-NAS-Bench's per-block tables (:func:`calibrate_profile`) and whole-network
-timings of ``hwnas profile build`` (:func:`calibrate_from_build`). The fitting itself is
+Three sources: HW-NAS-Bench's per-block tables (:func:`calibrate_profile`), whole-network
+timings of ``hwnas profile build`` (:func:`calibrate_from_build`), and published whole-network
+latencies (:func:`calibrate_from_networks`, fitted by :mod:`nas.hardware.network_fit`). The fitting itself is
 :mod:`nas.hardware.fitting`.
 """
 from __future__ import annotations
@@ -30,6 +31,16 @@ from nas.hardware.fitting import (
 )
 from nas.hardware.hwnasbench import hwnasbench_measurements
 from nas.hardware.latency_model import FittedModel
+from nas.hardware.network_fit import (
+    FamilyScore,
+    NetworkFitOptions,
+    NetworkMeasurement,
+    fit_networks,
+    leave_one_family_out,
+    predict_network,
+    read_network_rows,
+)
+from nas.hardware.network_fit import score as network_score
 from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.space.arch import parse
 
@@ -162,3 +173,55 @@ def calibrate_from_build(profile_file: Path, data: dict[str, Any], *, out: Path,
         scores[precision] = (held_out, in_sample)
     _write_version(profile_file, out, models)
     return scores
+
+
+@dataclass(frozen=True)
+class NetworkCalibration:
+    """What ``hwnas profile calibrate --networks`` did: rows used and skipped, and the error."""
+
+    used: int
+    skipped: dict[str, int]
+    families: int
+    held_out: FamilyScore | None  # None: one family, nothing to leave out
+    in_sample: FamilyScore
+
+
+def calibrate_from_networks(profile_file: Path, rows: list[dict[str, str]], *, out: Path, precision: str,
+                            data_name: str, runtime: str | None = None, scale_from: str | None = None,
+                            scale_from_runtime: str | None = None) -> NetworkCalibration:
+    """Fit ``profile_file``'s model at ``precision`` to whole-network latencies (rows of the
+    ``--networks`` CSV measured with the profile's runtime, or ``runtime``), cross-validated
+    leave-one-family-out, and write a new version to ``out`` with a note of data, counts,
+    conditions and error. ``scale_from``: fit as a scaled copy of the model that that precision's
+    rows (of ``scale_from_runtime``, default the same runtime) give (nas.hardware.network_fit)."""
+    profile = _predicted(profile_file, precision)
+    key = runtime or (profile.conditions.runtime if profile.conditions else "")
+    if not key:
+        raise UserError(f"{profile.tag} states no conditions.runtime; give --runtime KEY (the rows' runtime column)")
+    measurements, skipped = read_network_rows(rows, runtime=key, precision=precision)
+    if not measurements:
+        raise UserError(f"no row of {data_name} is {key} at {precision} (skipped: {skipped}); allowed: rows whose "
+                        f"runtime column is {key!r} and precision {precision!r}")
+    base: list[NetworkMeasurement] = []
+    if scale_from:
+        base = read_network_rows(rows, runtime=scale_from_runtime or key, precision=scale_from)[0]
+    options = NetworkFitOptions(precision=precision, on_chip_mb=profile.memory.on_chip_mb or 0.0,
+                                host_io=bool(profile.conditions and profile.conditions.host_io), scale_from=scale_from)
+    fitted = fit_networks(measurements, options, base)
+    families = len({m.family for m in measurements})
+    held = leave_one_family_out(measurements, options, base) if families >= 2 else None
+    in_sample = network_score(measurements, [predict_network(fitted, m.spec, precision) for m in measurements])
+    how = (f"a scaled copy (one factor and a time per inference) of the model fitted to {len(base)} {scale_from} "
+           f"rows of {scale_from_runtime or key}" if scale_from else
+           "non-negative least squares on relative error of network totals (linear form, shared terms)")
+    error = ("not cross-validated: one family" if held is None else
+             f"leave-one-family-out MdAPE {100 * held.mdape:.1f}%, {100 * held.within_20pct:.0f}% within 20%, "
+             f"Spearman {held.spearman:.3f}")
+    conditions = profile.describe_conditions()
+    skipped_text = ", ".join(f"{v} {k}" for k, v in skipped.items()) or "none"
+    note = (f"{datetime.date.today().isoformat()}: hwnas profile calibrate --networks {data_name}, {how}; "
+            f"{len(measurements)} networks of {families} families measured with {key} at {precision} "
+            f"({conditions}); skipped {sum(skipped.values())} rows ({skipped_text}); {error}; all after the final "
+            f"fit: MdAPE {100 * in_sample.mdape:.1f}%.")
+    _write_version(profile_file, out, {precision: replace(fitted, fit=note)})
+    return NetworkCalibration(len(measurements), skipped, families, held, in_sample)

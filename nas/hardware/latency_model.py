@@ -73,6 +73,7 @@ class FittedModel:
     on_chip_mb: float = 0.0  # parameter cache of an accelerator: weights beyond it stream in every inference
     stream_ms_per_mb: float = 0.0  # time per MB of weights streamed (beyond on_chip_mb, in op order)
     io_ms_per_mb: float = 0.0  # time per MB of network input and output moved to and from the device
+    unfitted_kinds: tuple[str, ...] = ()  # compute kinds no calibration network had: their price is extrapolated
 
     def __post_init__(self) -> None:
         check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
@@ -91,6 +92,7 @@ class FittedModel:
         for kind, eff in self.efficiency.items():
             check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
         check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
+        check_choices(self.unfitted_kinds, "model.unfitted_kinds", COMPUTE_KINDS)
         check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + BLOCKED_KINDS + ("reorder",) + REORDER_KEYS)
         for kind, ms in self.overhead_ms.items():
             check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
@@ -148,6 +150,8 @@ class FittedModel:
         for key in ("on_chip_mb", "stream_ms_per_mb", "io_ms_per_mb"):
             if getattr(self, key):
                 section[key] = float(f"{getattr(self, key):.6g}")
+        if self.unfitted_kinds:
+            section["unfitted_kinds"] = list(self.unfitted_kinds)
         section["fit"] = self.fit
         return section
 

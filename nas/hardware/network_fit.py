@@ -87,9 +87,12 @@ def _number(row: Mapping[str, str], key: str, i: int) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise UserError(f"row {i + 1}: column {key} value {text!r} not allowed; allowed: a number") from None
+        value = float("nan")
+    if not np.isfinite(value):
+        raise UserError(f"row {i + 1}: column {key} value {text!r} not allowed; allowed: a finite number")
+    return value
 
 
 def read_network_rows(rows: Iterable[Mapping[str, str]], *, runtime: str,
@@ -117,7 +120,7 @@ def read_network_rows(rows: Iterable[Mapping[str, str]], *, runtime: str,
             raise UserError(f"row {i + 1}: resolution {res:g} not allowed; allowed: integers 8 to 4096")
         family, spec = spec_of(row["network"].strip(), width, int(res) if res else None)
         latency = _number(row, "latency_ms", i)
-        if latency is None or not 0 < latency < float("inf"):
+        if latency is None or not latency > 0:
             raise UserError(f"row {i + 1}: latency_ms {row['latency_ms']!r} not allowed; allowed: numbers > 0")
         name = row["network"].strip() if family == "arch" else f"{family}_{width or 1.0:g}x_{spec.resolution}"
         kept.append(NetworkMeasurement(name, (row.get("family") or "").strip() or family, spec, latency,
@@ -185,10 +188,13 @@ def fit_networks(measurements: Sequence[NetworkMeasurement], options: NetworkFit
         extra, factor = map(float, _nnls(x, measurements))
         ratio = BYTES_PER_ELEMENT[options.scale_from] / BYTES_PER_ELEMENT[options.precision]
         return reference.scaled(factor, ratio, extra)
-    rows = [features(layer_table(m.spec), options) for m in measurements]
+    tables = [layer_table(m.spec) for m in measurements]
+    rows = [features(t, options) for t in tables]
     names = list(rows[0])
     coef = _nnls(np.array([[r[n] for n in names] for r in rows]), measurements)
-    return _model(dict(zip(names, map(float, coef))), options)
+    seen = {layer.kind for t in tables for layer in t if layer.macs}
+    unfitted = tuple(k for k in COMPUTE_KINDS if k not in seen)
+    return replace(_model(dict(zip(names, map(float, coef))), options), unfitted_kinds=unfitted)
 
 
 def predict_network(fitted: FittedModel, spec: ArchSpec, precision: str) -> float:

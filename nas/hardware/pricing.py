@@ -22,7 +22,7 @@ from nas.cost.layers import Layer, layer_table
 from nas.deploy.host_latency import LatencyMeasurement, measure_latency
 from nas.hardware.latency_model import predict
 from nas.hardware.profile_build import at_precision, export_for_timing
-from nas.hardware.profiles import HardwareProfile
+from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.space.arch import ArchSpec
 from nas.space.builder import build
 
@@ -98,6 +98,15 @@ def memory_fit(weight_mb: float, memory_mb: float, profile: HardwareProfile) -> 
                      on_chip_mb=on_chip, weights_streamed_mb=None if on_chip is None else max(0.0, weight_mb - on_chip))
 
 
+def host_layer_names(layers: list[Layer], supported: tuple[str, ...], fallback: str) -> list[str]:
+    """Names of the layers that run on the host: from the first unsupported one on ("rest"), or
+    only the unsupported ones ("ops"); none when the device has no fallback."""
+    if fallback == "none":
+        return []
+    first = next((i for i, l in enumerate(layers) if l.kind not in supported), len(layers))
+    return [l.name for i, l in enumerate(layers) if (i >= first if fallback == "rest" else l.kind not in supported)]
+
+
 def host_fallback(layers: list[Layer], supported: tuple[str, ...], fallback: str,
                   precision: str) -> HostFallback | None:
     """Which layers of an execution-ordered table run on the host CPU when the device cannot run
@@ -106,9 +115,9 @@ def host_fallback(layers: list[Layer], supported: tuple[str, ...], fallback: str
     inference. None when every layer runs on the device or the device has no fallback."""
     if fallback == "none" or all(l.kind in supported for l in layers):
         return None
-    first = next(i for i, l in enumerate(layers) if l.kind not in supported)
-    on_host = layers[first:] if fallback == "rest" else [l for l in layers if l.kind not in supported]
-    host = {l.name for l in on_host}
+    host = set(host_layer_names(layers, supported, fallback))
+    on_host = [l for l in layers if l.name in host]
+    first = next(i for i, l in enumerate(layers) if l.name in host)
     sizes = {l.name: l.out_elems for l in layers}
     # tensors made on one side and read on the other, each sent once (the network's own input and
     # output travel anyway)
@@ -123,16 +132,60 @@ def predict_latency(layers: list[Layer], profile: HardwareProfile, precision: st
                     other_precision_ok: bool = False) -> PredictedLatency:
     """The predicted latency of a layer table on a predicted profile, or why it has none (a
     precision or op kind the device cannot run, or no fitted model). With ``other_precision_ok``
-    a profile not calibrated at ``precision`` is priced at the precision it is calibrated for."""
+    a profile not calibrated at ``precision`` is priced at the precision it is calibrated for.
+    Layers the device cannot run are priced on its fallback profile (the host CPU), plus the
+    activations crossing the host link, where the profile names one (:func:`split_price`)."""
     at = precision
     if other_precision_ok and profile.model and precision not in profile.model:
         at = next(iter(profile.model))
     try:
-        device = profile.device_model(at)
-        ms = predict(layers, device, precision=at, where=f"profile {profile.tag}").total_ms
+        split = split_price(layers, profile, at)
+        ms = split.total_ms if split else predict(layers, profile.device_model(at), precision=at,
+                                                   where=f"profile {profile.tag}").total_ms
     except UserError as exc:
         return PredictedLatency(ms=None, precision=None if at == precision else at, error=str(exc))
     return PredictedLatency(ms=ms, precision=None if at == precision else at)
+
+
+@dataclass(frozen=True)
+class SplitPrice:
+    """A network split between a device and the host CPU it falls back to."""
+
+    device_ms: float
+    host_ms: float
+    link_ms: float
+    host_tag: str
+    host_precision: str
+
+    @property
+    def total_ms(self) -> float:
+        return self.device_ms + self.host_ms + self.link_ms
+
+
+def split_price(layers: list[Layer], profile: HardwareProfile, precision: str) -> SplitPrice | None:
+    """Price a network some of whose layers the device cannot run: the device's part on its own
+    model, the host's part on ``device.fallback_profile`` (at the same precision where that
+    profile is calibrated for it), and the activations crossing between them at the device
+    model's time per MB of host I/O (the link's datasheet bandwidth where the fit has none). None when every layer runs on the device or the profile
+    names no fallback profile (then the device model refuses the kinds by name)."""
+    device = profile.device
+    if device is None or not device.fallback_profile:
+        return None
+    fallback = host_fallback(layers, device.supported_kinds, device.fallback, precision)
+    if fallback is None:
+        return None
+    on_host = set(host_layer_names(layers, device.supported_kinds, device.fallback))
+    model = profile.device_model(precision)
+    mine = [l for l in layers if l.name not in on_host]
+    device_ms = predict(mine, model, precision=precision, where=f"profile {profile.tag}").total_ms if mine else 0.0
+    host = load_profile(device.fallback_profile)
+    calibrated = list(host.model or ())
+    host_precision = precision if precision in calibrated or not calibrated else calibrated[0]
+    host_ms = predict([l for l in layers if l.name in on_host], host.device_model(host_precision),
+                      precision=host_precision, where=f"fallback profile {host.tag}").total_ms
+    # the fitted time per MB of host I/O, else the link's datasheet bandwidth (1 MB at B GB/s: 1/B ms)
+    ms_per_mb = model.fitted.io_ms_per_mb or 1.0 / device.bandwidth_gb_s.value
+    return SplitPrice(device_ms, host_ms, fallback.transfer_mb * ms_per_mb, host.tag, host_precision)
 
 
 def predict_on_profiles(spec: ArchSpec, model: nn.Module, profiles: Sequence[HardwareProfile], *, precision: str,
@@ -168,12 +221,25 @@ def _price_predicted(spec: ArchSpec, model: nn.Module, profile: HardwareProfile,
     unsupported = sorted({l.kind for l in layers} - set(profile.device.supported_kinds))
     fallback = host_fallback(layers, profile.device.supported_kinds, profile.device.fallback, costs.precision)
     base = Price(spec.format(), costs, profile, None, "predicted", "", memory, tuple(unsupported), fallback)
-    if unsupported:
+    if unsupported and not (fallback and profile.device.fallback_profile):
         return _with(base, how=f"not predicted: {_unsupported_reason(profile, unsupported, fallback)}")
     prediction = predict_latency(layers, profile, costs.precision)
     if prediction.ms is None:
         return _with(base, how=f"not predicted: {prediction.error}")
-    return _with(base, ms=prediction.ms, how=f"predicted by the per-layer model of profile {profile.tag}")
+    how = f"predicted by the per-layer model of profile {profile.tag} ({profile.describe_conditions()})"
+    split = split_price(layers, profile, costs.precision) if unsupported else None
+    if split is not None and fallback is not None:
+        how += (f"; {', '.join(unsupported)} cannot run on {profile.name}: {split.device_ms:.3g} ms on the device, "
+                f"{fallback.layers} layers from {fallback.first} ({100 * fallback.macs_share:.0f}% of MACs) "
+                f"{split.host_ms:.3g} ms on the host CPU priced by profile {split.host_tag} at "
+                f"{split.host_precision} ({profile.device.fallback_note or 'a stand-in for the host'}), "
+                f"{fallback.transfer_mb:.3f} MB crossing the host link {split.link_ms:.3g} ms")
+    fitted = (profile.model or {}).get(costs.precision)
+    extrapolated = sorted({l.kind for l in layers if l.macs} & set(fitted.unfitted_kinds if fitted else ()))
+    if extrapolated:
+        how += (f"; EXTRAPOLATED: no calibration network of this profile had {', '.join(extrapolated)} layers, so "
+                f"they are priced by the shared per-MAC and per-byte terms only")
+    return _with(base, ms=prediction.ms, how=how)
 
 
 def _with(price_: Price, *, how: str, ms: float | None = None) -> Price:

@@ -70,11 +70,40 @@ class DeviceSpec:
     supported_kinds: tuple[str, ...] = ALL_KINDS  # op kinds the device runs; the rest fall back or fail
     unsupported_note: str = ""  # why, with a source
     fallback: str = "none"  # where unsupported ops run (FALLBACKS)
+    fallback_profile: str = ""  # the bundled profile that prices the ops run on the host CPU
+    fallback_note: str = ""  # what that host is and why that profile stands in for it
 
     def __post_init__(self) -> None:
         check_choices(self.macs_per_s, "device.macs_per_s", PRECISIONS)
         check_choices(self.supported_kinds, "device.supported_kinds", ALL_KINDS)
         check(self.fallback in FALLBACKS, "device.fallback", self.fallback, ", ".join(FALLBACKS))
+        check(not self.fallback_profile or self.fallback != "none", "device.fallback_profile", self.fallback_profile,
+              "empty when device.fallback is none")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a predicted profile's numbers hold for: the same network differs 2-5x across runtimes
+    on one device, so a latency means nothing without the runtime and how it was run."""
+
+    runtime: str  # short key; the runtime column of hwnas profile calibrate --networks rows must match it
+    runtime_version: str  # the runtime and its version, as the sources state them
+    threads: str  # CPU threads as the sources state them, or "not stated"
+    batch: int = 1
+    clock: str = ""  # clock or power mode, where known
+    host_io: bool = False  # input and output cross a host link (USB, PCIe) or host-side pre-processing
+    timing: str = ""  # what the figures include (model execution only, end to end...)
+    source: str = ""  # where the measurements the model is fitted to come from
+
+    def __post_init__(self) -> None:
+        check(bool(self.runtime.strip()), "conditions.runtime", self.runtime, "a non-empty runtime key")
+        check(bool(self.runtime_version.strip()), "conditions.runtime_version", self.runtime_version,
+              "the runtime and its version, or 'version not stated'")
+        check(self.batch >= 1, "conditions.batch", self.batch, "integers >= 1")
+
+    def describe(self) -> str:
+        parts = [self.runtime_version, f"threads {self.threads}", f"batch {self.batch}"]
+        return ", ".join(parts + [p for p in (self.clock, self.timing) if p])
 
 
 @dataclass(frozen=True)
@@ -88,6 +117,7 @@ class HardwareProfile:
     device: DeviceSpec | None = None  # predicted profiles
     model: dict[str, FittedModel] | None = None  # predicted profiles: fitted model by precision
     memory: MemorySpec = field(default_factory=MemorySpec)
+    conditions: Conditions | None = None  # predicted profiles: the runtime and conditions the model holds for
 
     def __post_init__(self) -> None:
         check(self.kind in PROFILE_KINDS, "kind", self.kind, ", ".join(PROFILE_KINDS))
@@ -105,6 +135,10 @@ class HardwareProfile:
     @property
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def describe_conditions(self) -> str:
+        """The runtime and conditions a predicted profile's numbers hold for, for latency_how."""
+        return self.conditions.describe() if self.conditions else "runtime and conditions not stated"
 
     def check_can_predict(self, precision: str) -> None:
         """Raise unless this predicted profile runs ``precision`` and is calibrated for it."""

@@ -1,13 +1,16 @@
 """The latency source is chosen once per search: measured on this host, or predicted by the target."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from nas.core.errors import UserError
 from nas.deploy.host_latency import LatencyMeasurement
 from nas.hardware.latency_source import MeasuredOnHost, PredictedByProfile, latency_source
 from nas.hardware.pricing import PredictedLatency
-from nas.hardware.profiles import load_profile
+from nas.hardware.profiles import load_profile, profile_path
 
 HOST = LatencyMeasurement(median_ms=0.5, p90_ms=0.6, threads=1, repeats=10, warmup=2, runtime="onnxruntime x")
 
@@ -32,8 +35,11 @@ def test_a_predicted_profile_takes_its_own_prediction_and_names_why_it_has_none(
         source.of_artifact({"raspberry-pi4": PredictedLatency(ms=None, error="cannot price op kind(s) shuffle")}, HOST)
 
 
-def test_a_profile_that_cannot_predict_the_search_precision_is_refused_up_front() -> None:
+def test_a_profile_that_cannot_predict_the_search_precision_is_refused_up_front(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot run fp32; allowed: int8"):
         latency_source(load_profile("zynq-zcu102-dpu"))
+    raw = yaml.safe_load(profile_path("edgetpu").read_text())
+    del raw["model"]
+    (tmp_path / "uncalibrated.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match="is not calibrated yet"):
-        latency_source(load_profile("edgetpu"), precision="int8")
+        latency_source(load_profile(tmp_path / "uncalibrated.yaml"), precision="int8")

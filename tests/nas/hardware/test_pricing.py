@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from nas.cost.layers import layer_table
-from nas.hardware.pricing import host_fallback, predict_latency, predict_on_profiles, price
+from nas.hardware.latency_model import predict
+from nas.hardware.pricing import host_fallback, host_layer_names, predict_latency, predict_on_profiles, price, split_price
 from nas.hardware.profiles import calibrated_predicted_profiles, load_profile
 from nas.space.arch import parse
 from nas.space.builder import build
-from nas.space.zoo import mobilenet_v2, shufflenet_v1, shufflenet_v2
+from nas.space.zoo import DEFAULT_RESOLUTION, FAMILIES, mobilenet_v2, shufflenet_v1, shufflenet_v2
 
 SMALL = "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"
 
@@ -28,15 +29,27 @@ def test_edge_tpu_memory_unsupported_ops_and_fallback() -> None:
     # MobileNetV2 1.0 at int8 holds ~3.5 MB of weights: they fit the Edge TPU's 8 MB on chip.
     p = price(mobilenet_v2(), load_profile("edgetpu"), precision="int8")
     assert p.memory.on_chip_mb == 8 and p.memory.weights_streamed_mb == 0.0
-    assert p.latency_ms is None and "not calibrated yet" in p.latency_how
+    assert p.latency_ms is not None and 1 < p.latency_ms < 10  # Coral publishes 2.6 ms (USB)
+    assert "Edge TPU runtime + TFLite" in p.latency_how and "batch 1" in p.latency_how
     # ShuffleNetV1's grouped convs and shuffle do not map: the compiler stops at the first block's
     # shuffle, and the stem's pooled output (56x56x24) and the first 1x1 conv's (56x56x60) cross.
-    p = price(shufflenet_v1(groups=3), load_profile("edgetpu"), precision="int8")
+    edgetpu = load_profile("edgetpu")
+    assert edgetpu.device is not None
+    p = price(shufflenet_v1(groups=3), edgetpu, precision="int8")
     assert p.unsupported_kinds == ("gconv", "shuffle") and "cannot run on edgetpu" in p.latency_how
     assert p.host_fallback is not None and p.host_fallback.first == "blocks.0.branch.1"
     assert p.host_fallback.macs_share > 0.9
     assert p.host_fallback.transfer_mb == pytest.approx((56 * 56 * 24 + 56 * 56 * 60) / 1e6)
     assert p.to_json()["host_fallback"]["from"] == "blocks.0.branch.1"  # type: ignore[index]
+    # ... and that split is priced: the device's part, the host's part on the fallback profile, the link
+    layers = layer_table(shufflenet_v1(groups=3))
+    split = split_price(layers, edgetpu, "int8")
+    assert split is not None and p.latency_ms == pytest.approx(split.total_ms)
+    host = [l for l in layers if l.name in host_layer_names(layers, edgetpu.device.supported_kinds, "rest")]
+    pi = load_profile("raspberry-pi4")
+    assert split.host_ms == pytest.approx(predict(host, pi.device_model("int8"), precision="int8").total_ms)
+    assert split.link_ms > 0 and split.device_ms < split.host_ms
+    assert "on the host CPU priced by profile raspberry-pi4@" in p.latency_how
 
 
 def test_dpu_resumes_after_each_op_it_cannot_run() -> None:
@@ -67,3 +80,16 @@ def test_every_calibrated_profile_prices_a_network_the_same_way_cost_does() -> N
     nano = price(spec, load_profile("jetson-nano"), precision="fp16")
     assert predicted["jetson-nano"].ms == nano.latency_ms and nano.latency_kind == "predicted"
     assert predicted["raspberry-pi4"].precision == "fp32"  # the Pi is calibrated at fp32 only
+
+
+def test_every_precision_of_a_device_prices_every_zoo_family() -> None:
+    """Every family of the zoo at its default resolution gets a number on every precision each
+    device profile is calibrated for (ops the device cannot run priced on its host fallback)."""
+    tables = {name: layer_table(family(resolution=DEFAULT_RESOLUTION.get(name, 224), classes=1000, in_chs=3))
+              for name, family in FAMILIES.items() if name != "fbnet"}
+    for profile in ("edgetpu", "edgetpu-devboard", "zynq-zcu102-dpu", "jetson-nano", "raspberry-pi4"):
+        p = load_profile(profile)
+        for precision in p.model or {}:
+            for name, layers in tables.items():
+                result = predict_latency(layers, p, precision)
+                assert result.ms is not None and result.ms > 0, (profile, precision, name, result.error)

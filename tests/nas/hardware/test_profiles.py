@@ -65,21 +65,30 @@ def test_linear_terms_units_are_named_and_old_pairs_still_load(tmp_path: Path) -
 def test_every_bundled_profile_loads_and_the_calibrated_ones_predict() -> None:
     layers = layer_table(parse("in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"))
     names = set(bundled_profiles())
-    assert {"cpu", "jetson-nano", "raspberry-pi4", "zynq-zc706", "edgetpu", "zynq-zcu102-dpu"} <= names
-    calibrated = {p.name for p in calibrated_predicted_profiles()}
-    assert calibrated == {"jetson-nano", "raspberry-pi4", "zynq-zc706"}
+    devices = {"edgetpu", "edgetpu-devboard", "zynq-zcu102-dpu", "jetson-nano", "raspberry-pi4"}
+    hwnasbench = {"jetson-nano-hwnasbench", "raspberry-pi4-hwnasbench", "zynq-zc706"}
+    assert names == devices | hwnasbench | {"cpu"}
+    calibrated = {p.name: set(p.model or ()) for p in calibrated_predicted_profiles()}
+    assert set(calibrated) == devices | hwnasbench
+    assert calibrated["edgetpu"] == calibrated["zynq-zcu102-dpu"] == {"int8"}
+    assert calibrated["jetson-nano"] == {"fp16", "fp32"} and calibrated["raspberry-pi4"] == {"fp32", "int8"}
     for name in names:
         profile = load_profile(name)
         assert profile.name == name and profile.version
+        # a predicted profile says what runtime and conditions its numbers hold for
+        assert profile.kind == "measured" or (profile.conditions is not None and profile.conditions.runtime)
         for precision, fitted in (profile.model or {}).items():
             assert fitted.fit  # every fitted model says how it was fitted
             assert predict(layers, profile.device_model(precision), precision=precision).total_ms > 0
 
 
-def test_uncalibrated_and_measured_profiles_say_why_they_cannot_predict() -> None:
+def test_uncalibrated_and_measured_profiles_say_why_they_cannot_predict(tmp_path: Path) -> None:
+    raw = yaml.safe_load(profile_path("edgetpu").read_text())
+    del raw["model"]
+    (tmp_path / "edgetpu.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match="edgetpu@.* is not calibrated yet"):
-        load_profile("edgetpu").device_model("int8")
+        load_profile(tmp_path / "edgetpu.yaml").device_model("int8")
     with pytest.raises(UserError, match="cpu@.* is measured, not predicted"):
         load_profile("cpu").device_model("fp32")
     with pytest.raises(UserError, match="cannot run int8; allowed"):
-        load_profile("raspberry-pi4").device_model("int8")
+        load_profile("raspberry-pi4-hwnasbench").device_model("int8")
