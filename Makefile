@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data quickstart test test-fast lint dashboard clean
+.PHONY: setup data quickstart test test-fast lint dashboard device-profiles clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,20 @@ test-fast: setup
 lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+
+# Refit the device profiles to the published whole-network latencies (each run writes a new
+# version of each file); the mapped rows come from benchmarks/device_latency.py.
+NETWORKS := benchmarks/results/device_calibration_networks.csv
+CALIBRATE := $(BIN)/hwnas profile calibrate
+device-profiles: setup
+	$(CALIBRATE) edgetpu --networks $(NETWORKS) --precision int8
+	$(CALIBRATE) edgetpu-devboard --networks $(NETWORKS) --precision int8
+	$(CALIBRATE) zynq-zcu102-dpu --networks $(NETWORKS) --precision int8
+	$(CALIBRATE) jetson-nano --networks $(NETWORKS) --precision fp16
+	$(CALIBRATE) jetson-nano --networks $(NETWORKS) --precision fp32 --runtime tensorrt-kentaroy47 \
+	  --scale-from fp16 --scale-from-runtime tensorrt-torch2trt
+	$(CALIBRATE) raspberry-pi4 --networks $(NETWORKS) --precision fp32
+	$(CALIBRATE) raspberry-pi4 --networks $(NETWORKS) --precision int8 --scale-from fp32
 
 dashboard: setup
 	$(BIN)/hwnas dashboard runs/quickstart

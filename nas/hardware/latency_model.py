@@ -74,6 +74,7 @@ class FittedModel:
     stream_ms_per_mb: float = 0.0  # time per MB of weights streamed (beyond on_chip_mb, in op order)
     io_ms_per_mb: float = 0.0  # time per MB of network input and output moved to and from the device
     unfitted_kinds: tuple[str, ...] = ()  # compute kinds no calibration network had: their price is extrapolated
+    mmac_range: tuple[float, ...] = ()  # (smallest, largest) million MACs of the calibration networks; () unknown
 
     def __post_init__(self) -> None:
         check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
@@ -93,6 +94,8 @@ class FittedModel:
             check(0 < eff <= 1, f"model.efficiency.{kind}", eff, "0 < x <= 1")
         check(0 < self.bandwidth_efficiency <= 1, "model.bandwidth_efficiency", self.bandwidth_efficiency, "0 < x <= 1")
         check_choices(self.unfitted_kinds, "model.unfitted_kinds", COMPUTE_KINDS)
+        check(not self.mmac_range or (len(self.mmac_range) == 2 and 0 <= self.mmac_range[0] <= self.mmac_range[1]),
+              "model.mmac_range", self.mmac_range, "[smallest, largest] million MACs, or absent")
         check_choices(self.overhead_ms, "model.overhead_ms", ALL_KINDS + BLOCKED_KINDS + ("reorder",) + REORDER_KEYS)
         for kind, ms in self.overhead_ms.items():
             check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
@@ -152,6 +155,8 @@ class FittedModel:
                 section[key] = float(f"{getattr(self, key):.6g}")
         if self.unfitted_kinds:
             section["unfitted_kinds"] = list(self.unfitted_kinds)
+        if self.mmac_range:
+            section["mmac_range"] = [float(f"{v:.6g}") for v in self.mmac_range]
         section["fit"] = self.fit
         return section
 

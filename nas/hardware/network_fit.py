@@ -187,14 +187,18 @@ def fit_networks(measurements: Sequence[NetworkMeasurement], options: NetworkFit
         x = np.array([[1.0, predict_network(reference, m.spec, options.scale_from)] for m in measurements])
         extra, factor = map(float, _nnls(x, measurements))
         ratio = BYTES_PER_ELEMENT[options.scale_from] / BYTES_PER_ELEMENT[options.precision]
-        return reference.scaled(factor, ratio, extra)
+        mmacs = [features(layer_table(m.spec), options)["mmac"] for m in measurements]
+        lo, hi = min(mmacs + list(reference.mmac_range[:1])), max(mmacs + list(reference.mmac_range[1:]))
+        return replace(reference.scaled(factor, ratio, extra), mmac_range=(lo, hi))
     tables = [layer_table(m.spec) for m in measurements]
     rows = [features(t, options) for t in tables]
     names = list(rows[0])
     coef = _nnls(np.array([[r[n] for n in names] for r in rows]), measurements)
     seen = {layer.kind for t in tables for layer in t if layer.macs}
     unfitted = tuple(k for k in COMPUTE_KINDS if k not in seen)
-    return replace(_model(dict(zip(names, map(float, coef))), options), unfitted_kinds=unfitted)
+    mmacs = [r["mmac"] for r in rows]
+    return replace(_model(dict(zip(names, map(float, coef))), options), unfitted_kinds=unfitted,
+                   mmac_range=(min(mmacs), max(mmacs)))
 
 
 def predict_network(fitted: FittedModel, spec: ArchSpec, precision: str) -> float:

@@ -239,6 +239,11 @@ def _price_predicted(spec: ArchSpec, model: nn.Module, profile: HardwareProfile,
     if extrapolated:
         how += (f"; EXTRAPOLATED: no calibration network of this profile had {', '.join(extrapolated)} layers, so "
                 f"they are priced by the shared per-MAC and per-byte terms only")
+    mmac = costs.macs / 1e6
+    if fitted is not None and fitted.mmac_range and not fitted.mmac_range[0] / 2 <= mmac <= 2 * fitted.mmac_range[1]:
+        lo, hi = fitted.mmac_range
+        how += (f"; EXTRAPOLATED: {mmac:.3g}M MACs is outside the calibration networks' {lo:.3g}M-{hi:.3g}M "
+                f"(more than 2x beyond), where fixed per-inference costs the data could not pin down dominate")
     return _with(base, ms=prediction.ms, how=how)
 
 

@@ -22,6 +22,7 @@ import torch
 from compress.pipeline import apply_recipe, deployed_weight_mb
 from compress.recipe import Recipe
 from nas.core.config import Budgets, SearchConfig, TrainConfig
+from nas.core.errors import UserError
 from nas.core.vocab import BUDGET_KEYS
 from nas.cost.costs import ModelCosts, count_costs
 from nas.data.splits import Preprocess, Splits
@@ -64,17 +65,35 @@ class EvalContext:
     trainer: Trainer = train
     measure: HostMeasurer = measure_file
     teacher_logits: np.ndarray | None = None
+    precision: str = "fp32"  # what a candidate is priced at before compression (artifact_precision)
 
     @classmethod
     def for_search(cls, cfg: SearchConfig, profile: HardwareProfile, splits: Splits, *, trainer: Trainer = train,
                    measure: HostMeasurer | None = None) -> EvalContext:
         """The context of a search on ``profile``: its latency source, every calibrated predicted
         profile (the target first), and the teacher's logits when training is distilled."""
-        source = latency_source(profile, precision=cfg.search.precision)
+        precision = artifact_precision(cfg, profile)
+        source = latency_source(profile, precision=precision)
         others = [p for p in calibrated_predicted_profiles() if p.name != profile.name]
         predictors = ([profile] if source.kind == "predicted" else []) + others
         logits = teacher_logits(cfg.train.distill, splits) if cfg.train.distill is not None else None
-        return cls(cfg, splits, source, tuple(predictors), trainer, measure or measure_file, logits)
+        return cls(cfg, splits, source, tuple(predictors), trainer, measure or measure_file, logits, precision)
+
+
+def artifact_precision(cfg: SearchConfig, profile: HardwareProfile) -> str:
+    """The precision a candidate's latency is priced at before compression: the search's own
+    where the target runs it (compressed trials are then priced at their recipe's precision);
+    int8 on an int8-only device (the Edge TPU, a DPU), which requires every trial to be exported
+    as static int8, so a search that would train fp32 models for it is refused in one line."""
+    device = profile.device
+    if device is None or cfg.search.precision in device.macs_per_s:
+        return cfg.search.precision
+    quantize = cfg.compression.quantize if cfg.compression is not None else ("none",)
+    if "int8" in device.macs_per_s and tuple(quantize) == ("static",):
+        return "int8"
+    raise UserError(f"profile {profile.tag} runs {', '.join(device.macs_per_s)} only and this search would export "
+                    f"{cfg.search.precision} models (compression.quantize: [{', '.join(quantize)}]); set "
+                    f"compression.quantize: [static] so every trial is exported as int8")
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,7 @@ class _Evaluation:
         recipe_json = recipe.to_json() if recipe else ("none" if cfg.compression is not None else None)
         self.record = CandidateResult(arch=spec.format(), seed=seed, profile=context.source.profile.name,
                                       profile_version=context.source.profile.version,
-                                      precision=recipe.precision if recipe else cfg.search.precision,
+                                      precision=recipe.precision if recipe else context.precision,
                                       recipe=recipe_json)
 
     def update(self, **changes: Any) -> None:
@@ -220,7 +239,7 @@ def evaluate(spec: ArchSpec, recipe: Recipe | None, context: EvalContext, *, see
     try:
         torch.manual_seed(seed)
         model = build(spec)
-        costs, predicted = run.price(model, context.cfg.search.precision)
+        costs, predicted = run.price(model, context.precision)
         if gate and run.gate(model, costs, predicted):
             return run.record
         if not gate:

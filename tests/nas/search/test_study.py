@@ -111,8 +111,27 @@ def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path) -> 
     (t,) = run_search(gated, tmp_path / "gated", trainer=never_trains).trials
     r = result_of(t)
     assert t.state == optuna.trial.TrialState.PRUNED and r is not None and r.latency_kind == "predicted"
-    with pytest.raises(UserError, match=r"zynq-zcu102-dpu@\d+ cannot run fp32"):
+    with pytest.raises(UserError, match=r"zynq-zcu102-dpu@\d+ runs int8 only .* set compression.quantize: \[static\]"):
         run_search(_cfg(idx_dir, profile="zynq-zcu102-dpu"), tmp_path / "z", trainer=never_trains)
+
+
+def test_an_edge_tpu_search_prices_its_int8_artifacts(tmp_path: Path, idx_dir: Path) -> None:
+    """An int8-only target searches static int8 trials: the budget gates on the int8 prediction
+    before training, and the objective is the prediction of the quantized model."""
+    raw = tiny_config(idx_dir, trials=2, profile="edgetpu", budgets={"latency_ms": 50.0})
+    raw["compression"] = {"quantize": ["static"]}
+    study = run_search(parse_search_config(raw), tmp_path / "tpu", trainer=FakeTrainer(real=True))
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done
+    for t in done:
+        r = result_of(t)
+        assert r is not None and r.precision == "int8" and r.profile == "edgetpu" and r.latency_kind == "predicted"
+        assert r.latency_ms is not None and r.latency_ms == r.predicted["edgetpu"].ms
+        assert r.predicted["edgetpu"].precision is None  # priced at int8, the target's own precision
+        assert "Edge TPU runtime" in (r.latency_how or "")
+    raw["search"]["budgets"] = {"latency_ms": 1e-6}
+    (t,) = run_search(parse_search_config(raw | {"name": "gated"}), tmp_path / "gated", trainer=never_trains).trials[:1]
+    assert t.state == optuna.trial.TrialState.PRUNED
 
 
 def test_a_resumed_run_must_keep_its_config(tmp_path: Path, idx_dir: Path) -> None:
