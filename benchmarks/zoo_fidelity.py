@@ -17,6 +17,7 @@ from nas.cost.costs import count_costs
 from nas.space.zoo import (
     efficientnet_edgetpu,
     efficientnet_lite,
+    mnasnet_a1,
     mnasnet_b1,
     mobilenet_v1,
     mobilenet_v2,
@@ -46,6 +47,7 @@ REFERENCE = [
     ("ResNet-50 (v1.5)", resnet50(), 4.09e9, 25.56e6, "torchvision (the paper's v1, stride on the 1x1: 3.8G)"),
     ("ResNet-101 (v1.5)", resnet101(), 7.80e9, 44.55e6, "torchvision (the paper's v1: 7.6G)"),
     ("MnasNet-B1 1.0", mnasnet_b1(), 315e6, 4.4e6, "Tan et al. 2019; torchvision mnasnet1_0: 4,383,312 parameters"),
+    ("MnasNet-A1 1.0", mnasnet_a1(), 312e6, 3.9e6, "Tan et al. 2019, Table 1 (SE squeezed to a quarter of the block input)"),
     ("ResNet-152 (v1.5)", resnet152(), 11.5e9, 60.19e6, "torchvision (the paper's v1: 11.3G)"),
     *((f"VGG-{d}", vgg(d), m, p, "Simonyan & Zisserman 2015; torchvision") for d, m, p in
       ((11, 7.61e9, 132.86e6), (13, 11.31e9, 133.05e6), (16, 15.47e9, 138.36e6), (19, 19.63e9, 143.67e6))),

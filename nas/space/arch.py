@@ -90,7 +90,7 @@ class StageSpec:
     kernel: int = 3
     exp_ratio: int = 1
     groups: int = 1
-    se: bool = False
+    se: int = 0  # 0: none; 1: MobileNetV3's SE (expanded/4, hard-sigmoid); 2: MnasNet's (input/4, sigmoid)
     hswish: bool = False
     first_grouped: bool = True
     mid_chs: int = 0  # ir/fir: expanded channels when not in_chs * exp_ratio (0: in_chs * exp_ratio)
@@ -183,7 +183,10 @@ def _parse_part(part: str) -> tuple[str, dict[str, int]]:
             raise ArchError(f"token {key}{default} in {part!r} is the default; canonical strings omit it")
         values.setdefault(key, default)
     for key, value in values.items():
-        if key in _FLAGS and value not in (0, 1):
+        if key == "se" and value not in (0, 1, 2):
+            raise ArchError(f"token se{value} in {part!r} not allowed; allowed: se1 (MobileNetV3's squeeze-and-excite) "
+                            "or se2 (MnasNet's and EfficientNet's: squeezed to a quarter of the block's input, sigmoid)")
+        if key in _FLAGS and key != "se" and value not in (0, 1):
             raise ArchError(f"flag {key}{value} in {part!r} must be {key}0 or {key}1")
         if key not in _FLAGS and value < (0 if key in _COUNTS else 1):
             raise ArchError(f"token {key}{value} in {part!r} must be at least 1")
@@ -219,7 +222,7 @@ def parse(text: str) -> ArchSpec:
 
 def _stage(kind: str, v: dict[str, int]) -> StageSpec:
     return StageSpec(kind, repeats=v.get("r", 1), stride=v["s"], out_chs=v["c"], kernel=v.get("k", 3),
-                     exp_ratio=v.get("e", 1), groups=v.get("g", 1), se=bool(v.get("se", 0)),
+                     exp_ratio=v.get("e", 1), groups=v.get("g", 1), se=v.get("se", 0),
                      hswish=bool(v.get("hs", 0)), first_grouped=bool(v.get("fg", 1)), mid_chs=v.get("m", 0),
                      proj_stride=bool(v.get("ps", 0)), no_skip=bool(v.get("ns", 0)))
 

@@ -45,20 +45,26 @@ class ConvBnAct(nn.Sequential):
 
 
 class SqueezeExcite(nn.Module):
-    """MobileNetV3's squeeze-and-excite: pooled 1x1 reduce (to chs/4, multiple of 8), ReLU, 1x1
-    expand, hard-sigmoid gate."""
+    """Squeeze-and-excite: pooled 1x1 reduce, ReLU, 1x1 expand, gate. MobileNetV3's (``squeeze``
+    0): reduce to chs/4 rounded to a multiple of 8, hard-sigmoid gate; MnasNet's and EfficientNet's:
+    reduce to ``squeeze`` (a quarter of the block's input), sigmoid gate."""
 
-    def __init__(self, chs: int) -> None:
+    def __init__(self, chs: int, squeeze: int = 0) -> None:
         super().__init__()
-        squeeze = make_divisible(chs / 4)
+        reduced = squeeze or make_divisible(chs / 4)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(chs, squeeze, 1)
+        self.reduce = nn.Conv2d(chs, reduced, 1)
         self.act = nn.ReLU(inplace=True)
-        self.expand = nn.Conv2d(squeeze, chs, 1)
-        self.gate = nn.Hardsigmoid()
+        self.expand = nn.Conv2d(reduced, chs, 1)
+        self.gate: nn.Module = nn.Sigmoid() if squeeze else nn.Hardsigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+def squeeze_excite(kind: int, chs: int, block_in_chs: int) -> SqueezeExcite:
+    """The SE of a block's ``se`` token: 1, MobileNetV3's; 2, MnasNet's (a quarter of the input)."""
+    return SqueezeExcite(chs, squeeze=max(1, block_in_chs // 4) if kind == 2 else 0)
 
 
 class ChannelShuffle(nn.Module):
@@ -83,7 +89,7 @@ class InvertedResidual(nn.Module):
     """MobileNetV2 block: expand 1x1 to ``mid_chs`` (default in*exp_ratio; skipped when that is the
     input), depthwise kxk, [SE], project 1x1. Residual add when stride is 1 and channels are kept."""
 
-    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, exp_ratio: int = 1, se: bool = False,
+    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, exp_ratio: int = 1, se: int = 0,
                  hswish: bool = False, mid_chs: int = 0) -> None:
         super().__init__()
         mid_chs = mid_chs or in_chs * exp_ratio
@@ -92,7 +98,7 @@ class InvertedResidual(nn.Module):
             layers.append(ConvBnAct(in_chs, mid_chs, hswish=hswish))
         layers.append(ConvBnAct(mid_chs, mid_chs, k, stride=stride, groups=mid_chs, hswish=hswish))
         if se:
-            layers.append(SqueezeExcite(mid_chs))
+            layers.append(squeeze_excite(se, mid_chs, in_chs))
         layers.append(ConvBnAct(mid_chs, out_chs, act=False))
         self.body = nn.Sequential(*layers)
         self.residual = stride == 1 and in_chs == out_chs
@@ -109,12 +115,12 @@ class FusedInvertedResidual(nn.Module):
     :class:`InvertedResidual` unless ``no_skip``. ``proj_stride``: the projection carries the stride
     (EfficientNet-EdgeTPU's builder), so the kxk conv runs at the input's resolution."""
 
-    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, mid_chs: int, se: bool = False,
+    def __init__(self, in_chs: int, out_chs: int, *, k: int, stride: int, mid_chs: int, se: int = 0,
                  hswish: bool = False, proj_stride: bool = False, no_skip: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [ConvBnAct(in_chs, mid_chs, k, stride=1 if proj_stride else stride, hswish=hswish)]
         if se:
-            layers.append(SqueezeExcite(mid_chs))
+            layers.append(squeeze_excite(se, mid_chs, in_chs))
         layers.append(ConvBnAct(mid_chs, out_chs, stride=stride if proj_stride else 1, act=False))
         self.body = nn.Sequential(*layers)
         self.residual = stride == 1 and in_chs == out_chs and not no_skip
@@ -151,12 +157,12 @@ class Fire(nn.Module):
         return torch.cat([self.expand1(s), self.expand3(s)], dim=1)
 
 
-def depthwise_separable(in_chs: int, out_chs: int, *, k: int, stride: int, se: bool = False,
+def depthwise_separable(in_chs: int, out_chs: int, *, k: int, stride: int, se: int = 0,
                         hswish: bool = False) -> nn.Sequential:
     """MobileNetV1 block: depthwise kxk conv-BN-act, [SE], pointwise 1x1 conv-BN-act."""
     layers: list[nn.Module] = [ConvBnAct(in_chs, in_chs, k, stride=stride, groups=in_chs, hswish=hswish)]
     if se:
-        layers.append(SqueezeExcite(in_chs))
+        layers.append(squeeze_excite(se, in_chs, in_chs))
     layers.append(ConvBnAct(in_chs, out_chs, hswish=hswish))
     return nn.Sequential(*layers)
 

@@ -1,5 +1,5 @@
 """Reference architectures as canonical strings of our grammar: MobileNetV1/V2, ShuffleNetV1/V2,
-ResNet-18/34/50/101/152, MnasNet-B1 and the FBNet space as HW-NAS-Bench builds it; VGG,
+ResNet-18/34/50/101/152, MnasNet-A1/B1 and the FBNet space as HW-NAS-Bench builds it; VGG,
 SqueezeNet, MobileNetV3 and EfficientNet-Lite/EdgeTPU live in :mod:`nas.space.zoo_devices`;
 :data:`FAMILIES` registers them all.
 
@@ -49,6 +49,11 @@ _RESNET = {18: ("rb", (2, 2, 2, 2)), 34: ("rb", (3, 4, 6, 3)), 50: ("rbn", (3, 4
 # conv, (expansion, kernel, stride, channels, repeats) of inverted residuals; a 1280 head.
 _MNASNET_B1 = ((3, 3, 2, 24, 3), (3, 5, 2, 40, 3), (6, 5, 2, 80, 3), (6, 3, 1, 96, 2), (6, 5, 2, 192, 4),
                (6, 3, 1, 320, 1))
+# MnasNet-A1 (Tan et al. 2019, Figure 7; mnasnet_models.py's mnasnet_a1): after a 16-channel
+# separable conv, (expansion, kernel, stride, channels, repeats, squeeze-and-excite) of inverted
+# residuals, SE squeezed to a quarter of each block's input with a sigmoid gate; a 1280 head.
+_MNASNET_A1 = ((6, 3, 2, 24, 2, 0), (3, 5, 2, 40, 3, 2), (6, 3, 2, 80, 4, 0), (6, 3, 1, 112, 2, 2),
+               (6, 5, 2, 160, 3, 2), (6, 3, 1, 320, 1, 0))
 # FBNet space as HW-NAS-Bench builds it.
 FBNET_OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 _FBNET_LAYERS = (1, 4, 4, 4, 4, 4, 1)
@@ -167,6 +172,15 @@ def mnasnet_b1(*, width: float = 1.0, resolution: int = 224, classes: int = 1000
                             stages=stages, head_chs=1280, num_classes=classes))
 
 
+def mnasnet_a1(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
+    """MnasNet-A1: MnasNet-B1's layout with other stages, kernels and squeeze-and-excite (``se2``)."""
+    stages: tuple[StageSpec, ...] = (StageSpec("ir", repeats=1, stride=1, out_chs=make_divisible(16 * width)),)
+    stages += tuple(StageSpec("ir", repeats=n, stride=s, out_chs=make_divisible(c * width), kernel=k, exp_ratio=t,
+                              se=se) for t, k, s, c, n, se in _MNASNET_A1)
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=make_divisible(32 * width), stem_stride=2,
+                            stages=stages, head_chs=1280, num_classes=classes))
+
+
 def resnet152(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3) -> ArchSpec:
     """ResNet-152 (v1.5): bottleneck blocks (3, 8, 36, 3)."""
     return _resnet(152, width=width, resolution=resolution, classes=classes, in_chs=in_chs)
@@ -185,7 +199,7 @@ class ZooEntry:
 FAMILIES: dict[str, Callable[..., ArchSpec]] = {
     "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "shufflenet_v1": shufflenet_v1,
     "shufflenet_v2": shufflenet_v2, "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
-    "resnet101": resnet101, "resnet152": resnet152, "mnasnet_b1": mnasnet_b1,
+    "resnet101": resnet101, "resnet152": resnet152, "mnasnet_b1": mnasnet_b1, "mnasnet_a1": mnasnet_a1,
     **{f"vgg{d}": partial(vgg, d) for d in VGG_DEPTHS},
     "squeezenet1_0": partial(squeezenet, "1.0"), "squeezenet1_1": partial(squeezenet, "1.1"),
     "mobilenet_v3_large": partial(mobilenet_v3, "large"), "mobilenet_v3_small": partial(mobilenet_v3, "small"),
@@ -205,7 +219,7 @@ _DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
     *(("shufflenet_v1", 1.0, 224, g) for g in (1, 2, 3, 4, 8)), ("shufflenet_v1", 0.5, 224, 3),
     *(("shufflenet_v2", w, 224, None) for w in (0.5, 1.0, 1.5, 2.0)),
     *((f"resnet{d}", 1.0, 224, None) for d in (18, 34, 50, 101)),
-    ("mnasnet_b1", 1.0, 224, None), ("mnasnet_b1", 0.5, 224, None), ("resnet152", 1.0, 224, None),
+    ("mnasnet_b1", 1.0, 224, None), ("mnasnet_b1", 0.5, 224, None), ("mnasnet_a1", 1.0, 224, None), ("resnet152", 1.0, 224, None),
     *((f"vgg{d}", 1.0, 224, None) for d in VGG_DEPTHS), ("squeezenet1_0", 1.0, 224, None),
     ("squeezenet1_1", 1.0, 224, None), ("mobilenet_v3_large", 1.0, 224, None), ("mobilenet_v3_large", 0.75, 224, None),
     ("mobilenet_v3_small", 1.0, 224, None), ("mobilenet_v3_small", 0.75, 224, None),

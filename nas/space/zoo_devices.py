@@ -118,7 +118,7 @@ def merge_stages(stages: list[StageSpec]) -> tuple[StageSpec, ...]:
     return tuple(merged)
 
 
-def _ir(kind: str, in_chs: int, *, k: int, s: int, mid: int, out: int, se: bool = False, hswish: bool = False,
+def _ir(kind: str, in_chs: int, *, k: int, s: int, mid: int, out: int, se: int = 0, hswish: bool = False,
         edgetpu: bool = False, no_skip: bool = False) -> StageSpec:
     """One ir/fir block with ``mid`` expanded channels, written as e where it is a multiple of the input."""
     exp, extra = (mid // in_chs, 0) if mid % in_chs == 0 else (1, mid)
@@ -153,7 +153,7 @@ def mobilenet_v3(size: str = "large", *, width: float = 1.0, resolution: int = 2
     stages = []
     for k, exp, out, se, hs, s in _MBV3[size]:
         out_ch = make_divisible(out * width)
-        stages.append(_ir("ir", in_ch, k=k, s=s, mid=make_divisible(exp * width), out=out_ch, se=bool(se),
+        stages.append(_ir("ir", in_ch, k=k, s=s, mid=make_divisible(exp * width), out=out_ch, se=int(bool(se)),
                           hswish=bool(hs)))
         in_ch = out_ch
     last, hidden = _MBV3_TOP[size]

@@ -25,6 +25,7 @@ ARCHS = {
     "rb": "in_c3_r16-stem_k3_s1_c16-rb_r2_s1_c16-rb_r1_s2_c32-fc_c10",
     "rbn": "in_c3_r16-stem_k3_s1_c16-rbn_r2_s1_c64-rbn_r1_s2_c128-fc_c10",
     "fir": "in_c3_r16-stem_k3_s1_c16-fir_r2_k3_s1_e4_c16-fir_r1_k3_s2_e4_c24_ps1-head_c64-fc_c10",
+    "se2": "in_c3_r16-stem_k3_s1_c16-ir_r2_k3_s1_e4_c16_se2-ir_r1_k5_s2_e6_c24_se2-head_c64-fc_c10",
 }
 
 

@@ -71,7 +71,7 @@ def test_onnxruntime_plan_matches_the_graph_onnxruntime_optimizes(tmp_path: Path
     block = detect_layout_block(threads=1)
     zoo = [adapt_to_input(FAMILIES[f](width=0.5, resolution=224, classes=1000, in_chs=3), resolution=64, in_chs=3,
                           classes=10)
-           for f in ("squeezenet1_1", "mobilenet_v3_small", "vgg11", "efficientnet_edgetpu_s")]
+           for f in ("squeezenet1_1", "mobilenet_v3_small", "vgg11", "efficientnet_edgetpu_s", "mnasnet_a1")]
     for spec in designed_architectures(24, seed=11) + zoo:
         ops = plan(layer_table(spec), runtime="onnxruntime", layout_block=block)
         planned = (sum(op.kind == "reorder" for op in ops), sum(op.key.endswith("_blocked") for op in ops),

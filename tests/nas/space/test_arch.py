@@ -10,6 +10,7 @@ CANONICAL = [
     "in_c1_r20-stem_k5_s1_c8-sh_r3_s1_g8_c64-ir_r4_k7_s2_e4_c40-head_c128-fc_c2",
     "in_c3_r224-stem_k3_s2_c24_mp1-sh_r4_s2_g3_c240_fg0-sh2_r1_s2_c116-sh2_r3_s1_c116-fc_c1000",
     "in_c3_r64-stem_k3_s2_c16_hs1-ir_r1_k3_s1_e4_c16_se1_hs1-ds_r2_k5_s2_c32_se1-head_c128_hs1-fc_c10",
+    "in_c3_r32-stem_k3_s2_c16-ir_r2_k5_s2_e3_c24_se2-fir_r1_k3_s1_e4_c24_se2-head_c64-fc_c10",
     "in_c3_r32-stem_k3_s1_c16-fb_r1_k5_s1_e1_g2_c16-skip_s2_c24-fb_r1_k3_s1_e6_g1_c24-head_c64-fc_c100",
 ]
 
@@ -42,7 +43,7 @@ def test_parse_fields() -> None:
     ("in_c1_r28-stem_k3_s1_c16-head_c64-fc_c10", "at least one stage"),
     ("in_c1_r2-stem_k3_s2_c16-ir_r1_k3_s2_e1_c16-head_c64-fc_c10", "total stride 4"),
     ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16_se0-head_c64-fc_c10", "se0 in"),           # default spelled out
-    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16_se2-head_c64-fc_c10", "must be se0 or se1"),
+    ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16_se3-head_c64-fc_c10", "not allowed; allowed: se1 (MobileNetV3"),
     ("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16_hs1_se1-head_c64-fc_c10", "out of order"),
     ("in_c1_r28-stem_k3_s1_c16-ir_r1_s1_k3_e1_c16-head_c64-fc_c10", "out of order"),
     ("in_c1_r28-stem_k3_s1_c16-sh2_r1_s2_c33-head_c64-fc_c10", "must be even"),

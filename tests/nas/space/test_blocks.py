@@ -5,7 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from nas.space.blocks import ChannelShuffle, ConvBnAct, InvertedResidual, ResidualBlock, ShuffleV2Unit, make_divisible
+from nas.space.blocks import (
+    ChannelShuffle,
+    ConvBnAct,
+    InvertedResidual,
+    ResidualBlock,
+    ShuffleV2Unit,
+    SqueezeExcite,
+    make_divisible,
+)
 
 
 @pytest.mark.parametrize("value, divisor, expected", [(16 * 0.75, 8, 16), (10, 8, 16), (35, 8, 32), (4, 8, 8),
@@ -68,3 +76,13 @@ def test_fused_fire_and_vgg_blocks_shapes() -> None:
     assert fire(x).shape == (1, 64, 7, 7)  # ceil mode: (15 - 3) / 2 + 1
     assert fire.squeeze[0].conv.out_channels == 8 and fire.expand3[0].conv.kernel_size == (3, 3)
     assert VGGConv(16, 32, pool=True)(x).shape == (1, 32, 7, 7)
+
+
+def test_mnasnet_squeeze_excite_squeezes_the_block_input_with_a_sigmoid_gate() -> None:
+    block = InvertedResidual(40, 40, k=5, stride=1, exp_ratio=3, se=2)
+    se = next(m for m in block.modules() if isinstance(m, SqueezeExcite))
+    assert (se.reduce.in_channels, se.reduce.out_channels) == (120, 10) and isinstance(se.gate, nn.Sigmoid)
+    v3 = next(m for m in InvertedResidual(40, 40, k=5, stride=1, exp_ratio=3, se=1).modules()
+              if isinstance(m, SqueezeExcite))
+    assert v3.reduce.out_channels == 32 and isinstance(v3.gate, nn.Hardsigmoid)
+    assert block(torch.zeros(1, 40, 8, 8)).shape == (1, 40, 8, 8)

@@ -18,6 +18,7 @@ from nas.space.zoo import (
     efficientnet_edgetpu,
     efficientnet_lite,
     fbnet,
+    mnasnet_a1,
     mnasnet_b1,
     mobilenet_v1,
     mobilenet_v2,
@@ -52,6 +53,8 @@ PAPERS = [  # (spec, published MACs, published parameters)
     (resnet101(), 7.80e9, 44.55e6),
     # Tan et al. 2019 (MnasNet-B1, the variant without squeeze-and-excite): 4.4M parameters, 315M MACs
     (mnasnet_b1(), 315e6, 4.4e6),
+    # MnasNet-A1 (Tan et al. 2019, Table 1): 312M MACs, 3.9M parameters
+    (mnasnet_a1(), 312e6, 3.9e6),
     (resnet152(), 11.5e9, 60.19e6),  # torchvision: 11.5 GMACs (v1.5), 60,192,808 parameters
     # Simonyan & Zisserman 2015 as torchvision builds them: 7.61/11.31/15.47/19.63 G multiply-adds
     (vgg(11), 7.61e9, 132.86e6), (vgg(13), 11.31e9, 133.05e6), (vgg(16), 15.47e9, 138.36e6),
@@ -199,3 +202,8 @@ def test_every_family_builds_from_the_cli_registry() -> None:
         assert parse(spec.format()) == spec, name
     with pytest.raises(UserError, match="vgg depth 12 not allowed; allowed: 11, 13, 16, 19"):
         vgg(12)
+
+
+def test_mnasnet_a1_at_1_4_has_timms_parameter_count() -> None:
+    """timm's semnasnet_140 (MnasNet-A1 at 1.4, its 1280 head kept): 6.11M parameters."""
+    assert count_costs(mnasnet_a1(width=1.4)).params == pytest.approx(6.11e6, rel=0.02)
