@@ -20,7 +20,7 @@ from nas.core.vocab import BYTES_PER_ELEMENT
 from nas.cost.costs import ModelCosts, count_costs
 from nas.cost.layers import Layer, layer_table
 from nas.deploy.host_latency import LatencyMeasurement, measure_latency
-from nas.hardware.latency_model import predict
+from nas.hardware.latency_model import FittedModel, predict
 from nas.hardware.profile_build import at_precision, export_for_timing
 from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.space.arch import ArchSpec
@@ -36,6 +36,7 @@ class PredictedLatency:
     ms: float | None
     precision: str | None = None
     error: str | None = None
+    caveat: str | None = None  # why the number is an extrapolation (see :func:`extrapolation`)
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,26 @@ def predict_latency(layers: list[Layer], profile: HardwareProfile, precision: st
                                                    where=f"profile {profile.tag}").total_ms
     except UserError as exc:
         return PredictedLatency(ms=None, precision=None if at == precision else at, error=str(exc))
-    return PredictedLatency(ms=ms, precision=None if at == precision else at)
+    return PredictedLatency(ms=ms, precision=None if at == precision else at,
+                            caveat=extrapolation(layers, (profile.model or {}).get(at)))
+
+
+def extrapolation(layers: list[Layer], fitted: FittedModel | None) -> str | None:
+    """Why a prediction lies outside what the model was fitted on: layer kinds no calibration
+    network had, or MACs more than 2x outside the calibration networks' range; None when inside."""
+    if fitted is None:
+        return None
+    notes = []
+    unseen = sorted({l.kind for l in layers if l.macs} & set(fitted.unfitted_kinds))
+    if unseen:
+        notes.append(f"no calibration network of this profile had {', '.join(unseen)} layers, so they are priced "
+                     f"by the shared per-MAC and per-byte terms only")
+    mmac = sum(l.macs for l in layers) / 1e6
+    if fitted.mmac_range and not fitted.mmac_range[0] / 2 <= mmac <= 2 * fitted.mmac_range[1]:
+        lo, hi = fitted.mmac_range
+        notes.append(f"{mmac:.3g}M MACs is outside the calibration networks' {lo:.3g}M-{hi:.3g}M (more than 2x "
+                     f"beyond), where fixed per-inference costs the data could not pin down dominate")
+    return "EXTRAPOLATED: " + "; ".join(notes) if notes else None
 
 
 @dataclass(frozen=True)
@@ -234,16 +254,8 @@ def _price_predicted(spec: ArchSpec, model: nn.Module, profile: HardwareProfile,
                 f"{split.host_ms:.3g} ms on the host CPU priced by profile {split.host_tag} at "
                 f"{split.host_precision} ({profile.device.fallback_note or 'a stand-in for the host'}), "
                 f"{fallback.transfer_mb:.3f} MB crossing the host link {split.link_ms:.3g} ms")
-    fitted = (profile.model or {}).get(costs.precision)
-    extrapolated = sorted({l.kind for l in layers if l.macs} & set(fitted.unfitted_kinds if fitted else ()))
-    if extrapolated:
-        how += (f"; EXTRAPOLATED: no calibration network of this profile had {', '.join(extrapolated)} layers, so "
-                f"they are priced by the shared per-MAC and per-byte terms only")
-    mmac = costs.macs / 1e6
-    if fitted is not None and fitted.mmac_range and not fitted.mmac_range[0] / 2 <= mmac <= 2 * fitted.mmac_range[1]:
-        lo, hi = fitted.mmac_range
-        how += (f"; EXTRAPOLATED: {mmac:.3g}M MACs is outside the calibration networks' {lo:.3g}M-{hi:.3g}M "
-                f"(more than 2x beyond), where fixed per-inference costs the data could not pin down dominate")
+    if prediction.caveat:
+        how += f"; {prediction.caveat}"
     return _with(base, ms=prediction.ms, how=how)
 
 

@@ -214,13 +214,17 @@ class _Evaluation:
         accuracy = {name: onnx_accuracy(onnx_bytes, x, y, preprocess=splits.preprocess, resolution=spec.resolution)
                     for name, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test))}
         latency = context.source.of_artifact(predicted, host)
+        how = context.source.how(host)
+        mine = predicted.get(context.source.profile.name)
+        if context.source.kind == "predicted" and mine is not None and mine.caveat:
+            how += f"; {mine.caveat}"
         assert self.record.costs is not None
         values = _budget_values(self.record.costs, latency)
         violations = budget_violations(values, context.cfg.search.budgets)
         feasible = all(v <= 0 for v in violations.values())
         self.update(val_accuracy=accuracy["val"], test_accuracy=accuracy["test"], latency_ms=latency,
                     host_latency_ms=host.median_ms, host_latency_p90_ms=host.p90_ms,
-                    latency_kind=context.source.kind, latency_how=context.source.how(host), feasible=feasible,
+                    latency_kind=context.source.kind, latency_how=how, feasible=feasible,
                     rejected_before_training=False, constraints=violations,
                     onnx_path=str(Path(self.files.rel) / "model.onnx"),
                     weights_path=str(Path(self.files.rel) / "weights.pt"), file_bytes=len(onnx_bytes),

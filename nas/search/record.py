@@ -178,11 +178,14 @@ def _prediction_attrs(profile: str, p: PredictedLatency) -> dict[str, Any]:
         out[f"{_PRED}{profile}"] = round(p.ms, 4)
     if p.error is not None:
         out[f"{_PRED}{profile}_error"] = p.error
+    if p.caveat is not None:
+        out[f"{_PRED}{profile}_caveat"] = p.caveat
     return out
 
 
 def _predictions_of(attrs: Mapping[str, Any]) -> dict[str, PredictedLatency]:
-    names = sorted({k.removeprefix(_PRED).removesuffix("_precision").removesuffix("_error")
+    names = sorted({k.removeprefix(_PRED).removesuffix("_precision").removesuffix("_error").removesuffix("_caveat")
                     for k in attrs if k.startswith(_PRED)})
     return {n: PredictedLatency(ms=attrs.get(f"{_PRED}{n}"), precision=attrs.get(f"{_PRED}{n}_precision"),
-                                error=attrs.get(f"{_PRED}{n}_error")) for n in names}
+                                error=attrs.get(f"{_PRED}{n}_error"), caveat=attrs.get(f"{_PRED}{n}_caveat"))
+            for n in names}
