@@ -199,6 +199,11 @@ def streamed_mb(ops: list[Op], precision: str, on_chip_mb: float) -> float:
     return max(0.0, total - on_chip_mb)
 
 
+def host_io_mb(layers: list[Layer], precision: str) -> float:
+    """MB of network input and output at ``precision``: what crosses a host link each inference."""
+    return (layers[0].in_elems + layers[-1].out_elems) * BYTES_PER_ELEMENT[precision] * 1e-6
+
+
 def op_ms(op: Op, device: DeviceModel, precision: str) -> float:
     """Predicted time of one planned op; see the module docstring."""
     fitted = device.fitted
@@ -237,6 +242,5 @@ def predict(layers: list[Layer], device: DeviceModel, *, precision: str = "fp32"
         per_layer.append(("weights streamed beyond the on-chip cache", "stream",
                           fitted.stream_ms_per_mb * streamed_mb(ops, precision, fitted.on_chip_mb)))
     if fitted.io_ms_per_mb and layers:
-        io_mb = (layers[0].in_elems + layers[-1].out_elems) * BYTES_PER_ELEMENT[precision] * 1e-6
-        per_layer.append(("input and output transfer", "io", fitted.io_ms_per_mb * io_mb))
+        per_layer.append(("input and output transfer", "io", fitted.io_ms_per_mb * host_io_mb(layers, precision)))
     return Prediction(total_ms=sum(ms for _, _, ms in per_layer), per_layer=per_layer)

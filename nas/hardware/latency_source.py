@@ -84,7 +84,7 @@ class PredictedByProfile:
         return self._pick(predicted)
 
     def how(self, host: LatencyMeasurement) -> str:
-        return f"predicted by the per-layer model of profile {self.profile.tag} ({self.profile.describe_conditions()})"
+        return self.profile.predicted_how()
 
     def _pick(self, predicted: Mapping[str, PredictedLatency]) -> float:
         mine = predicted.get(self.profile.name)

@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 from nas.core.errors import UserError
 from nas.core.vocab import BYTES_PER_ELEMENT
 from nas.cost.layers import Layer, layer_table
-from nas.hardware.latency_model import FittedModel, predict, streamed_mb
+from nas.hardware.latency_model import FittedModel, host_io_mb, predict, streamed_mb
 from nas.hardware.plan import ALL_KINDS, COMPUTE_KINDS, FREE_KINDS, Op, plan
 from nas.space.arch import ArchSpec, parse
 from nas.space.zoo import DEFAULT_RESOLUTION, FAMILIES
@@ -147,7 +147,7 @@ def features(layers: list[Layer], options: NetworkFitOptions) -> dict[str, float
     if options.on_chip_mb:
         feats["stream_mb"] = streamed_mb(ops, options.precision, options.on_chip_mb)
     if options.host_io:
-        feats["io_mb"] = (layers[0].in_elems + layers[-1].out_elems) * mb
+        feats["io_mb"] = host_io_mb(layers, options.precision)
     return feats
 
 

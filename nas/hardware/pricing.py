@@ -10,6 +10,7 @@ trial of a search predict through the same function, :func:`predict_latency`.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -182,12 +183,19 @@ class SplitPrice:
         return self.device_ms + self.host_ms + self.link_ms
 
 
+@functools.lru_cache(maxsize=8)
+def _fallback_profile(name: str) -> HardwareProfile:
+    """A fallback profile, read once per process: every trial of a search prices on it."""
+    return load_profile(name)
+
+
 def split_price(layers: list[Layer], profile: HardwareProfile, precision: str) -> SplitPrice | None:
     """Price a network some of whose layers the device cannot run: the device's part on its own
     model, the host's part on ``device.fallback_profile`` (at the same precision where that
     profile is calibrated for it), and the activations crossing between them at the device
-    model's time per MB of host I/O (the link's datasheet bandwidth where the fit has none). None when every layer runs on the device or the profile
-    names no fallback profile (then the device model refuses the kinds by name)."""
+    model's time per MB of host I/O (the link's datasheet bandwidth where the fit has none). None
+    when every layer runs on the device or the profile names no fallback profile (then the device
+    model refuses the kinds by name)."""
     device = profile.device
     if device is None or not device.fallback_profile:
         return None
@@ -198,7 +206,7 @@ def split_price(layers: list[Layer], profile: HardwareProfile, precision: str) -
     model = profile.device_model(precision)
     mine = [l for l in layers if l.name not in on_host]
     device_ms = predict(mine, model, precision=precision, where=f"profile {profile.tag}").total_ms if mine else 0.0
-    host = load_profile(device.fallback_profile)
+    host = _fallback_profile(device.fallback_profile)
     calibrated = list(host.model or ())
     host_precision = precision if precision in calibrated or not calibrated else calibrated[0]
     host_ms = predict([l for l in layers if l.name in on_host], host.device_model(host_precision),
@@ -246,7 +254,7 @@ def _price_predicted(spec: ArchSpec, model: nn.Module, profile: HardwareProfile,
     prediction = predict_latency(layers, profile, costs.precision)
     if prediction.ms is None:
         return _with(base, how=f"not predicted: {prediction.error}")
-    how = f"predicted by the per-layer model of profile {profile.tag} ({profile.describe_conditions()})"
+    how = profile.predicted_how()
     split = split_price(layers, profile, costs.precision) if unsupported else None
     if split is not None and fallback is not None:
         how += (f"; {', '.join(unsupported)} cannot run on {profile.name}: {split.device_ms:.3g} ms on the device, "

@@ -137,8 +137,12 @@ class HardwareProfile:
         return f"{self.name}@{self.version}"
 
     def describe_conditions(self) -> str:
-        """The runtime and conditions a predicted profile's numbers hold for, for latency_how."""
+        """The runtime and conditions a predicted profile's numbers hold for."""
         return self.conditions.describe() if self.conditions else "runtime and conditions not stated"
+
+    def predicted_how(self) -> str:
+        """The latency_how of this profile's predictions: model, profile version, runtime, conditions."""
+        return f"predicted by the per-layer model of profile {self.tag} ({self.describe_conditions()})"
 
     def check_can_predict(self, precision: str) -> None:
         """Raise unless this predicted profile runs ``precision`` and is calibrated for it."""

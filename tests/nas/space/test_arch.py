@@ -80,15 +80,15 @@ def test_new_tokens_round_trip_and_are_checked() -> None:
                  "in_c3_r32-stem_k3_s1_c16-fir_r2_k3_s2_e4_c24_ps1-vgg_r2_s2_c32-fc_c10_p4_h64_n2",
                  "in_c3_r32-stem_k3_s2_c16_mp1_vp1-fire_r2_s2_c32-fc_c10_cv1"):
         assert parse(text).format() == text
-    with pytest.raises(ArchError, match="40 expanded channels are 2x the input 20; canonical: e2 without m"):
-        parse("in_c3_r32-stem_k3_s1_c20-ir_r1_k3_s1_e1_c24_m40-fc_c10")
-    with pytest.raises(ArchError, match="give expanded channels as e or as m, not both"):
-        parse("in_c3_r32-stem_k3_s1_c20-fir_r1_k3_s1_e2_c24_m50-fc_c10")
-    with pytest.raises(ArchError, match="channels 36 must divide by 8"):
-        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c36-fc_c10")
-    with pytest.raises(ArchError, match="a conv classifier .cv1. pools globally after it"):
-        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_h64_cv1")
-    with pytest.raises(ArchError, match="n and hs describe hidden layers; give their width h too"):
-        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_n2")
-    with pytest.raises(ArchError, match="token h0 .* is the default"):
-        parse("in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_h0")
+    bad = {
+        "in_c3_r32-stem_k3_s1_c20-ir_r1_k3_s1_e1_c24_m40-fc_c10":
+            "40 expanded channels are 2x the input 20; canonical: e2 without m",
+        "in_c3_r32-stem_k3_s1_c20-fir_r1_k3_s1_e2_c24_m50-fc_c10": "give expanded channels as e or as m, not both",
+        "in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c36-fc_c10": "channels 36 must divide by 8",
+        "in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_h64_cv1": "a conv classifier .cv1. pools globally after it",
+        "in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_n2": "n and hs describe hidden layers; give their width h too",
+        "in_c3_r32-stem_k3_s1_c16-fire_r1_s1_c32-fc_c10_h0": "token h0 .* is the default",
+    }
+    for text, message in bad.items():
+        with pytest.raises(ArchError, match=message):
+            parse(text)
