@@ -20,8 +20,9 @@ from nas.core.config import SearchConfig, parse_search_config
 from nas.core.errors import UserError
 from nas.core.vocab import OBJECTIVES
 from nas.data.splits import Splits, load_raw, split
+from nas.hardware.latency_source import latency_source
 from nas.hardware.profiles import HardwareProfile, load_profile
-from nas.search.evaluate import EvalContext, Trainer
+from nas.search.evaluate import EvalContext, Trainer, artifact_precision
 from nas.search.objective import Objective
 from nas.train.trainer import train
 
@@ -134,8 +135,10 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
     but do not count: the run makes up for them (at most as many failures as trials wanted).
     ``trainer`` trains each candidate (tests pass a fake).
     """
-    check_run_config(run_dir, cfg)
     profile = profile or load_profile(cfg.search.profile)
+    # a target that cannot price what the search exports is refused before the run folder is written
+    latency_source(profile, precision=artifact_precision(cfg, profile))
+    check_run_config(run_dir, cfg)
     splits = splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")
     study = open_study(cfg, storage or default_storage(run_dir))
     done = sum(t.state in FINISHED for t in study.trials)

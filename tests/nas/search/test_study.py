@@ -113,6 +113,7 @@ def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path) -> 
     assert t.state == optuna.trial.TrialState.PRUNED and r is not None and r.latency_kind == "predicted"
     with pytest.raises(UserError, match=r"zynq-zcu102-dpu@\d+ runs int8 only .* set compression.quantize: \[static\]"):
         run_search(_cfg(idx_dir, profile="zynq-zcu102-dpu"), tmp_path / "z", trainer=never_trains)
+    assert not (tmp_path / "z").exists()  # nothing written: the fixed config runs in the same folder
 
 
 def test_an_edge_tpu_search_prices_its_int8_artifacts(tmp_path: Path, idx_dir: Path) -> None:
