@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import optuna
 
-from nas.cli import compression, networks, profile, search
+from nas.cli import compression, networks, profile, search, train
 from nas.core.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     compression.add_commands(sub)
     networks.add_commands(sub)
     profile.add_commands(sub)
+    train.add_commands(sub)
     return parser
 
 

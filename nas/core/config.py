@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 from nas.core.errors import UserError
 from nas.core.schema import check, check_choices, from_mapping, load_yaml
-from nas.core.vocab import BLOCK_TYPES, BUDGET_KEYS, OBJECTIVES
+from nas.core.vocab import ARTIFACT_NAMES, BLOCK_TYPES, BUDGET_KEYS, OBJECTIVES
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
 
@@ -94,6 +95,8 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    SECTION: ClassVar[str] = "train"  # where errors point in the YAML
+
     epochs: int = 2
     train_subset: int | None = None
     batch_size: int = 128
@@ -107,16 +110,46 @@ class TrainConfig:
     distill: TeacherConfig | None = None
 
     def __post_init__(self) -> None:
-        check(self.epochs >= 1, "train.epochs", self.epochs, "integers >= 1")
-        check(self.train_subset is None or self.train_subset >= 1, "train.train_subset", self.train_subset,
+        check(self.epochs >= 1, f"{self.SECTION}.epochs", self.epochs, "integers >= 1")
+        check(self.train_subset is None or self.train_subset >= 1, f"{self.SECTION}.train_subset", self.train_subset,
               "null (all) or integers >= 1")
-        check(self.batch_size >= 1, "train.batch_size", self.batch_size, "integers >= 1")
-        check(self.optimizer in ("adamw", "sgd"), "train.optimizer", self.optimizer, "adamw, sgd")
-        check(self.lr > 0, "train.lr", self.lr, "numbers > 0")
-        check(self.schedule in ("onecycle", "cosine", "constant"), "train.schedule", self.schedule,
+        check(self.batch_size >= 1, f"{self.SECTION}.batch_size", self.batch_size, "integers >= 1")
+        check(self.optimizer in ("adamw", "sgd"), f"{self.SECTION}.optimizer", self.optimizer, "adamw, sgd")
+        check(self.lr > 0, f"{self.SECTION}.lr", self.lr, "numbers > 0")
+        check(self.schedule in ("onecycle", "cosine", "constant"), f"{self.SECTION}.schedule", self.schedule,
               "onecycle, cosine, constant")
-        check(0 <= self.label_smoothing < 1, "train.label_smoothing", self.label_smoothing, "0 <= x < 1")
-        check(self.device in ("auto", "cpu", "cuda"), "train.device", self.device, "auto, cpu, cuda")
+        check(0 <= self.label_smoothing < 1, f"{self.SECTION}.label_smoothing", self.label_smoothing, "0 <= x < 1")
+        check(self.device in ("auto", "cpu", "cuda"), f"{self.SECTION}.device", self.device, "auto, cpu, cuda")
+
+
+AUGMENTS = ("crop", "flip")
+
+
+@dataclass(frozen=True)
+class FinalConfig(TrainConfig):
+    """Training a chosen architecture to convergence (``hwnas train``): the whole training split
+    (``train_subset: null``), augmentation, a longer schedule. Validation accuracy is reported every
+    epoch; the model kept is the last epoch's."""
+
+    SECTION: ClassVar[str] = "final"
+
+    epochs: int = 30
+    lr: float = 0.005
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    # "auto": random crop with padding (1/8 of the side) for every dataset, plus horizontal flip for
+    # natural (RGB) images only: flipping breaks digits and the asymmetry of some clothes
+    augment: tuple[str, ...] | None = None  # null: auto; []: none; or a list of crop, flip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choices(self.augment or (), "final.augment", AUGMENTS)
+
+    def augmentations(self, channels: int) -> tuple[str, ...]:
+        """The augmentations applied to a dataset with ``channels`` channels."""
+        if self.augment is not None:
+            return self.augment
+        return ("crop", "flip") if channels == 3 else ("crop",)
 
 
 @dataclass(frozen=True)
@@ -140,9 +173,13 @@ class SearchSection:
     profile: str = "cpu"
     precision: str = "fp32"
     budgets: Budgets = field(default_factory=Budgets)
+    artifacts: tuple[str, ...] | None = None  # the files each trial exports; None: the profile's
 
     def __post_init__(self) -> None:
         check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")
+        if self.artifacts is not None:
+            check(bool(self.artifacts), "search.artifacts", self.artifacts, f"null or a list of {', '.join(ARTIFACT_NAMES)}")
+            check_choices(self.artifacts, "search.artifacts", ARTIFACT_NAMES)
         check(self.sampler in ("nsga2", "tpe"), "search.sampler", self.sampler, "nsga2, tpe")
         check(self.population >= 2, "search.population", self.population, "integers >= 2")
         check_choices(self.objectives, "search.objectives", OBJECTIVES)
@@ -215,6 +252,7 @@ class SearchConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    final: FinalConfig = field(default_factory=FinalConfig)  # hwnas train: chosen architectures to convergence
     search: SearchSection = field(default_factory=SearchSection)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     compression: CompressionSpace | None = None  # none: trials export the trained fp32 network

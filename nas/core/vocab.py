@@ -19,5 +19,9 @@ OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimiz
 # Figures a search can put a budget on.
 BUDGET_KEYS = ("latency_ms", "peak_memory_mb", "macs")
 
+# Files a trial can be exported as (nas.deploy.artifacts): the trial's ONNX (fp32, or the int8 QDQ
+# file of a static int8 recipe), TFLite fp32, full-integer int8 TFLite.
+ARTIFACT_NAMES = ("onnx", "tflite-fp32", "tflite-int8")
+
 # How a latency figure was obtained: measured on this host, or predicted by a profile's model.
 LATENCY_KINDS = ("measured", "predicted")

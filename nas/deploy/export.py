@@ -8,6 +8,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from nas.data.splits import Preprocess, to_tensor
+from nas.deploy.contract import CONTRACT_KEY, contract_json, preprocess_contract
 from nas.deploy.host_latency import session
 from nas.space.arch import ArchSpec
 from nas.space.builder import fuse_bn
@@ -34,12 +36,23 @@ class DeployInfo:
     channel_order: str
     classes: tuple[str, ...]
     precision: str = "fp32"
+    source_size: int = 0  # side of the images the model is fed from (0: the input's own side)
 
     @classmethod
     def for_arch(cls, spec: ArchSpec, preprocess: Preprocess, classes: tuple[str, ...]) -> DeployInfo:
         return cls(arch=spec.format(), input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
                    resize=preprocess.describe_resize(spec.resolution), mean=preprocess.mean, std=preprocess.std,
-                   channel_order=preprocess.channel_order, classes=classes)
+                   channel_order=preprocess.channel_order, classes=classes, source_size=preprocess.source_size)
+
+    def contract(self, *, layout: str = "NCHW", batch: int | None = None,
+                 input_quantization: tuple[float, int, str] | None = None,
+                 output_quantization: tuple[float, int, str] | None = None) -> dict[str, Any]:
+        """The ``hwnas.preprocess`` deploy contract (see :mod:`nas.deploy.contract`)."""
+        _, c, h, _ = self.input_shape
+        return preprocess_contract(source_size=self.source_size or h, resolution=h, channels=c,
+                                   channel_order=self.channel_order, mean=self.mean, std=self.std, layout=layout,
+                                   batch=batch, input_quantization=input_quantization,
+                                   output_quantization=output_quantization)
 
     def metadata(self) -> dict[str, str]:
         return {
@@ -53,6 +66,7 @@ class DeployInfo:
             "hwnas.classes": json.dumps(list(self.classes)),
             "hwnas.precision": self.precision,
             "hwnas.output": "logits (apply softmax for probabilities)",
+            CONTRACT_KEY: contract_json(self.contract()),  # the ONNX file: NCHW float32, any batch
         }
 
 

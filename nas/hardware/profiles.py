@@ -16,6 +16,7 @@ from pathlib import Path
 from nas.core.errors import UserError
 from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.vocab import LATENCY_KINDS, PRECISIONS
+from nas.deploy.artifacts import kinds
 from nas.hardware.latency_model import DeviceModel, FittedModel
 from nas.hardware.plan import ALL_KINDS
 
@@ -118,8 +119,10 @@ class HardwareProfile:
     model: dict[str, FittedModel] | None = None  # predicted profiles: fitted model by precision
     memory: MemorySpec = field(default_factory=MemorySpec)
     conditions: Conditions | None = None  # predicted profiles: the runtime and conditions the model holds for
+    artifacts: tuple[str, ...] = ("onnx",)  # the files a search exports by default (nas.deploy.artifacts)
 
     def __post_init__(self) -> None:
+        kinds(self.artifacts)  # one line naming the allowed kinds
         check(self.kind in PROFILE_KINDS, "kind", self.kind, ", ".join(PROFILE_KINDS))
         check(bool(self.version), "version", self.version, "a non-empty version string")
         if self.kind == "measured":

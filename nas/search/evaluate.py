@@ -10,6 +10,7 @@ tests pass fakes. The latency source is chosen once per search (:mod:`nas.hardwa
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -26,8 +27,10 @@ from nas.core.errors import UserError
 from nas.core.vocab import BUDGET_KEYS
 from nas.cost.costs import ModelCosts, count_costs
 from nas.data.splits import Preprocess, Splits
+from nas.deploy.artifacts import ARTIFACT_KINDS, ArtifactKind, MeasuredFile, kinds, primary_kind, tflite_file
 from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.deploy.host_latency import LatencyMeasurement
+from nas.deploy.tflite import require as require_tflite
 from nas.hardware.latency_source import LatencySource, latency_source
 from nas.hardware.pricing import PredictedLatency, measure_on_host, predict_on_profiles
 from nas.hardware.profiles import HardwareProfile, calibrated_predicted_profiles
@@ -66,6 +69,7 @@ class EvalContext:
     measure: HostMeasurer = measure_file
     teacher_logits: np.ndarray | None = None
     precision: str = "fp32"  # what a candidate is priced at before compression (artifact_precision)
+    artifacts: tuple[ArtifactKind, ...] = (ARTIFACT_KINDS["onnx"],)  # the files each candidate is exported as
 
     @classmethod
     def for_search(cls, cfg: SearchConfig, profile: HardwareProfile, splits: Splits, *, trainer: Trainer = train,
@@ -77,7 +81,17 @@ class EvalContext:
         others = [p for p in calibrated_predicted_profiles() if p.name != profile.name]
         predictors = ([profile] if source.kind == "predicted" else []) + others
         logits = teacher_logits(cfg.train.distill, splits) if cfg.train.distill is not None else None
-        return cls(cfg, splits, source, tuple(predictors), trainer, measure or measure_file, logits, precision)
+        return cls(cfg, splits, source, tuple(predictors), trainer, measure or measure_file, logits, precision,
+                   artifact_kinds(cfg, profile))
+
+
+def artifact_kinds(cfg: SearchConfig, profile: HardwareProfile) -> tuple[ArtifactKind, ...]:
+    """The files each trial is exported as: ``search.artifacts``, else the profile's. TFLite
+    needs the optional extra; without it this is a one-line error before any training."""
+    chosen = kinds(cfg.search.artifacts or profile.artifacts)
+    if any(k.format == "tflite" for k in chosen):
+        require_tflite()
+    return chosen
 
 
 def artifact_precision(cfg: SearchConfig, profile: HardwareProfile) -> str:
@@ -190,7 +204,7 @@ class _Evaluation:
         self.update(train_loss=tuple(losses), train_seconds=time.perf_counter() - started,
                     teacher=distill.model if distill is not None else None)
 
-    def compress(self, model: Net, recipe: Recipe) -> tuple[bytes, dict[str, PredictedLatency]]:
+    def compress(self, model: Net, recipe: Recipe) -> tuple[bytes, Net, dict[str, PredictedLatency]]:
         """Apply the recipe; from here on costs and predictions are the compressed model's."""
         started = time.perf_counter()
         onnx_bytes, pruned, details = apply_recipe(model, self.spec, recipe, self.context.splits, seed=self.seed)
@@ -200,19 +214,37 @@ class _Evaluation:
         self.update(costs=costs, weight_bits_note=details.lowbit_note, pruned_channels=details.kept_channels,
                     compress_seconds=time.perf_counter() - started)
         self.context.source.before_training(predicted, None)  # raises when the target cannot price the result
-        return onnx_bytes, predicted
+        return onnx_bytes, pruned, predicted
 
-    def judge(self, model: Net, onnx_bytes: bytes | None, predicted: Mapping[str, PredictedLatency]) -> None:
-        """Export (or take the compressed file), then take accuracy and latency from the file itself."""
+    def judge(self, model: Net, onnx_bytes: bytes | None, predicted: Mapping[str, PredictedLatency],
+              compressed: Net | None = None) -> None:
+        """Export every artifact kind, then take accuracy and latency from the files themselves:
+        the record reports the primary file's (see :mod:`nas.deploy.artifacts`)."""
         context, splits, spec = self.context, self.context.splits, self.spec
         out = self.files.dir
         out.mkdir(parents=True, exist_ok=True)
         onnx_bytes = onnx_bytes if onnx_bytes is not None else to_onnx(model, self.info)
-        (out / "model.onnx").write_bytes(onnx_bytes)
+        _write_atomic(out / "model.onnx", onnx_bytes)
         torch.save(model.state_dict(), out / "weights.pt")  # the trained dense network, for hwnas compress
         host = context.measure(onnx_bytes, spec, context.source.host)  # the file on this host, whatever the target
-        accuracy = {name: onnx_accuracy(onnx_bytes, x, y, preprocess=splits.preprocess, resolution=spec.resolution)
-                    for name, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test))}
+        files: dict[str, MeasuredFile] = {}
+        for kind in context.artifacts:
+            rel = str(Path(self.files.rel) / kind.filename)
+            if kind.format == "onnx":
+                accuracy = {name: onnx_accuracy(onnx_bytes, x, y, preprocess=splits.preprocess,
+                                                resolution=spec.resolution)
+                            for name, x, y in (("val", splits.x_val, splits.y_val),
+                                               ("test", splits.x_test, splits.y_test))}
+                files[kind.name] = MeasuredFile(kind.name, rel, len(onnx_bytes), host.runtime, accuracy["val"],
+                                                accuracy["test"], host.median_ms, host.p90_ms,
+                                                host.describe(), "torch.onnx (TorchScript exporter)"
+                                                + (", then the recipe's quantizer" if self.recipe else ""))
+            else:
+                data, measured = tflite_file(compressed if compressed is not None else model, self.info, kind, splits,
+                                             resolution=spec.resolution, seed=self.seed, rel_path=rel)
+                _write_atomic(out / kind.filename, data)
+                files[kind.name] = measured
+        primary = files[primary_kind(context.artifacts, self.record.precision).name]
         latency = context.source.of_artifact(predicted, host)
         how = context.source.how(host)
         mine = predicted.get(context.source.profile.name)
@@ -222,15 +254,27 @@ class _Evaluation:
         values = _budget_values(self.record.costs, latency)
         violations = budget_violations(values, context.cfg.search.budgets)
         feasible = all(v <= 0 for v in violations.values())
-        self.update(val_accuracy=accuracy["val"], test_accuracy=accuracy["test"], latency_ms=latency,
+        int8 = files.get("tflite-int8")
+        readiness = dict(int8.extra) if int8 is not None else {}
+        self.update(val_accuracy=primary.val_accuracy, test_accuracy=primary.test_accuracy, latency_ms=latency,
                     host_latency_ms=host.median_ms, host_latency_p90_ms=host.p90_ms,
                     latency_kind=context.source.kind, latency_how=how, feasible=feasible,
                     rejected_before_training=False, constraints=violations,
                     onnx_path=str(Path(self.files.rel) / "model.onnx"),
-                    weights_path=str(Path(self.files.rel) / "weights.pt"), file_bytes=len(onnx_bytes),
+                    weights_path=str(Path(self.files.rel) / "weights.pt"), file_bytes=primary.bytes,
+                    artifact=primary.path, artifact_runtime=primary.runtime,
+                    artifacts={k: f.to_json() for k, f in files.items()},
+                    edgetpu_ready=readiness.get("edgetpu_ready"), edgetpu_summary=readiness.get("edgetpu_summary"),
                     infeasible_reason=None if feasible else describe_violations(violations, values,
                                                                                 context.cfg.search.budgets),
                     seconds=self.elapsed())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """A temporary file beside ``path``, then a rename: a kill leaves no half-written model."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def evaluate(spec: ArchSpec, recipe: Recipe | None, context: EvalContext, *, seed: int, files: TrialFiles,
@@ -249,10 +293,10 @@ def evaluate(spec: ArchSpec, recipe: Recipe | None, context: EvalContext, *, see
         if not gate:
             context.source.before_training(predicted, None)  # a target that cannot price it fails here too
         run.train(model)
-        onnx_bytes = None
+        onnx_bytes, compressed = None, None
         if recipe is not None:
-            onnx_bytes, predicted = run.compress(model, recipe)
-        run.judge(model, onnx_bytes, predicted)
+            onnx_bytes, compressed, predicted = run.compress(model, recipe)
+        run.judge(model, onnx_bytes, predicted, compressed)
         return run.record
     except (Exception, KeyboardInterrupt) as exc:  # the cause travels on: a Ctrl-C still stops the search
         run.update(error=(type(exc).__name__ + (f": {exc}" if str(exc) else ""))[:1000], seconds=run.elapsed())

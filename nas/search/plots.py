@@ -24,7 +24,8 @@ def _rejected(trials: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def plot_front(trials: pd.DataFrame, front: pd.DataFrame, *, budgets: dict[str, float | None], path: Path,
-               title: str, baseline_trials: pd.DataFrame | None = None, profile: str = "") -> None:
+               title: str, baseline_trials: pd.DataFrame | None = None, profile: str = "",
+               finals: pd.DataFrame | None = None) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     complete = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
     searched = front[front["source"] == "search"]
@@ -51,12 +52,28 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, *, budgets: dict[str, 
                 ax.annotate(str(row["name"]).replace("shufflenet", "shn").replace("mobilenet", "mbn"),
                             (row[x], row["accuracy"] * 100), fontsize=6, xytext=(3, -8), textcoords="offset points",
                             color="tab:orange")
+        if finals is not None and len(finals):
+            _draw_finals(ax, x, finals, front)
         if budgets.get(x) is not None:
             ax.axvline(budgets[x], color="tab:red", ls="--", label=f"budget {budgets[x]:g}")
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy % (exported ONNX)")
+        ax.set_ylabel("test accuracy % (measured on the exported file)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{title}: accuracy vs cost")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _draw_finals(ax: plt.Axes, x: str, finals: pd.DataFrame, front: pd.DataFrame) -> None:
+    """Finals (hwnas train) as stars, each joined to its proxy-trained trial on the front."""
+    shown = finals[finals[x].notna() & finals["final_accuracy"].notna()]
+    ax.scatter(shown[x], shown["final_accuracy"] * 100, marker="*", s=90, color="tab:green", zorder=4,
+               label="trained to convergence (hwnas train)")
+    searched = front[front["source"] == "search"].set_index("trial") if len(front) else front
+    for _, row in shown.iterrows():
+        trial = row["trial"]
+        if pd.notna(trial) and int(trial) in searched.index:
+            proxy = searched.loc[int(trial)]
+            ax.plot([proxy[x], row[x]], [proxy["accuracy"] * 100, row["final_accuracy"] * 100], color="tab:green",
+                    lw=0.8, alpha=0.6)

@@ -29,7 +29,7 @@ RECORD_VERSION = 2
 TABLE_COLUMNS = ("baseline", "arch", "test_accuracy", "val_accuracy", "macs", "parameters", "latency_ms",
                  "latency_kind", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes", "feasible",
                  "rejected_before_training", "infeasible_reason", "error", "onnx_path", "seconds", "seed",
-                 "profile", "profile_version")
+                 "profile", "profile_version", "artifact", "artifact_runtime", "edgetpu_ready")
 _PRED = "latency_ms_pred_"
 _HOST = "latency_ms_meas_cpu"
 _HOST_P90 = "latency_p90_ms_meas_cpu"
@@ -39,7 +39,8 @@ _SCALARS: dict[str, int | None] = {
     "latency_ms": 4, "latency_kind": None, "latency_how": None, "val_accuracy": 5, "test_accuracy": 5,
     "onnx_path": None, "weights_path": None, "file_bytes": None, "feasible": None,
     "rejected_before_training": None, "infeasible_reason": None, "train_seconds": 2, "compress_seconds": 2,
-    "seconds": 3, "error": None,
+    "seconds": 3, "error": None, "artifact": None, "artifact_runtime": None, "edgetpu_ready": None,
+    "edgetpu_summary": None,
 }
 
 
@@ -82,6 +83,11 @@ class CandidateResult:
     compress_seconds: float | None = None
     seconds: float | None = None
     error: str | None = None
+    artifact: str | None = None  # the primary file (relative path): accuracy and file_bytes are its
+    artifact_runtime: str | None = None  # what measured the primary file's accuracy
+    artifacts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # every file by kind, with figures
+    edgetpu_ready: bool | None = None  # the int8 TFLite file passes the Edge TPU readiness check
+    edgetpu_summary: str | None = None
 
     def objective(self, name: str) -> float:
         """The value of one search objective (``accuracy`` is the validation accuracy)."""
@@ -115,6 +121,8 @@ class CandidateResult:
             attrs["pruned_channels"] = {k: list(v) for k, v in self.pruned_channels.items()}
         if self.train_loss:
             attrs["train_loss"] = [round(v, 5) for v in self.train_loss]
+        if self.artifacts:
+            attrs["artifacts"] = {k: dict(v) for k, v in self.artifacts.items()}
         return attrs
 
     @classmethod
@@ -132,6 +140,7 @@ class CandidateResult:
                    costs=_costs_of(attrs), predicted=_predictions_of(attrs), host_latency_ms=attrs.get(_HOST),
                    host_latency_p90_ms=attrs.get(_HOST_P90), pruned_channels=attrs.get("pruned_channels"),
                    train_loss=tuple(attrs.get("train_loss", ())), constraints=dict(constraints or {}),
+                   artifacts=dict(attrs.get("artifacts") or {}),
                    **{key: attrs.get(key) for key in _SCALARS})
 
     def table_row(self) -> dict[str, Any]:

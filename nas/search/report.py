@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import optuna
 import pandas as pd
 
+from nas.search.model_card import model_card
 from nas.search.plots import plot_front
 from nas.search.record import TABLE_COLUMNS, CandidateResult, result_of
+from nas.space.arch import parse
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +88,47 @@ def front_table(study: optuna.Study | None, baselines: optuna.Study | None = Non
 
 
 def export_trial_files(study: optuna.Study, run_dir: Path, number: int) -> Path:
-    """Copy a completed trial's exported ONNX into its model folder with its arch and metrics."""
+    """Copy a completed trial's exported files (the kinds its target runs) into its model folder,
+    with arch.txt, metrics.json and a README.md; returns the primary file's path."""
     trial = study.trials[number] if 0 <= number < len(study.trials) else None
     result = result_of(trial) if trial is not None else None
     if trial is None or trial.state != COMPLETE or result is None or result.onnx_path is None:
         raise KeyError(f"trial {number} has no exported model; allowed: completed trials "
                        f"{[t.number for t in study.trials if t.state == COMPLETE]}")
-    target = run_dir / model_dir(result, number)
+    rel = model_dir(result, number)
+    target = run_dir / rel
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / result.onnx_path, target / "model.onnx")
+    # records before the artifact kinds existed hold the ONNX file only
+    files = {k: dict(v) for k, v in result.artifacts.items()} or {
+        "onnx": {"path": result.onnx_path, "bytes": result.file_bytes, "runtime": "onnxruntime",
+                 "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
+                 "host_latency_ms": result.host_latency_ms}}
+    primary = None
+    for kind, info in files.items():
+        name = Path(str(info["path"])).name
+        copy_atomic(run_dir / str(info["path"]), target / name)
+        if result.artifact in (None, info["path"]) and primary is None:
+            primary = target / name
+        info["path"] = str(rel / name)
     (target / "arch.txt").write_text(result.arch + "\n")
-    metrics = {"trial": number, "params": trial.params, **result.to_attrs(),
+    spec = parse(result.arch)
+    (target / "README.md").write_text(model_card(result, files, input_shape=(1, spec.in_chs, spec.resolution,
+                                                                              spec.resolution),
+                                                 title=f"{study.study_name}, trial {number}"))
+    metrics = {"trial": number, "params": trial.params, **result.to_attrs(), "artifacts": files,
                "objectives": dict(zip(study.metric_names or [], trial.values or [])),
-               "onnx_path": str(model_dir(result, number) / "model.onnx")}
+               "onnx_path": str(rel / "model.onnx") if "onnx" in files else None,
+               "artifact": str(primary.relative_to(run_dir)) if primary is not None else None}
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return target / "model.onnx"
+    assert primary is not None
+    return primary
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """Copy to a temporary name beside ``target``, then rename: never a half-copied model."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def _profile_tag(*studies: optuna.Study | None) -> str:
@@ -113,8 +142,8 @@ def _profile_tag(*studies: optuna.Study | None) -> str:
 
 def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: optuna.Study | None,
                   baselines: optuna.Study | None = None) -> pd.DataFrame:
-    """trials.csv, baselines.csv, front.csv, front.png and models/ for every front trial and
-    trained baseline. Either study may be absent (a run with baselines only, or no baselines)."""
+    """trials.csv, baselines.csv, front.csv, front.png (with the finals of finals.csv when
+    ``hwnas train`` wrote one) and models/ for every front trial and trained baseline. Either study may be absent (a run with baselines only, or no baselines)."""
     trials = trials_table(search)
     trials.to_csv(run_dir / "trials.csv", index=False)
     base_trials = trials_table(baselines) if baselines else None
@@ -127,6 +156,7 @@ def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: op
         assert study is not None  # the row came from it
         export_trial_files(study, run_dir, int(str(row.trial)))
     title = search.study_name if search else baselines.study_name if baselines else run_dir.name
+    finals = pd.read_csv(run_dir / "finals.csv") if (run_dir / "finals.csv").exists() else None
     plot_front(trials, front, budgets=budgets, path=run_dir / "front.png", title=title, baseline_trials=base_trials,
-               profile=_profile_tag(search, baselines))
+               profile=_profile_tag(search, baselines), finals=finals)
     return front

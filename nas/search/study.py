@@ -82,12 +82,13 @@ def check_run_config(run_dir: Path, cfg: SearchConfig) -> None:
     path = run_dir / "config.yaml"
     data = config_to_dict(cfg)
     if path.exists():
-        stored = yaml.safe_load(path.read_text())
+        stored = config_to_dict(load_run_config(run_dir))  # keys added since take their defaults
         for d in (stored, data):
             d.get("search", {}).pop("trials", None)
+            d.pop("final", None)  # final training happens after the search (hwnas train)
         if stored != data:
             raise UserError(f"{run_dir} holds a run of a different config; use --out for a new run folder "
-                            f"(only search.trials may change when resuming)")
+                            f"(only search.trials and the final section may change when resuming)")
     run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 

@@ -25,7 +25,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
                total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
@@ -35,7 +35,7 @@ def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -69,9 +69,9 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
     x_all = to_tensor(images, preprocess, resolution)
     y_all = torch.from_numpy(labels)
     to_channels_last(model, device).train()
-    optimizer = _optimizer(cfg, model)
+    optimizer = make_optimizer(cfg, model)
     steps_per_epoch = math.ceil(len(y_all) / cfg.batch_size)
-    scheduler = _scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
+    scheduler = make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     epoch_losses = []
     for epoch in range(cfg.epochs):

@@ -9,6 +9,8 @@ import pytest
 
 from nas.core.config import SearchConfig, parse_search_config
 from nas.core.errors import UserError
+from nas.deploy.edgetpu import check_edgetpu
+from nas.deploy.tflite import available as tflite_available
 from nas.hardware.profiles import load_profile
 from nas.search.record import result_of
 from nas.search.report import write_outputs
@@ -116,10 +118,11 @@ def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path) -> 
     assert not (tmp_path / "z").exists()  # nothing written: the fixed config runs in the same folder
 
 
+@pytest.mark.skipif(not tflite_available(), reason="needs the tflite extra (LiteRT)")
 def test_an_edge_tpu_search_prices_its_int8_artifacts(tmp_path: Path, idx_dir: Path) -> None:
     """An int8-only target searches static int8 trials: the budget gates on the int8 prediction
     before training, and the objective is the prediction of the quantized model."""
-    raw = tiny_config(idx_dir, trials=2, profile="edgetpu", budgets={"latency_ms": 50.0})
+    raw = tiny_config(idx_dir, trials=3, profile="edgetpu", budgets={"latency_ms": 50.0})
     raw["compression"] = {"quantize": ["static"]}
     study = run_search(parse_search_config(raw), tmp_path / "tpu", trainer=FakeTrainer(real=True))
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -132,6 +135,22 @@ def test_an_edge_tpu_search_prices_its_int8_artifacts(tmp_path: Path, idx_dir: P
         assert "Edge TPU runtime" in (r.latency_how or "")
         # the tiny networks of this space lie far below the Edge TPU fit's calibration networks: said so
         assert "EXTRAPOLATED" in (r.latency_how or "") and "EXTRAPOLATED" in (r.predicted["edgetpu"].caveat or "")
+        # the profile's artifact: full-integer int8 TFLite, measured by LiteRT, passing the readiness check
+        assert list(r.artifacts) == ["tflite-int8"] and r.artifact is not None and r.artifact.endswith(".tflite")
+        assert r.artifact_runtime is not None and r.artifact_runtime.startswith("LiteRT")
+        # channel shuffle becomes TRANSPOSE, which the compiler leaves on the CPU (as the profile prices it)
+        shuffle = "-sh_" in r.arch
+        assert r.edgetpu_ready is (not shuffle), r.edgetpu_summary
+        assert ("TRANSPOSE" in r.artifacts["tflite-int8"]["edgetpu_cpu_ops"]) is shuffle
+        assert r.test_accuracy == r.artifacts["tflite-int8"]["test_accuracy"]
+        assert r.file_bytes == (tmp_path / "tpu" / r.artifact).stat().st_size
+        assert check_edgetpu(tmp_path / "tpu" / r.artifact).ready is (not shuffle)
+        assert r.test_accuracy > 0.3  # trained on learnable patterns: the int8 file is no broken conversion
+    write_outputs(tmp_path / "tpu", budgets={"latency_ms": 50.0}, search=study)
+    exported = sorted(p.name for p in (tmp_path / "tpu" / "models").glob("*/*") if p.suffix in (".onnx", ".tflite"))
+    assert exported and set(exported) == {"model_int8.tflite"}
+    card = next((tmp_path / "tpu" / "models").glob("*/README.md")).read_text()
+    assert "edgetpu_compiler -s -o . model_int8.tflite" in card
     raw["search"]["budgets"] = {"latency_ms": 1e-6}
     (t,) = run_search(parse_search_config(raw | {"name": "gated"}), tmp_path / "gated", trainer=never_trains).trials[:1]
     assert t.state == optuna.trial.TrialState.PRUNED

@@ -1,0 +1,265 @@
+"""LiteRT (TFLite) export of a trained network, fp32 or full-integer int8, with the ONNX files'
+metadata, and the file's accuracy and host latency measured by the LiteRT interpreter.
+
+Conversion is litert-torch's (PyTorch -> LiteRT directly, no TensorFlow; chosen by measurement, see
+README "LiteRT export"). int8 is PyTorch 2 export quantization with litert-torch's quantizer:
+int8 weights (symmetric, per output channel) and activations (calibrated on training images),
+int32 biases, int8 input and output: the form the Edge TPU compiler takes. The input is NHWC with
+a static batch of 1, as the Edge TPU needs.
+
+litert-torch and ai-edge-litert are the optional extra ``hwnas[tflite]``; without it these
+functions raise a one-line :class:`~nas.core.errors.UserError` saying what to install.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.core.errors import UserError
+from nas.data.splits import Preprocess, to_tensor
+from nas.deploy.contract import CONTRACT_KEY, contract_json
+from nas.deploy.export import DeployInfo
+from nas.deploy.host_latency import LatencyMeasurement
+from nas.space.builder import fuse_bn
+
+log = logging.getLogger(__name__)
+
+TFLITE_PRECISIONS = ("fp32", "int8")
+INSTALL_HINT = "pip install 'hwnas[tflite]' (litert-torch, ai-edge-litert)"
+
+
+def available() -> bool:
+    """Whether the optional LiteRT packages are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert"))
+
+
+def require() -> None:
+    if not available():
+        raise UserError(f"LiteRT (TFLite) export needs the optional extra: {INSTALL_HINT}")
+
+
+def runtime_version() -> str:
+    from importlib.metadata import version
+    return f"LiteRT {version('ai-edge-litert')}"
+
+
+def converter_version() -> str:
+    from importlib.metadata import version
+    return f"litert-torch {version('litert-torch')}"
+
+
+class _NHWC(nn.Module):
+    """The network with an NHWC input, as TFLite models take it."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2))
+
+
+def nhwc_inputs(images: np.ndarray, preprocess: Preprocess, resolution: int) -> np.ndarray:
+    """uint8 NHWC images -> the float32 NHWC tensor the .tflite file takes (the same recipe as ONNX)."""
+    return to_tensor(images, preprocess, resolution).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _quiet() -> None:
+    """litert-torch prints progress lines to stdout (a rich console) and TensorFlow logs to stderr:
+    keep them out of hwnas's output."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # known import-time noise: torchao's optional CUDA kernels, a torch deprecation note
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    from litert_torch import progress
+
+    progress.console.quiet = True
+
+
+def to_tflite(model: nn.Module, info: DeployInfo, *, precision: str = "fp32",
+              calibration: np.ndarray | None = None, preprocess: Preprocess | None = None) -> bytes:
+    """Convert ``model`` (BatchNorm folded) to a .tflite file's bytes with ``info`` as metadata.
+    ``int8`` needs ``calibration`` (uint8 NHWC training images) and their ``preprocess``."""
+    require()
+    if precision not in TFLITE_PRECISIONS:
+        raise UserError(f"TFLite precision {precision!r} not allowed; allowed: {', '.join(TFLITE_PRECISIONS)}")
+    _quiet()
+    _, c, h, w = info.input_shape
+    net = _NHWC(fuse_bn(copy.deepcopy(model).cpu().eval())).eval()
+    sample = (torch.zeros(1, h, w, c),)
+    with warnings.catch_warnings():  # torch's pytree deprecation notes, once per exported tensor
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+        data = _convert(net, sample, precision, calibration, preprocess, h)
+    it = interpreter(data)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    contract = info.contract(layout="NHWC", batch=1, input_quantization=_quantization(inp),
+                             output_quantization=_quantization(out))
+    dtype = contract["input"]["dtype"]
+    return add_metadata(data, {**info.metadata(), "hwnas.precision": precision,
+                               "hwnas.input_shape": json.dumps([1, h, w, c]),
+                               "hwnas.input_layout": f"NHWC, batch 1, {dtype}: see {CONTRACT_KEY}",
+                               CONTRACT_KEY: contract_json(contract)})
+
+
+def _quantization(detail: dict[str, Any]) -> tuple[float, int, str] | None:
+    """(scale, zero point, dtype) of an integer input/output tensor; None for float."""
+    if detail["dtype"] == np.float32:
+        return None
+    scale, zero = detail["quantization"]
+    return float(scale), int(zero), np.dtype(detail["dtype"]).name
+
+
+def _convert(net: nn.Module, sample: tuple[torch.Tensor], precision: str, calibration: np.ndarray | None,
+             preprocess: Preprocess | None, resolution: int) -> bytes:
+    import litert_torch
+
+    if precision == "fp32":
+        edge = litert_torch.convert(net, sample)
+    else:
+        if calibration is None or preprocess is None or not len(calibration):
+            raise ValueError("int8 TFLite export needs calibration images and their preprocessing")
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
+                                                                                 is_dynamic=False))
+        graph = prepare_pt2e(torch.export.export(net, sample).module(), quantizer)
+        move_exported_model_to_eval(graph)
+        x = torch.from_numpy(nhwc_inputs(calibration, preprocess, resolution))
+        with torch.no_grad():
+            for i in range(len(x)):  # the exported graph has the static batch of 1
+                graph(x[i:i + 1])
+        graph = convert_pt2e(graph, fold_quantize=False)
+        for module in graph.modules():  # no dropout or batch statistics left; litert-torch checks the flag
+            module.training = False
+        edge = litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    data: bytes = edge.model_content() if hasattr(edge, "model_content") else _bytes_of(edge)
+    return data
+
+
+def _bytes_of(edge: Any) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        edge.export(str(path))
+        return path.read_bytes()
+
+
+def add_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
+    """The .tflite flatbuffer with ``metadata`` as named metadata entries (TFLite's own
+    ``Model.metadata``: a name and a buffer each), replacing entries of the same name."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    model.buffers = model.buffers or []
+    kept = [m for m in (model.metadata or []) if m.name.decode() not in metadata]
+    for name, value in metadata.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(value.encode(), dtype=np.uint8)
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers) - 1
+        kept.append(entry)
+    model.metadata = kept
+    builder = flatbuffers.Builder(len(data) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def read_metadata(model: str | Path | bytes) -> dict[str, str]:
+    """The ``hwnas.*`` (and any other) metadata entries of a .tflite file."""
+    require()
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    m = schema.Model.GetRootAsModel(data, 0)
+    out = {}
+    for i in range(m.MetadataLength()):
+        entry = m.Metadata(i)
+        buf = m.Buffers(entry.Buffer()).DataAsNumpy()
+        out[entry.Name().decode()] = bytes(buf).decode() if not isinstance(buf, int) else ""
+    return out
+
+
+def interpreter(model: str | Path | bytes, *, threads: int = 1) -> Any:
+    """The LiteRT interpreter (with its default XNNPACK CPU delegate) on ``model``."""
+    require()
+    from ai_edge_litert.interpreter import Interpreter
+
+    content = model if isinstance(model, bytes) else Path(model).read_bytes()
+    it = Interpreter(model_content=content, num_threads=threads)
+    it.allocate_tensors()
+    return it
+
+
+def quantize_input(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Float input -> the input tensor's dtype with its scale and zero point (as is for float)."""
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return x.astype(np.float32)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def tflite_logits(model: str | Path | bytes, x: np.ndarray, *, threads: int = 2) -> np.ndarray:
+    """Dequantized outputs of the file on float NHWC inputs ``x``, one image at a time (the file's
+    static batch of 1)."""
+    it = interpreter(model, threads=threads)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    rows = []
+    for i in range(len(x)):
+        it.set_tensor(inp["index"], quantize_input(x[i:i + 1], inp))
+        it.invoke()
+        y = it.get_tensor(out["index"]).astype(np.float32)
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y - zero) * scale
+        rows.append(y[0])
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def tflite_accuracy(model: str | Path | bytes, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
+                    resolution: int, threads: int = 2) -> float:
+    """Top-1 accuracy of a .tflite file run by the LiteRT interpreter on uint8 NHWC images."""
+    correct = 0
+    for start in range(0, len(labels), 1000):
+        x = nhwc_inputs(images[start:start + 1000], preprocess, resolution)
+        correct += int((tflite_logits(model, x, threads=threads).argmax(1) == labels[start:start + 1000]).sum())
+    return correct / max(1, len(labels))
+
+
+def measure_tflite_latency(model: str | Path | bytes, *, threads: int = 1, warmup: int = 10, repeats: int = 200,
+                           seed: int = 0) -> LatencyMeasurement:
+    """Median wall time of one inference of the file in the LiteRT interpreter (XNNPACK delegate)."""
+    it = interpreter(model, threads=threads)
+    inp = it.get_input_details()[0]
+    x = quantize_input(np.random.default_rng(seed).standard_normal(inp["shape"]).astype(np.float32), inp)
+    for _ in range(warmup):
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return LatencyMeasurement(median_ms=statistics.median(times), p90_ms=times[int(0.9 * (len(times) - 1))],
+                              threads=threads, repeats=repeats, warmup=warmup,
+                              runtime=f"{runtime_version()} interpreter (XNNPACK delegate)")

@@ -1,0 +1,128 @@
+"""LiteRT export, its metadata and deploy contract, the Edge TPU readiness check, and the
+reference predict: each checked on converted files run by the LiteRT interpreter."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nas.data.splits import Preprocess, to_tensor
+from nas.deploy.contract import CONTRACT_KEY, apply_contract, parse_contract, read_output
+from nas.deploy.export import DeployInfo, read_metadata, to_onnx
+from nas.deploy.host_latency import session
+from nas.space.arch import parse
+from nas.space.builder import build
+
+tflite = pytest.importorskip("nas.deploy.tflite")
+if not tflite.available():
+    pytest.skip("needs the tflite extra (LiteRT)", allow_module_level=True)
+from nas.deploy.edgetpu import check_edgetpu, compiler_command  # noqa: E402  (needs the extra)
+
+IR = "in_c1_r12-stem_k3_s1_c8-ir_r1_k3_s2_e3_c16-ir_r1_k5_s1_e3_c16-head_c32-fc_c10"
+SHUFFLE = "in_c1_r12-stem_k3_s1_c8-sh_r1_s1_g2_c8-ir_r1_k3_s2_e3_c16-head_c32-fc_c10"
+PRE = Preprocess(source_size=16, channels=1, mean=(0.3,), std=(0.4,), channel_order="gray")
+
+
+def _model(arch: str) -> tuple[torch.nn.Module, DeployInfo]:
+    torch.manual_seed(0)
+    spec = parse(arch)
+    model = build(spec).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding is exercised
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return model, DeployInfo.for_arch(spec, PRE, tuple(f"c{i}" for i in range(10)))
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (64, 16, 16, 1), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ir_files(images: np.ndarray) -> dict[str, bytes]:
+    model, info = _model(IR)
+    return {"fp32": tflite.to_tflite(model, info, precision="fp32"),
+            "int8": tflite.to_tflite(model, info, precision="int8", calibration=images, preprocess=PRE),
+            "onnx": to_onnx(model, info)}
+
+
+def test_fp32_tflite_computes_what_the_onnx_file_computes(ir_files: dict[str, bytes], images: np.ndarray) -> None:
+    x = to_tensor(images, PRE, 12).numpy()
+    sess = session(ir_files["onnx"], threads=1)
+    expected = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    got = tflite.tflite_logits(ir_files["fp32"], tflite.nhwc_inputs(images, PRE, 12))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_int8_tflite_is_integer_throughout_and_close_to_fp32(ir_files: dict[str, bytes], images: np.ndarray) -> None:
+    it = tflite.interpreter(ir_files["int8"])
+    assert it.get_input_details()[0]["dtype"] == np.int8 and it.get_output_details()[0]["dtype"] == np.int8
+    x = tflite.nhwc_inputs(images, PRE, 12)
+    fp32, int8 = tflite.tflite_logits(ir_files["fp32"], x), tflite.tflite_logits(ir_files["int8"], x)
+    # quantization error, not a broken conversion: the same top-1 on nearly every image
+    assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.85
+    assert np.abs(fp32 - int8).max() < 0.25 * np.abs(fp32).max()
+
+
+def test_metadata_carries_the_deploy_contract(ir_files: dict[str, bytes]) -> None:
+    meta = tflite.read_metadata(ir_files["int8"])
+    contract = parse_contract(meta, "model_int8.tflite")
+    assert meta["hwnas.arch"] == IR and meta["hwnas.precision"] == "int8"
+    assert contract["input"]["layout"] == "NHWC" and contract["input"]["shape"] == [1, 12, 12, 1]
+    assert contract["input"]["dtype"] == "int8" and contract["input"]["quantization"]["scale"] > 0
+    assert contract["resize"]["antialias"] is True and contract["resize"]["from"] == [16, 16]
+    assert contract["mean"] == [0.3] and contract["std"] == [0.4]
+    onnx_contract = json.loads(read_metadata_bytes(ir_files["onnx"])[CONTRACT_KEY])
+    assert onnx_contract["input"]["layout"] == "NCHW" and onnx_contract["input"]["batch"] == "dynamic"
+
+
+def read_metadata_bytes(data: bytes) -> dict[str, str]:
+    import onnx
+    return {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+
+
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_the_contract_alone_reproduces_the_training_inputs(ir_files: dict[str, bytes], images: np.ndarray,
+                                                           kind: str) -> None:
+    """apply_contract reads nothing but the file's metadata, and feeds the file what training fed the network."""
+    contract = parse_contract(tflite.read_metadata(ir_files[kind]), kind)
+    expected = tflite.tflite_logits(ir_files[kind], tflite.nhwc_inputs(images[:8], PRE, 12))
+    it = tflite.interpreter(ir_files[kind])
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    for i in range(8):
+        it.set_tensor(inp["index"], apply_contract(images[i], contract))
+        it.invoke()
+        np.testing.assert_allclose(read_output(it.get_tensor(out["index"]), contract)[0], expected[i], atol=1e-4)
+
+
+def test_readiness_passes_an_int8_inverted_residual_network(ir_files: dict[str, bytes]) -> None:
+    result = check_edgetpu(ir_files["int8"])
+    assert result.ready, result.summary()
+    assert {o.op for o in result.ops} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN"}
+    assert result.to_attrs()["edgetpu_ready"] is True
+
+
+def test_readiness_names_float_tensors_of_an_fp32_file(ir_files: dict[str, bytes]) -> None:
+    result = check_edgetpu(ir_files["fp32"])
+    assert not result.ready and "FLOAT32" in result.summary() and "--precision int8" in result.summary()
+
+
+def test_readiness_names_the_op_that_falls_back_and_everything_after(images: np.ndarray) -> None:
+    model, info = _model(SHUFFLE)
+    result = check_edgetpu(tflite.to_tflite(model, info, precision="int8", calibration=images, preprocess=PRE))
+    assert not result.ready
+    first = result.cpu_ops[0]
+    assert first.op == "TRANSPOSE" and "operation table" in first.reason
+    later = [o for o in result.ops if o.index > first.index]
+    assert later and all(not o.on_tpu for o in later)  # the compiler maps one prefix only
+    assert all(o.on_tpu for o in result.ops if o.index < first.index)
+    assert "TRANSPOSE" in result.summary()
+
+
+def test_compiler_command_is_the_one_to_run() -> None:
+    assert compiler_command("models/0003/model_int8.tflite") == \
+        "edgetpu_compiler -s -o models/0003 models/0003/model_int8.tflite"
