@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import optuna
 
-from nas.cli import compression, networks, profile, search, train
+from nas.cli import compression, networks, predict, profile, search, train
 from nas.core.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     networks.add_commands(sub)
     profile.add_commands(sub)
     train.add_commands(sub)
+    predict.add_commands(sub)
     return parser
 
 

@@ -21,8 +21,18 @@ from nas.core.errors import UserError
 from nas.hardware.profiles import load_profile
 from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
 from nas.search.progress import Progress
+from nas.deploy.edgetpu import compiler_command
+from nas.search.reexport import reexport
 from nas.search.report import export_trial_files, front_table
-from nas.search.study import FINISHED, find_study, load_splits, open_study, run_search, storage_from_url
+from nas.search.study import (
+    FINISHED,
+    find_study,
+    load_run_config,
+    load_splits,
+    open_study,
+    run_search,
+    storage_from_url,
+)
 
 _STORAGE_HELP = "Optuna storage URL if the run used one"
 
@@ -65,14 +75,32 @@ def cmd_front(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    _, search, _ = load_run(run_dir, args.storage)
-    if search is None:
-        raise UserError(f"{run_dir} holds no search study; allowed: runs made by hwnas search")
-    try:
-        path = export_trial_files(search, run_dir, args.trial)
-    except KeyError as exc:
-        raise UserError(str(exc.args[0])) from None
-    print(f"exported trial {args.trial}: {path} (with arch.txt and metrics.json)")
+    if args.precision is not None and args.format is None:
+        raise UserError("--precision needs --format; allowed: --format onnx|tflite --precision fp32|int8")
+    if args.final is not None:
+        folder = run_dir / "models" / f"{args.trial:04d}" / ("final" if args.final == "" else f"final-{args.final}")
+        if not (folder / "metrics.json").exists():
+            raise UserError(f"{folder} holds no trained final; allowed: finals written by hwnas train "
+                            f"(hwnas train {run_dir} --trial {args.trial})")
+    else:
+        _, search, _ = load_run(run_dir, args.storage)
+        if search is None:
+            raise UserError(f"{run_dir} holds no search study; allowed: runs made by hwnas search")
+        try:
+            path = export_trial_files(search, run_dir, args.trial)
+        except KeyError as exc:
+            raise UserError(str(exc.args[0])) from None
+        print(f"exported trial {args.trial}: {path} (with arch.txt, metrics.json and README.md)")
+        folder = path.parent
+    if args.format is None:
+        return 0
+    splits = load_splits(load_run_config(run_dir), cache_dir=run_dir.parent / ".cache")
+    m = reexport(folder, run_dir=run_dir, fmt=args.format, precision=args.precision or "fp32", splits=splits)
+    print(f"wrote {run_dir / m.path}: {m.bytes} bytes, test accuracy {100 * m.test_accuracy:.2f}% measured on the "
+          f"file by {m.runtime}; host latency {m.host_latency_ms:.4f} ms ({m.latency_how})")
+    for key, value in m.extra:
+        if key == "edgetpu_summary":
+            print(f"{value}\ncompile for the Edge TPU with: {compiler_command(run_dir / m.path)}")
     return 0
 
 
@@ -108,10 +136,17 @@ def add_commands(sub: Subparsers) -> None:
     p.add_argument("run_dir")
     p.add_argument("--storage", help=_STORAGE_HELP)
     p.set_defaults(func=cmd_front)
-    p = sub.add_parser("export", help="export a completed trial's ONNX model",
-                       description="Write models/<trial>/model.onnx, arch.txt and metrics.json for a completed trial.")
+    p = sub.add_parser("export", help="export a completed trial's model files (or another format of them)",
+                       description="Copy a completed trial's files (the kinds its target profile runs) into "
+                                   "models/<trial>/ with arch.txt, metrics.json and README.md. With --format, also "
+                                   "write that format from the trial's weights (recipe re-applied) and measure it "
+                                   "on the file with its runtime (onnxruntime or LiteRT).")
     p.add_argument("run_dir")
     p.add_argument("--trial", type=int, required=True)
+    p.add_argument("--final", nargs="?", const="", metavar="STAGE",
+                   help="the trial's final model (hwnas train) instead; STAGE for a final-STAGE folder")
+    p.add_argument("--format", choices=("onnx", "tflite"), help="write this format too")
+    p.add_argument("--precision", choices=("fp32", "int8"), help="with --format: fp32 (default) or full-integer int8")
     p.add_argument("--storage", help=_STORAGE_HELP)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for a run",

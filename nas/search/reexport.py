@@ -1,0 +1,117 @@
+"""``hwnas export --format F --precision P``: a trial or final re-exported as another kind of file
+than its target's default, from its saved weights (with its compression recipe re-applied), and
+measured on the new file by the runtime that runs it.
+
+The new file goes into the model folder beside the others, its figures into that folder's
+``metrics.json`` (``artifacts``) and ``README.md``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compress.pipeline import apply_recipe
+from compress.quantize import quantize
+from compress.recipe import parse_recipe
+from nas.core.errors import UserError
+from nas.data.splits import Splits, to_tensor
+from nas.deploy.artifacts import ARTIFACT_KINDS, TFLITE_CALIBRATION_IMAGES, MeasuredFile, calibration_images, tflite_file
+from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
+from nas.deploy.host_latency import measure_latency
+from nas.search.model_card import model_card
+from nas.search.record import CandidateResult
+from nas.space.arch import parse
+from nas.space.builder import Net, build
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "tflite")
+PRECISIONS = ("fp32", "int8")
+ONNX_INT8_FILENAME = "model_int8.onnx"
+
+
+def _load_metrics(folder: Path) -> dict[str, Any]:
+    path = folder / "metrics.json"
+    if not path.exists():
+        raise UserError(f"{folder} has no metrics.json; allowed: a model folder written by hwnas search/export or "
+                        "hwnas train (run hwnas export RUN --trial N first)")
+    metrics: dict[str, Any] = json.loads(path.read_text())
+    return metrics
+
+
+def _rebuild(metrics: dict[str, Any], run_dir: Path, splits: Splits) -> tuple[Net, bytes | None, DeployInfo]:
+    """The trial's float network (compressed by its recipe, if any) and the recipe's ONNX file."""
+    spec = parse(metrics["arch"])
+    weights = run_dir / str(metrics.get("weights_path"))
+    if not weights.exists():
+        raise UserError(f"{weights} is missing: the trial's trained weights are needed to re-export it")
+    model = build(spec)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    info = DeployInfo.for_arch(spec, splits.preprocess, splits.classes)
+    recipe_json = metrics.get("recipe")
+    if not recipe_json or recipe_json == "none":
+        return model, None, info
+    recipe = parse_recipe(json.loads(recipe_json), where="the trial's recipe")
+    onnx_bytes, compressed, _ = apply_recipe(model, spec, recipe, splits, seed=int(metrics.get("seed", 0)))
+    return compressed, onnx_bytes if recipe.quantize is not None else None, info
+
+
+def reexport(folder: Path, *, run_dir: Path, fmt: str, precision: str, splits: Splits) -> MeasuredFile:
+    """Write ``fmt``/``precision`` of the model in ``folder`` beside its files and measure it."""
+    if fmt not in FORMATS or precision not in PRECISIONS:
+        raise UserError(f"--format {fmt} --precision {precision} not allowed; allowed: --format "
+                        f"{'|'.join(FORMATS)} with --precision {'|'.join(PRECISIONS)}")
+    metrics = _load_metrics(folder)
+    model, recipe_onnx, info = _rebuild(metrics, run_dir, splits)
+    spec = parse(metrics["arch"])
+    seed = int(metrics.get("seed", 0))
+    rel = folder.relative_to(run_dir)
+    if fmt == "tflite":
+        kind = ARTIFACT_KINDS[f"tflite-{precision}"]
+        data, measured = tflite_file(model, info, kind, splits, resolution=spec.resolution, seed=seed,
+                                     rel_path=str(rel / kind.filename))
+        name = kind.filename
+    else:
+        if precision == "int8" and recipe_onnx is not None and json.loads(metrics["recipe"]).get("quantize"):
+            data, how = recipe_onnx, "the trial's recipe (onnxruntime static int8)"
+        elif precision == "int8":
+            calibration = to_tensor(calibration_images(splits, TFLITE_CALIBRATION_IMAGES, seed), splits.preprocess,
+                                    spec.resolution).numpy()
+            data = quantize(to_onnx(model, info), "static", calibration_inputs=calibration)
+            how = (f"onnxruntime static int8 QDQ, per-channel weights, min-max calibration on {len(calibration)} "
+                   "training images")
+        else:
+            data, how = to_onnx(model, info), "torch.onnx (TorchScript exporter)"
+        name = "model.onnx" if precision == "fp32" else ONNX_INT8_FILENAME
+        accuracy = {n: onnx_accuracy(data, x, y, preprocess=splits.preprocess, resolution=spec.resolution)
+                    for n, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test))}
+        latency = measure_latency(data, info.input_shape, threads=1, repeats=200)
+        measured = MeasuredFile(f"onnx-{precision}", str(rel / name), len(data), latency.runtime, accuracy["val"],
+                                accuracy["test"], latency.median_ms, latency.p90_ms, latency.describe(), how)
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, folder / name)
+    artifacts = dict(metrics.get("artifacts") or {})
+    key = measured.kind if fmt == "tflite" else ("onnx" if precision == "fp32" else "onnx-int8")
+    artifacts[key] = measured.to_json()
+    metrics["artifacts"] = artifacts
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
+    _rewrite_card(folder, metrics, artifacts)
+    return measured
+
+
+def _rewrite_card(folder: Path, metrics: dict[str, Any], artifacts: dict[str, Any]) -> None:
+    try:
+        result = CandidateResult.from_attrs(metrics)
+    except UserError:
+        return
+    spec = parse(metrics["arch"])
+    (folder / "README.md").write_text(model_card(result, artifacts, input_shape=(1, spec.in_chs, spec.resolution,
+                                                                                  spec.resolution),
+                                                 title=str(folder)))
