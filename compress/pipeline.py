@@ -230,7 +230,7 @@ def apply_recipe(model: Net, spec: ArchSpec, recipe: Recipe, splits: Splits, *,
         idx = rng.choice(len(splits.y_train), min(q.calibration_images, len(splits.y_train)), replace=False)
         calibration = to_tensor(splits.x_train[idx], splits.preprocess, spec.resolution).numpy()
         out = quantize(out, q.mode, calibration_inputs=calibration, method=q.calibration_method,
-                       per_channel=q.per_channel, fmt=q.format, activations=q.activations)
+                       per_channel=q.per_channel, fmt=q.format, activations=q.activations, scales=q.scales)
     return _stamp(out, recipe, applied), work, applied
 
 

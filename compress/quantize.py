@@ -42,6 +42,7 @@ CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": Calibratio
 MODES = ("static", "dynamic", "fp16")
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+SCALES = ("float", "pof2")  # pof2: power-of-two scales (Vitis AI's DPU)
 
 
 class _Batches(CalibrationDataReader):
@@ -75,7 +76,7 @@ def _preprocessed(model: bytes, folder: Path) -> Path:
 
 def quantize_int8_static(model: bytes, calibration_inputs: np.ndarray, *, method: str = "minmax",
                          per_channel: bool = True, fmt: str = "qdq", activations: str = "uint8",
-                         batch: int = 32) -> bytes:
+                         batch: int = 32, scales: str = "float") -> bytes:
     """Static int8: symmetric int8 weights (per output channel by default) and asymmetric 8-bit
     activations whose ranges come from running ``calibration_inputs`` (preprocessed model inputs,
     real training images for an accurate model) through the float model; ``fmt`` and
@@ -88,6 +89,11 @@ def quantize_int8_static(model: bytes, calibration_inputs: np.ndarray, *, method
         raise UserError(f"activation type {activations!r} is not supported; allowed: {', '.join(ACTIVATION_TYPES)}")
     if len(calibration_inputs) == 0:
         raise UserError("static int8 quantization needs at least one calibration input")
+    if scales not in SCALES:
+        raise UserError(f"quantization scales {scales!r} not supported; allowed: {', '.join(SCALES)}")
+    if scales == "pof2" and (fmt != "qdq" or per_channel or activations != "int8"):
+        raise UserError("quantize.scales: pof2 is Vitis AI's DPU scheme and needs format: qdq, per_channel: false, "
+                        "activations: int8")
     source = onnx.load_from_string(model)
     name = source.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,12 +107,66 @@ def quantize_int8_static(model: bytes, calibration_inputs: np.ndarray, *, method
                         quant_format=FORMATS[fmt], per_channel=per_channel,
                         activation_type=ACTIVATION_TYPES[activations], weight_type=QuantType.QInt8,
                         calibrate_method=CALIBRATION_METHODS[method],
-                        extra_options={**extra, "ActivationSymmetric": False, "WeightSymmetric": True})
+                        extra_options={**extra, "ActivationSymmetric": scales == "pof2", "WeightSymmetric": True})
         proto = onnx.load(str(out))
     how = (f"static int8, {fmt}, {'per-channel' if per_channel else 'per-tensor'} symmetric int8 weights, "
-           f"asymmetric {activations} activations calibrated ({method}) on {len(calibration_inputs)} inputs, "
-           "onnxruntime.quantization")
+           f"{'symmetric' if scales == 'pof2' else 'asymmetric'} {activations} activations calibrated ({method}) on "
+           f"{len(calibration_inputs)} inputs, onnxruntime.quantization")
+    if scales == "pof2":
+        power_of_two_scales(proto)
+        how += ("; every scale then rounded to a power of two (activations: nearest in log2; weights: the lower-error "
+                "of the two neighbours, re-quantized; biases re-quantized at input x weight scale), as Vitis AI's "
+                "DPU needs")
     return _with_metadata(proto, source, "int8", how)
+
+
+def _pof2(value: np.ndarray) -> np.ndarray:
+    return np.power(2.0, np.round(np.log2(value))).astype(np.float32)
+
+
+def power_of_two_scales(proto: onnx.ModelProto) -> None:
+    """Round every scale of a per-tensor symmetric QDQ model to a power of two, in place: what a
+    Vitis AI DPU computes with (shifts instead of multipliers). Activation scales go to the nearest
+    power of two (in log2); each weight tensor takes whichever neighbouring power of two
+    reconstructs it with less error and is re-quantized; int32 biases are re-quantized at the new
+    input scale x weight scale, as the integer kernels assume."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    values = {name: numpy_helper.to_array(t) for name, t in inits.items()}
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    dq_nodes = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    const_dq = [n for n in dq_nodes if n.input[0] in inits]
+    new_scale: dict[str, np.ndarray] = {}
+    biases = []
+    for node in const_dq:  # weights (int8) now; biases (int32) once their inputs' scales are known
+        q, scale = values[node.input[0]], values[node.input[1]]
+        if q.dtype == np.int32:
+            biases.append(node)
+            continue
+        w = q.astype(np.float32) * scale
+        lo = np.power(2.0, np.floor(np.log2(scale))).astype(np.float32)
+        candidates = [lo, lo * 2]
+        errors = [float(np.square(np.clip(np.round(w / c), -127, 127) * c - w).sum()) for c in candidates]
+        best = candidates[int(np.argmin(errors))]
+        new_scale[node.input[1]] = best
+        values[node.input[0]] = np.clip(np.round(w / best), -127, 127).astype(q.dtype)
+    for name in {n.input[1] for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}:
+        if name not in new_scale:  # activations
+            new_scale[name] = _pof2(values[name])
+    for node in biases:
+        consumer = next(n for n in proto.graph.node if node.output[0] in n.input)
+        x_dq, w_dq = producer.get(consumer.input[0]), producer.get(consumer.input[1])
+        if x_dq is None or w_dq is None or x_dq.op_type != "DequantizeLinear" or w_dq.op_type != "DequantizeLinear":
+            raise ValueError(f"bias {node.input[0]} of {consumer.name}: inputs not dequantized; cannot re-scale")
+        b = values[node.input[0]].astype(np.float64) * values[node.input[1]]
+        scale = (new_scale[x_dq.input[1]] * new_scale[w_dq.input[1]]).astype(np.float32)
+        new_scale[node.input[1]] = scale
+        values[node.input[0]] = np.round(b / scale).astype(np.int32)
+    for name, value in values.items():
+        if name in new_scale:
+            value = new_scale[name].astype(values[name].dtype).reshape(values[name].shape)
+        inits[name].CopyFrom(numpy_helper.from_array(value, name))
 
 
 def quantize_int8_dynamic(model: bytes) -> bytes:
@@ -146,13 +206,13 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
 
 
 def quantize(model: bytes, mode: str, *, calibration_inputs: np.ndarray | None = None, method: str = "minmax",
-             per_channel: bool = True, fmt: str = "qdq", activations: str = "uint8") -> bytes:
+             per_channel: bool = True, fmt: str = "qdq", activations: str = "uint8", scales: str = "float") -> bytes:
     """One entry point for the modes in :data:`MODES`."""
     if mode == "static":
         if calibration_inputs is None:
             raise UserError("static int8 quantization needs calibration inputs")
         return quantize_int8_static(model, calibration_inputs, method=method, per_channel=per_channel, fmt=fmt,
-                                    activations=activations)
+                                    activations=activations, scales=scales)
     if mode == "dynamic":
         return quantize_int8_dynamic(model)
     if mode == "fp16":

@@ -19,7 +19,7 @@ from optuna.trial import BaseTrial
 
 from compress.lowbit import BITS
 from compress.prune import CRITERIA, SCOPES
-from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MODES
+from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MODES, SCALES
 from nas.core.config import CompressionSpace
 from nas.core.errors import UserError
 from nas.core.schema import check, from_mapping
@@ -136,6 +136,7 @@ class QuantizeConfig:
     weight_bits: dict[str, int] = field(default_factory=dict)  # static only: 8 or 4 per group (compress.lowbit)
     qat_iters: int = 0  # > 0: quantization-aware fine-tuning first (compress.qat), static mode only
     qat_lr: float = 2e-4
+    scales: str = "float"  # static only: float, or pof2 (power-of-two scales, per-tensor int8: Vitis AI's DPU)
 
     def __post_init__(self) -> None:
         check(self.mode in MODES, "quantize.mode", self.mode, ", ".join(MODES))
@@ -145,6 +146,11 @@ class QuantizeConfig:
         check(self.activations in ACTIVATION_TYPES, "quantize.activations", self.activations,
               ", ".join(ACTIVATION_TYPES))
         check(self.calibration_images >= 1, "quantize.calibration_images", self.calibration_images, "integers >= 1")
+        check(self.scales in SCALES, "quantize.scales", self.scales, ", ".join(SCALES))
+        check(self.scales == "float" or (self.mode == "static" and self.format == "qdq" and not self.per_channel
+                                         and self.activations == "int8"),
+              "quantize.scales", self.scales, "pof2 only with mode: static, format: qdq, per_channel: false, "
+              "activations: int8 (Vitis AI's DPU scheme)")
         check(self.qat_iters >= 0, "quantize.qat_iters", self.qat_iters, "integers >= 0")
         check(self.qat_iters == 0 or self.mode == "static", "quantize.qat_iters", self.qat_iters,
               "0 unless mode is static (QAT simulates static int8)")
@@ -199,8 +205,10 @@ def sample_recipe(trial: BaseTrial, space: CompressionSpace, groups: Sequence[st
     mode = "none" if share else choose("c.quantize", space.quantize)  # shared weights stay fp32 centroids
     if mode != "none":
         bits = {g: choose(f"c.bits.{g}", space.weight_bits) for g in groups} if mode == "static" else {}
+        pof2 = {"per_channel": False, "activations": "int8", "scales": "pof2"} \
+            if mode == "static" and space.quantize_scales == "pof2" else {}
         quantize = QuantizeConfig(mode=mode, calibration_images=space.calibration_images,
-                                  weight_bits={g: b for g, b in bits.items() if b != 8})
+                                  weight_bits={g: b for g, b in bits.items() if b != 8}, **pof2)  # type: ignore[arg-type]
     if not (prune or quantize or lowrank or share):
         return None
     return Recipe(prune=prune, lowrank=lowrank, share=share, quantize=quantize)

@@ -226,6 +226,7 @@ class CompressionSpace:
     rank_ratios: tuple[float, ...] = (1.0,)  # low-rank 1x1 convs and linear layers; 1.0: off
     share_bits: tuple[int, ...] = (0,)  # weight sharing + Huffman, bits per layer; 0: off
     weight_bits: tuple[int, ...] = (8,)  # static int8: bits per layer group (stem, each stage, head), 8 or 4
+    quantize_scales: str = "float"  # static int8: float, or pof2 (per-tensor power-of-two scales: Vitis AI's DPU)
 
     def __post_init__(self) -> None:
         check_choices(self.prune_criteria, "compression.prune_criteria", ("none", "l1", "taylor", "bn"))
@@ -240,6 +241,8 @@ class CompressionSpace:
         for b in self.share_bits:
             check(0 <= b <= 8, "compression.share_bits", b, "integers from 0 (off) to 8")
         check_choices(self.weight_bits, "compression.weight_bits", (8, 4))
+        check(self.quantize_scales in ("float", "pof2"), "compression.quantize_scales", self.quantize_scales,
+              "float, pof2")
         for name in ("prune_criteria", "prune_ratios", "distill", "quantize", "rank_ratios", "share_bits",
                      "weight_bits"):
             check(bool(getattr(self, name)), f"compression.{name}", getattr(self, name), "a non-empty list")
