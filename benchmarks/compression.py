@@ -1,8 +1,9 @@
 """Compression recipes on a MobileNetV2-style CIFAR-10 network trained by hwnas itself.
 
-    .venv/bin/python benchmarks/compression.py [--data ../shared/data/cifar10-jpg.tar.gz] [--epochs 10] [--subset 30000]
+    .venv/bin/python benchmarks/compression.py [--train-reference] [--only REGEX] [--data ../shared/data/cifar10-jpg.tar.gz]
 
-Trains the reference once (nas.train.trainer, channels_last), then applies each recipe with
+The reference is trained to convergence by ``hwnas train`` (benchmarks/reference/, committed;
+--train-reference runs or resumes that training), then each recipe is applied with
 compress.pipeline (pruning with fine-tuning and distillation, onnxruntime quantization) and
 writes benchmarks/results/compression.md and compression.csv: test accuracy of the exported file,
 file bytes, MACs, and host latency as a ratio to the baseline measured side by side in the same
@@ -11,8 +12,11 @@ process. A recipe the product does not have would be listed as not run, never es
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,11 +26,9 @@ import torch
 
 from compress.recipe import parse_recipe
 from compress.report import compress
-from nas.core.config import DataConfig, TrainConfig
-from nas.data.splits import load_raw, split
+from nas.search.study import load_run_config, load_splits
 from nas.space.arch import parse
 from nas.space.builder import build
-from nas.train.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -39,6 +41,7 @@ FT = 1000  # fine-tuning iterations (batch 128) after pruning, sparsity and low-
 QAT = 300
 QOP = {"mode": "static", "format": "qoperator", "per_channel": False}  # compact int8: onnxruntime's integer ops
 TAYLOR = {"criterion": "taylor", "target_macs": 0.5, "finetune_iters": FT, "distill": KD}
+DEFAULT_RECIPE = "int8 PTQ (QDQ, per-channel, minmax)"  # what compression.quantize: [static] samples
 RECIPES: dict[str, dict[str, object] | None] = {
     "baseline": {},
     "int8 PTQ (QDQ, per-channel, minmax)": {"quantize": {"mode": "static"}},
@@ -87,43 +90,75 @@ def _targets(rows: list[dict[str, object]]) -> list[str]:
     return lines
 
 
+REFERENCE_RUN = ROOT / "benchmarks" / "reference"
+# hwnas train's two stages of the reference (benchmarks/reference/config.yaml): 40 epochs of SGD with
+# cosine decay from lr 0.1, then a warm restart of 30 epochs from lr 0.05 (SGDR) from those weights
+STAGES = [([], "final"), (["--stage", "restart", "--epochs", "30", "--lr", "0.05"], "final-restart")]
+
+
+def _reference_dir() -> Path:
+    digest = hashlib.sha256(parse(REFERENCE).format().encode()).hexdigest()[:10]
+    return REFERENCE_RUN / "models" / f"arch-{digest}"
+
+
+def train_reference() -> None:
+    """Run (or resume) hwnas train on the reference, stage by stage; each is resumable."""
+    hwnas = [sys.executable, "-c", "import sys; from nas.cli import main; sys.exit(main(sys.argv[1:]))"]
+    previous = None
+    for extra, folder in STAGES:
+        init = ["--init-from", str(previous)] if previous is not None else []
+        subprocess.run([*hwnas, "train", str(REFERENCE_RUN), "--arch", REFERENCE, *init, *extra], check=True, cwd=ROOT)
+        previous = _reference_dir() / folder / "weights.pt"
+
+
+def _latest_stage() -> Path:
+    for _, folder in reversed(STAGES):
+        if (_reference_dir() / folder / "metrics.json").exists():
+            return _reference_dir() / folder
+    raise SystemExit(f"no trained reference under {_reference_dir()}: run this script with --train-reference "
+                     "(hwnas train benchmarks/reference --arch ..., resumable)")
+
+
+def _describe(stage: Path) -> str:
+    m = json.loads((stage / "metrics.json").read_text())
+    init = m.get("init_from") or {}
+    epochs = len(m["history"]) + len(init.get("history") or [])
+    how = ", ".join(f"{k} {v}" for k, v in m["final"].items() if k in ("optimizer", "lr", "schedule", "weight_decay",
+                                                                         "augment", "epochs"))
+    restart = ", the last stage a warm restart from the previous final" if init else ""
+    return (f"trained by `hwnas train` ({epochs} epochs in all{restart}; last stage: {how}), test accuracy "
+            f"{100 * m['test_accuracy']:.2f}% measured on its ONNX file ({stage.relative_to(ROOT)})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--subset", type=int, default=30000, help="training images (default 30000)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="load the reference trained by an earlier run (runs/bench-compression/reference.pt)")
+    parser.add_argument("--data", help="CIFAR-10 (default: the reference config's data.dir, "
+                                        "../shared/data/cifar10-jpg.tar.gz)")
+    parser.add_argument("--train-reference", action="store_true",
+                        help="train (or resume) the reference with hwnas train first (hours on 2 cores)")
     parser.add_argument("--only", metavar="REGEX",
-                        help="run only the recipes whose name matches; their rows replace (or join) those of "
-                             "benchmarks/results/compression.csv, the other rows are kept from the earlier run")
+                        help="run only the recipes whose name matches; rows of other recipes measured on the same "
+                             "reference weights are kept from the earlier run")
     args = parser.parse_args()
     started = time.perf_counter()
-    raw = load_raw(DataConfig(dataset="image-folder", dir=args.data), cache_dir=ROOT / "runs" / ".cache")
-    splits = split(raw, val_fraction=0.1, seed=0)
+    if args.train_reference:
+        train_reference()
+    stage = _latest_stage()
+    weights = stage / "weights.pt"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    cfg = load_run_config(REFERENCE_RUN)  # the data and split hwnas train used (benchmarks/reference/config.yaml)
+    if args.data:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=args.data))
+    splits = load_splits(cfg, cache_dir=REFERENCE_RUN.parent / ".cache")
     spec = parse(REFERENCE)
     model = build(spec)
-    cfg = TrainConfig(epochs=args.epochs, train_subset=args.subset, batch_size=128, lr=0.004, schedule="onecycle",
-                      label_smoothing=0.1)
-    saved = ROOT / "runs" / "bench-compression" / "reference.pt"
-    reused = args.reuse and saved.is_file()
-    if reused:
-        model.load_state_dict(torch.load(saved))
-        model.eval()
-        losses = ["reused " + str(saved)]
-    else:
-        losses = train(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=32, cfg=cfg,
-                       seed=0)
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), saved)
-    train_s = time.perf_counter() - started
-    print(f"trained {REFERENCE} for {args.epochs} epochs in {train_s:.0f}s, losses {losses}", flush=True)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    model.eval()
     rows, notes = [], []
-    kept: dict[str, dict[str, object]] = {}
-    if args.only:
-        pattern = re.compile(args.only)
-        previous = pd.read_csv(RESULTS / "compression.csv").to_dict("records")
-        kept = {str(r["recipe"]): r for r in previous if not pattern.search(str(r["recipe"]))}
+    csv = RESULTS / "compression.csv"
+    previous = pd.read_csv(csv).to_dict("records") if csv.exists() else []
+    kept = {str(r["recipe"]): r for r in previous if r.get("reference_sha256") == digest
+            and not (args.only and re.search(args.only, str(r["recipe"])))}
     for name, data in RECIPES.items():
         if name in kept:
             rows.append(kept[name])
@@ -145,18 +180,35 @@ def main() -> int:
                      "accuracy_drop_points": round(r["accuracy_drop_points"], 2),  # type: ignore[arg-type]
                      "size_ratio": round(r["size_ratio"], 2), "speedup": round(r["speedup"], 2),  # type: ignore[arg-type]
                      "baseline_accuracy": b["test_accuracy"], "baseline_latency_ms": round(b["latency_ms"], 4),  # type: ignore[index]
-                     "latency_ms": round(c["latency_ms"], 4), "seconds": round(time.perf_counter() - t0, 1)})  # type: ignore[index]
+                     "latency_ms": round(c["latency_ms"], 4), "seconds": round(time.perf_counter() - t0, 1),  # type: ignore[index]
+                     "reference_sha256": digest})
         print(json.dumps(rows[-1]), flush=True)
+        pd.DataFrame(rows).to_csv(csv, index=False)  # each finished recipe is kept if the run is interrupted
+    order = {name: i for i, name in enumerate(RECIPES)}
+    rows.sort(key=lambda r: order.get(str(r["recipe"]), len(order)))
     table = pd.DataFrame(rows)
-    table.to_csv(RESULTS / "compression.csv", index=False)
-    trained = (f"loaded from {saved.relative_to(ROOT)}, trained by an earlier run of this script with the same "
-               "settings (its training time is not re-measured)" if reused else f"trained in {train_s:.0f} s")
+    table.to_csv(csv, index=False)
+    missing = [n for n, d in RECIPES.items() if d is not None and n not in set(table.recipe)]
+    if missing:
+        notes.append(f"- not yet measured on this reference ({len(missing)}): " + "; ".join(missing)
+                     + ". Run `benchmarks/compression.py --only '<name>'` to add them.")
+    default = next((r for r in rows if r["recipe"] == DEFAULT_RECIPE), None)
+    ptq = [r for r in rows if str(r["recipe"]).startswith("int8 PTQ")]
+    best = max(ptq, key=lambda r: (float(r["speedup"]) * float(r["size_ratio"]), -float(r["accuracy_drop_points"])),
+               default=None)
+    beside = []
+    if default is not None and best is not None:
+        beside = ["## Default int8 recipe beside the best", "",
+                  "| | recipe | drop (points) | size ratio | speedup |", "|---|---|---|---|---|",
+                  f"| default (compression.quantize: [static]) | {default['recipe']} | {default['accuracy_drop_points']} "
+                  f"| {default['size_ratio']} | {default['speedup']} |",
+                  f"| best int8 PTQ (size x speed) | {best['recipe']} | {best['accuracy_drop_points']} | "
+                  f"{best['size_ratio']} | {best['speedup']} |", ""]
     text = "\n".join([
-        "# Compression recipes on a MobileNetV2-style CIFAR-10 network", "",
-        f"Command: `.venv/bin/python benchmarks/compression.py --epochs {args.epochs}{' --reuse' if reused else ''}"
+        "# Compression recipes on a converged MobileNetV2-style CIFAR-10 network", "",
+        f"Command: `.venv/bin/python benchmarks/compression.py{' --train-reference' if args.train_reference else ''}"
         f"{f' --only {chr(39)}{args.only}{chr(39)}' if args.only else ''}`. "
-        f"Reference `{REFERENCE}`, trained by hwnas (AdamW, one-cycle, label smoothing 0.1, {args.epochs} epochs, "
-        f"{len(splits.y_train) if not args.subset else args.subset} training images), {trained}. "
+        f"Reference `{REFERENCE}`, {_describe(stage)}; weights sha256 {digest}. "
         "Accuracy: the exported ONNX file on the 10,000 CIFAR-10 test images with onnxruntime. Latency: "
         "onnxruntime CPU, batch 1, 1 thread, each recipe's file against the baseline, alternating, median of 3 "
         "medians of 200 runs; `latency_ratio` = compressed / baseline (below 1 is faster), `speedup` its inverse. "
@@ -165,10 +217,11 @@ def main() -> int:
         "file gzip-compressed (where unstructured zeros show). `encoded_bytes`: the Huffman-coded weight-sharing "
         "file (compress.sharing.encode); its ONNX still stores fp32 centroid values. QDQ is the portable int8 "
         "format; QOperator (onnxruntime's integer ops) stores no bias scales or zero points.", "",
-        table.to_markdown(index=False), "", "## The issue's targets", "", *_targets(rows), "", *notes, "",
-        f"Total {time.perf_counter() - started:.0f} s" + (f" (this run: the recipes matching `{args.only}`; the other "
-                                                          "rows come from the previous run)." if args.only else "."),
-        ""])
+        table.drop(columns=["reference_sha256"]).to_markdown(index=False), "", "## The issue's targets", "",
+        *_targets(rows), "", *beside, *notes, "",
+        f"This invocation: {time.perf_counter() - started:.0f} s" + (
+            f" (the recipes matching `{args.only}`; other rows come from earlier runs on the same weights)."
+            if args.only else "."), ""])
     (RESULTS / "compression.md").write_text(text)
     print(text)
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -130,8 +131,6 @@ def power_of_two_scales(proto: onnx.ModelProto) -> None:
     power of two (in log2); each weight tensor takes whichever neighbouring power of two
     reconstructs it with less error and is re-quantized; int32 biases are re-quantized at the new
     input scale x weight scale, as the integer kernels assume."""
-    from onnx import numpy_helper
-
     inits = {t.name: t for t in proto.graph.initializer}
     values = {name: numpy_helper.to_array(t) for name, t in inits.items()}
     producer = {out: node for node in proto.graph.node for out in node.output}

@@ -1,6 +1,8 @@
 """The shape of the code (the layering issue's acceptance): modules under 400 lines, functions
 under 60, no Optuna user attributes spelled outside the trial record and the objective, and no
-import inside a function in nas/ and compress/ (the layers make function-level imports needless)."""
+import inside a function in nas/ and compress/ (the layers make function-level imports needless;
+the optional LiteRT extra, heavy to import and possibly absent, is loaded by name through the one
+module that owns it, nas.deploy._optional)."""
 from __future__ import annotations
 
 import ast

@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from nas.cli._run import Subparsers
 from nas.core.errors import UserError
+from nas.deploy import tflite
 from nas.deploy.contract import apply_contract, parse_contract, read_output
 from nas.deploy.export import read_metadata as onnx_metadata
 from nas.deploy.host_latency import session
@@ -39,8 +40,6 @@ def _runner(model: Path) -> tuple[dict[str, str], Callable[[np.ndarray], np.ndar
             return np.asarray(sess.run(None, {name: x})[0])
 
         return onnx_metadata(model), run_onnx
-    from nas.deploy import tflite
-
     tflite.require()
     it = tflite.interpreter(model)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]

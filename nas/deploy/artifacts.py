@@ -23,7 +23,9 @@ from torch import nn
 from nas.core.errors import UserError
 from nas.core.vocab import ARTIFACT_NAMES
 from nas.data.splits import Splits
+from nas.deploy.edgetpu import check_edgetpu
 from nas.deploy.export import DeployInfo
+from nas.deploy.tflite import converter_version, measure_tflite_latency, tflite_accuracy, to_tflite
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,6 @@ def tflite_file(model: nn.Module, info: DeployInfo, kind: ArtifactKind, splits: 
     """Convert the float ``model`` to ``kind`` (TFLite fp32 or full-integer int8 calibrated on
     training images), then measure the file: accuracy and host latency in the LiteRT interpreter,
     and for int8 the Edge TPU readiness check."""
-    from nas.deploy.edgetpu import check_edgetpu
-    from nas.deploy.tflite import converter_version, measure_tflite_latency, tflite_accuracy, to_tflite
-
     precision = kind.precision or "fp32"
     calibration = calibration_images(splits, calibration_count, seed) if precision == "int8" else None
     data = to_tflite(model, info, precision=precision, calibration=calibration, preprocess=splits.preprocess)

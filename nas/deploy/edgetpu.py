@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from nas.deploy import _optional
 from nas.deploy.tflite import require
 
 # The compiler's mapped ops with no limits of their own (the operation table's first row).
@@ -94,8 +95,7 @@ class _Graph:
 
     def __init__(self, data: bytes) -> None:
         require()
-        from ai_edge_litert import schema_py_generated as schema
-
+        schema = _optional.load("ai_edge_litert.schema_py_generated")
         self.schema = schema
         self.model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
         self.op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}

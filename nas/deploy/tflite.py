@@ -13,14 +13,13 @@ functions raise a one-line :class:`~nas.core.errors.UserError` saying what to in
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
-import os
 import statistics
 import tempfile
 import time
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch import nn
 
 from nas.core.errors import UserError
 from nas.data.splits import Preprocess, to_tensor
+from nas.deploy import _optional
 from nas.deploy.contract import CONTRACT_KEY, contract_json
 from nas.deploy.export import DeployInfo
 from nas.deploy.host_latency import LatencyMeasurement
@@ -43,7 +43,7 @@ INSTALL_HINT = "pip install 'hwnas[tflite]' (litert-torch, ai-edge-litert)"
 
 def available() -> bool:
     """Whether the optional LiteRT packages are installed."""
-    return all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert"))
+    return _optional.available()
 
 
 def require() -> None:
@@ -52,12 +52,10 @@ def require() -> None:
 
 
 def runtime_version() -> str:
-    from importlib.metadata import version
     return f"LiteRT {version('ai-edge-litert')}"
 
 
 def converter_version() -> str:
-    from importlib.metadata import version
     return f"litert-torch {version('litert-torch')}"
 
 
@@ -78,15 +76,8 @@ def nhwc_inputs(images: np.ndarray, preprocess: Preprocess, resolution: int) -> 
 
 
 def _quiet() -> None:
-    """litert-torch prints progress lines to stdout (a rich console) and TensorFlow logs to stderr:
-    keep them out of hwnas's output."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # known import-time noise: torchao's optional CUDA kernels, a torch deprecation note
-    logging.getLogger("torchao").setLevel(logging.ERROR)
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-    from litert_torch import progress
-
-    progress.console.quiet = True
+    """litert-torch prints progress lines to stdout (a rich console): keep them out of hwnas's output."""
+    _optional.load("litert_torch.progress").console.quiet = True
 
 
 def to_tflite(model: nn.Module, info: DeployInfo, *, precision: str = "fp32",
@@ -124,30 +115,28 @@ def _quantization(detail: dict[str, Any]) -> tuple[float, int, str] | None:
 
 def _convert(net: nn.Module, sample: tuple[torch.Tensor], precision: str, calibration: np.ndarray | None,
              preprocess: Preprocess | None, resolution: int) -> bytes:
-    import litert_torch
-
+    litert_torch = _optional.load("litert_torch")
     if precision == "fp32":
         edge = litert_torch.convert(net, sample)
     else:
         if calibration is None or preprocess is None or not len(calibration):
             raise ValueError("int8 TFLite export needs calibration images and their preprocessing")
-        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-        from litert_torch.quantize.quant_config import QuantConfig
-        from torchao.quantization.pt2e import move_exported_model_to_eval
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
-                                                                                 is_dynamic=False))
-        graph = prepare_pt2e(torch.export.export(net, sample).module(), quantizer)
-        move_exported_model_to_eval(graph)
+        pt2e_quantizer = _optional.load("litert_torch.quantize.pt2e_quantizer")
+        quant_config = _optional.load("litert_torch.quantize.quant_config")
+        pt2e = _optional.load("torchao.quantization.pt2e")
+        quantize_pt2e = _optional.load("torchao.quantization.pt2e.quantize_pt2e")
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+        graph = quantize_pt2e.prepare_pt2e(torch.export.export(net, sample).module(), quantizer)
+        pt2e.move_exported_model_to_eval(graph)
         x = torch.from_numpy(nhwc_inputs(calibration, preprocess, resolution))
         with torch.no_grad():
             for i in range(len(x)):  # the exported graph has the static batch of 1
                 graph(x[i:i + 1])
-        graph = convert_pt2e(graph, fold_quantize=False)
+        graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
         for module in graph.modules():  # no dropout or batch statistics left; litert-torch checks the flag
             module.training = False
-        edge = litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        edge = litert_torch.convert(graph, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
     data: bytes = edge.model_content() if hasattr(edge, "model_content") else _bytes_of(edge)
     return data
 
@@ -162,9 +151,8 @@ def _bytes_of(edge: Any) -> bytes:
 def add_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
     """The .tflite flatbuffer with ``metadata`` as named metadata entries (TFLite's own
     ``Model.metadata``: a name and a buffer each), replacing entries of the same name."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
+    schema = _optional.load("ai_edge_litert.schema_py_generated")
+    flatbuffers = _optional.load("flatbuffers")
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     model.buffers = model.buffers or []
     kept = [m for m in (model.metadata or []) if m.name.decode() not in metadata]
@@ -184,8 +172,7 @@ def add_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
 def read_metadata(model: str | Path | bytes) -> dict[str, str]:
     """The ``hwnas.*`` (and any other) metadata entries of a .tflite file."""
     require()
-    from ai_edge_litert import schema_py_generated as schema
-
+    schema = _optional.load("ai_edge_litert.schema_py_generated")
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
     m = schema.Model.GetRootAsModel(data, 0)
     out = {}
@@ -199,8 +186,7 @@ def read_metadata(model: str | Path | bytes) -> dict[str, str]:
 def interpreter(model: str | Path | bytes, *, threads: int = 1) -> Any:
     """The LiteRT interpreter (with its default XNNPACK CPU delegate) on ``model``."""
     require()
-    from ai_edge_litert.interpreter import Interpreter
-
+    Interpreter = _optional.load("ai_edge_litert.interpreter").Interpreter
     content = model if isinstance(model, bytes) else Path(model).read_bytes()
     it = Interpreter(model_content=content, num_threads=threads)
     it.allocate_tensors()

@@ -85,6 +85,15 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, prepro
     return correct / max(1, len(labels))
 
 
+def _subset(images: np.ndarray, labels: np.ndarray, soft: np.ndarray | None, subset: int | None,
+            seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A seeded subset of the training split (all of it when ``subset`` is None)."""
+    if not subset or subset >= len(labels):
+        return images, labels, soft
+    keep = np.sort(np.random.default_rng(seed).choice(len(labels), subset, replace=False))
+    return images[keep], labels[keep], soft[keep] if soft is not None else None
+
+
 def _sha256(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -150,6 +159,21 @@ class FinalTrainer:
                             "the same options to resume, or pass --restart to train this model from scratch")
         return state
 
+    def _restore(self, fingerprint: str, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
+        """Load a matching checkpoint (or the --init-from weights); the number of epochs done."""
+        state = self._resume(fingerprint)
+        if state is None:
+            if self.init_from is not None:
+                self._initialise(model)
+            return 0
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+        log.info("resuming %s after epoch %d", self.checkpoint, int(state["epoch"]))
+        return int(state["epoch"])
+
     def __call__(self, model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
                  resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
         augment = cfg.augmentations(preprocess.channels) if isinstance(cfg, FinalConfig) else ()
@@ -159,28 +183,14 @@ class FinalTrainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = pick_device(cfg.device)
-        if cfg.train_subset and cfg.train_subset < len(labels):
-            keep = np.sort(np.random.default_rng(seed).choice(len(labels), cfg.train_subset, replace=False))
-            images, labels = images[keep], labels[keep]
-            teacher_logits = teacher_logits[keep] if teacher_logits is not None else None
+        images, labels, teacher_logits = _subset(images, labels, teacher_logits, cfg.train_subset, seed)
         torch.manual_seed(seed)
         to_channels_last(model, device).train()
         optimizer = make_optimizer(cfg, model)
         steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
         scheduler = make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
         fingerprint = self._fingerprint(model, cfg, seed, len(labels), resolution)
-        state = self._resume(fingerprint)
-        start_epoch = 0
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            self.history = list(state["history"])
-            start_epoch = int(state["epoch"])
-            log.info("resuming %s at epoch %d/%d", self.checkpoint, start_epoch + 1, cfg.epochs)
-        elif self.init_from is not None:
-            self._initialise(model)
+        start_epoch = self._restore(fingerprint, model, optimizer, scheduler)
         soft = torch.from_numpy(teacher_logits) if teacher_logits is not None else None
         y_all = torch.from_numpy(labels)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
