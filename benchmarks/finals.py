@@ -28,6 +28,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from nas.data.splits import Splits  # noqa: E402
+from nas.deploy.host_latency import session  # noqa: E402
+from nas.search.study import load_run_config, load_splits  # noqa: E402
+from nas.space.arch import parse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -43,8 +50,26 @@ def _run(*args: str) -> float:
     return time.perf_counter() - started
 
 
-def _row(final_dir: Path) -> dict[str, object]:
+def _plain_bilinear_accuracy(model: Path, splits: Splits, resolution: int) -> float | None:
+    """Test accuracy of the ONNX file fed by a consumer that reads "bilinear" and skips the
+    antialiasing the contract states (None when the model takes the source size)."""
+    if resolution == splits.preprocess.source_size:
+        return None
+    sess = session(model, threads=1)
+    pre, correct = splits.preprocess, 0
+    for start in range(0, len(splits.y_test), 1000):
+        x = torch.from_numpy(splits.x_test[start:start + 1000]).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=False)
+        x = (x - torch.tensor(pre.mean).view(1, -1, 1, 1)) / torch.tensor(pre.std).view(1, -1, 1, 1)
+        logits = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        correct += int((logits.argmax(1) == splits.y_test[start:start + 1000]).sum())
+    return correct / len(splits.y_test)
+
+
+def _row(final_dir: Path, splits: Splits) -> dict[str, object]:
     m = json.loads((final_dir / "metrics.json").read_text())
+    resolution = parse(m["arch"]).resolution
+    plain = _plain_bilinear_accuracy(final_dir / "model.onnx", splits, resolution)
     files = m.get("artifacts") or {}
     onnx = files.get("onnx", {})
     fp32, int8 = files.get("tflite-fp32", {}), files.get("tflite-int8", {})
@@ -58,7 +83,11 @@ def _row(final_dir: Path) -> dict[str, object]:
             "litert_int8_ms": int8.get("host_latency_ms"), "onnx_bytes": onnx.get("bytes"),
             "tflite_fp32_bytes": fp32.get("bytes"), "tflite_int8_bytes": int8.get("bytes"),
             "edgetpu_ready": int8.get("edgetpu_ready"), "edgetpu_note": int8.get("edgetpu_summary", ""),
-            "files": " ".join(sorted(Path(str(f["path"])).name for f in files.values()))}
+            "files": " ".join(sorted(Path(str(f["path"])).name for f in files.values())),
+            "resolution": resolution,
+            "onnx_acc_if_resize_not_antialiased": plain,
+            "antialias_skipped_cost_points": (round(100 * (onnx["test_accuracy"] - plain), 2)
+                                              if plain is not None and onnx else None)}
 
 
 def _plot(table: pd.DataFrame, path: Path) -> None:
@@ -94,7 +123,8 @@ def main() -> int:
         for precision in ("fp32", "int8"):
             if f"tflite-{precision}" not in have:
                 _run("export", str(RUN), "--trial", trial, "--final", "--format", "tflite", "--precision", precision)
-    table = pd.DataFrame([_row(m.parent) for m in finals]).sort_values("final_onnx_acc", ascending=False)
+    splits = load_splits(load_run_config(RUN), cache_dir=RUN.parent / ".cache")
+    table = pd.DataFrame([_row(m.parent, splits) for m in finals]).sort_values("final_onnx_acc", ascending=False)
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / "finals.csv", index=False)
     _plot(table, RESULTS / "finals.png")
@@ -121,6 +151,11 @@ def main() -> int:
          f"{'met' if best.final_onnx_acc >= 0.92 else 'NOT met'}" if best is not None else "- no final within budget"),
         f"- int8 TFLite vs fp32 TFLite, largest drop over {len(table)} finals: {max_drop:.2f} points: target 0.5 "
         f"{'met' if max_drop <= 0.5 else 'NOT met'}",
+        (f"- the deploy contract's antialiasing: a consumer that resizes with plain bilinear loses "
+         f"{table.antialias_skipped_cost_points.min():.2f}-{table.antialias_skipped_cost_points.max():.2f} points "
+         f"on the {int(table.antialias_skipped_cost_points.notna().sum())} downscaled finals (column "
+         "`antialias_skipped_cost_points`)" if table.antialias_skipped_cost_points.notna().any() else
+         "- no final downscales its input"),
         f"- Edge TPU readiness of the int8 files: {int(table.edgetpu_ready.sum())} of {len(table)} pass "
         "(channel shuffle becomes TRANSPOSE, which the Edge TPU compiler leaves on the CPU)", "",
         "## Finals", "", shown.to_markdown(index=False), "",

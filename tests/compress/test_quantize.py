@@ -18,17 +18,22 @@ from nas.space.arch import parse
 from nas.space.builder import build
 
 
-@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
-def test_static_int8_runs_fully_in_integer_kernels(fmt: str, tmp_path: Path) -> None:
-    """Residual adds and convs sharing an input must not stay in float between Q/DQ pairs: that
-    made int8 slower than fp32 on the host (int8 activations, shared DQ nodes)."""
-
+def _fp32_model() -> tuple[torch.nn.Module, bytes, np.ndarray]:
+    """A residual network's fp32 export and 64 calibration inputs."""
     spec = parse("in_c3_r16-stem_k3_s2_c16-ir_r2_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c64-fc_c10")
     torch.manual_seed(0)
     model = build(spec).eval()
     pre = Preprocess(source_size=16, channels=3, mean=(0.5,) * 3, std=(0.25,) * 3, channel_order="RGB")
     fp32 = to_onnx(model, DeployInfo.for_arch(spec, pre, tuple("abcdefghij")))
-    x = np.random.default_rng(0).standard_normal((64, 3, 16, 16)).astype(np.float32)
+    return model, fp32, np.random.default_rng(0).standard_normal((64, 3, 16, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_static_int8_runs_fully_in_integer_kernels(fmt: str, tmp_path: Path) -> None:
+    """Residual adds and convs sharing an input must not stay in float between Q/DQ pairs: that
+    made int8 slower than fp32 on the host (int8 activations, shared DQ nodes)."""
+
+    model, fp32, x = _fp32_model()
     int8 = quantize_int8_static(fp32, x, fmt=fmt, per_channel=fmt == "qdq")
     proto = onnx.load_from_string(int8)
     onnx.checker.check_model(proto)
@@ -52,12 +57,7 @@ def test_power_of_two_scales_keep_the_network_and_every_scale_is_a_power_of_two(
     the integer kernels stay consistent, and the outputs stay close to the float-scale file's."""
     from onnx import numpy_helper
 
-    spec = parse("in_c3_r16-stem_k3_s2_c16-ir_r2_k3_s1_e4_c16-ir_r2_k3_s2_e4_c24-head_c64-fc_c10")
-    torch.manual_seed(0)
-    model = build(spec).eval()
-    pre = Preprocess(source_size=16, channels=3, mean=(0.5,) * 3, std=(0.25,) * 3, channel_order="RGB")
-    fp32 = to_onnx(model, DeployInfo.for_arch(spec, pre, tuple("abcdefghij")))
-    x = np.random.default_rng(0).standard_normal((64, 3, 16, 16)).astype(np.float32)
+    model, fp32, x = _fp32_model()
     float_scales = quantize_int8_static(fp32, x, per_channel=False, activations="int8")
     pof2 = quantize_int8_static(fp32, x, per_channel=False, activations="int8", scales="pof2")
     proto = onnx.load_from_string(pof2)
