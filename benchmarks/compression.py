@@ -47,6 +47,10 @@ RECIPES: dict[str, dict[str, object] | None] = {
     "int8 PTQ (QDQ, per-channel, minmax)": {"quantize": {"mode": "static"}},
     "int8 PTQ (QDQ, per-channel, entropy)": {"quantize": {"mode": "static", "calibration_method": "entropy"}},
     "int8 PTQ (QDQ, per-tensor, minmax)": {"quantize": {"mode": "static", "per_channel": False}},
+    "int8 PTQ (QDQ, per-tensor, int8 activations)": {"quantize": {"mode": "static", "per_channel": False,
+                                                                   "activations": "int8"}},
+    "int8 PTQ (QDQ, per-tensor, int8 activations, power-of-two scales: Vitis AI DPU)": {
+        "quantize": {"mode": "static", "per_channel": False, "activations": "int8", "scales": "pof2"}},
     "int8 PTQ (QOperator, per-channel, minmax)": {"quantize": {"mode": "static", "format": "qoperator"}},
     "int8 PTQ (QOperator, per-tensor, minmax)": {"quantize": QOP},
     "int8 dynamic": {"quantize": {"mode": "dynamic"}},

@@ -42,6 +42,9 @@ def _device_commands(result: CandidateResult, files: Mapping[str, Mapping[str, A
                   "(not run here; hwnas checked the documented op and dtype rules:", "",
                   f"    {info.get('edgetpu_summary', 'not checked')}", "",
                   "):", "", f"    {compiler_command('model_int8.tflite', '.')}", ""]
+    if "onnx" in files and not result.profile.startswith(("jetson-nano", "zynq")):
+        lines += ["CPU: run `model.onnx` with onnxruntime (`hwnas predict model.onnx image.png` applies the "
+                  "contract and runs it).", ""]
     if any(k.startswith("tflite") for k in files):
         lines += ["Raspberry Pi / ARM CPUs: run the .tflite file with LiteRT (`pip install ai-edge-litert`; "
                   "`from ai_edge_litert.interpreter import Interpreter`) or TFLite's benchmark_model.", ""]

@@ -14,7 +14,7 @@ from tests.conftest import tiny_config
 
 
 @pytest.mark.parametrize("command", [[], ["search"], ["front"], ["export"], ["dashboard"], ["compress"], ["cost"],
-                                     ["profile", "build"], ["profile", "calibrate"]])
+                                     ["profile", "build"], ["profile", "calibrate"], ["train"], ["predict"]])
 def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
