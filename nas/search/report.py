@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 FRONT_COLUMNS = ["source", "trial", "name", "arch", "accuracy", "val_accuracy", "macs", "params", "latency_ms",
                  "latency_kind", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes", "feasible",
-                 "dominated_by_front", "onnx_path"]
+                 "dominated_by_front", "artifact", "onnx_path"]
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
@@ -55,7 +55,9 @@ def _front_row(t: optuna.trial.FrozenTrial, source: str) -> dict[str, object]:
             "latency_ms": r.latency_ms, "latency_kind": r.latency_kind, "peak_memory_mb": round(c.memory_mb, 6),
             "weight_mb": c.weight_mb, "peak_activation_mb": c.peak_activation_mb, "file_bytes": r.file_bytes,
             "feasible": r.feasible, "dominated_by_front": False,
-            "onnx_path": str(model_dir(r, t.number) / "model.onnx")}
+            "artifact": str(model_dir(r, t.number) / Path(r.artifact or "model.onnx").name),
+            "onnx_path": str(model_dir(r, t.number) / "model.onnx") if not r.artifacts or "onnx" in r.artifacts
+            else None}
 
 
 def _dominated(row: pd.Series, front: pd.DataFrame) -> bool:
