@@ -88,10 +88,9 @@ def main() -> int:
     front = front[front.source == "search"].head(args.trials)
     rows = []
     for row in front.itertuples():
-        trial_dir = run_dir / Path(str(row.onnx_path)).parent
         spec = parse(str(row.arch))
         model = build(spec)
-        model.load_state_dict(torch.load(run_dir / "trials" / trial_dir.name / "weights.pt", weights_only=True))
+        model.load_state_dict(torch.load(run_dir / "trials" / f"{int(row.trial):04d}" / "weights.pt", weights_only=True))
         model.eval()
         info = DeployInfo.for_arch(spec, pre, splits.classes)
         calibration = calibration_images(splits, 256, 0)

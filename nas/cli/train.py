@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         proxy = m.get("proxy_test_accuracy")
         print(f"[{i}/{len(jobs)}] {name} done: test accuracy {100 * m['test_accuracy']:.2f}% measured on "
-              f"{m['onnx_path']} by onnxruntime" + (f" (proxy {100 * proxy:.2f}%)" if proxy is not None else ""),
+              f"{m.get('artifact') or m['onnx_path']} by {m.get('artifact_runtime') or 'onnxruntime'}" + (f" (proxy {100 * proxy:.2f}%)" if proxy is not None else ""),
               flush=True)
     table = finals_table(run_dir)
     table.to_csv(run_dir / "finals.csv", index=False)
