@@ -73,8 +73,10 @@ def _row(final_dir: Path, splits: Splits) -> dict[str, object]:
     files = m.get("artifacts") or {}
     onnx = files.get("onnx", {})
     fp32, int8 = files.get("tflite-fp32", {}), files.get("tflite-int8", {})
-    return {"trial": m["trial"], "arch": m["arch"], "macs": m["macs"], "params": m["parameters"],
-            "epochs": len(m["history"]), "train_min": round(m["train_seconds"] / 60, 1),
+    init = m.get("init_from") or {}
+    return {"trial": m["trial"], "stage": final_dir.name, "arch": m["arch"], "macs": m["macs"], "params": m["parameters"],
+            "epochs": len(m["history"]) + len(init.get("history") or []),
+            "train_min": round(m["train_seconds"] / 60, 1),
             "proxy_onnx_acc": m["proxy_test_accuracy"], "final_onnx_acc": onnx.get("test_accuracy"),
             "final_tflite_fp32_acc": fp32.get("test_accuracy"), "final_tflite_int8_acc": int8.get("test_accuracy"),
             "int8_drop_points": (round(100 * (fp32["test_accuracy"] - int8["test_accuracy"]), 2)
@@ -92,6 +94,7 @@ def _row(final_dir: Path, splits: Splits) -> dict[str, object]:
 
 def _plot(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    table = table[table.stage == "final"]
     for row in table.itertuples():
         ax.plot([row.macs / 1e6] * 2, [100 * row.proxy_onnx_acc, 100 * row.final_onnx_acc], color="0.7", zorder=1)
     ax.scatter(table.macs / 1e6, 100 * table.proxy_onnx_acc, label="proxy (3 epochs, 20k images): ONNX", marker="o")
@@ -116,13 +119,16 @@ def main() -> int:
     search_s = 0.0 if (RUN / "study.db").exists() else _run("search", "quickstart", "--out", str(RUN))
     train = ["train", str(RUN), "--front", "--threads", str(args.threads)]
     train_s = _run(*train, *(["--epochs", str(args.epochs)] if args.epochs else []))
-    finals = sorted(RUN.glob("models/*/final/metrics.json"))
+    finals = sorted(RUN.glob("models/*/final*/metrics.json"))  # final/, and final-<stage>/ of further stages
     for metrics in finals:
         have = json.loads(metrics.read_text()).get("artifacts") or {}
         trial = metrics.parent.parent.name.lstrip("0") or "0"
+        stage = ["--final", metrics.parent.name.removeprefix("final").removeprefix("-")]
+        if stage[1] == "":
+            stage = ["--final"]
         for precision in ("fp32", "int8"):
             if f"tflite-{precision}" not in have:
-                _run("export", str(RUN), "--trial", trial, "--final", "--format", "tflite", "--precision", precision)
+                _run("export", str(RUN), "--trial", trial, *stage, "--format", "tflite", "--precision", precision)
     splits = load_splits(load_run_config(RUN), cache_dir=RUN.parent / ".cache")
     table = pd.DataFrame([_row(m.parent, splits) for m in finals]).sort_values("final_onnx_acc", ascending=False)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -130,6 +136,8 @@ def main() -> int:
     _plot(table, RESULTS / "finals.png")
     within = table[table.macs <= MACS_BUDGET]
     best = within.iloc[0] if len(within) else None
+    first = within[within.stage == "final"]
+    first_best = first.iloc[0] if len(first) else None
     max_drop = table.int8_drop_points.max()
     shown = table.drop(columns=["edgetpu_note"]).copy()
     for col in ("proxy_onnx_acc", "final_onnx_acc", "final_tflite_fp32_acc", "final_tflite_int8_acc"):
@@ -145,10 +153,12 @@ def main() -> int:
         "200 runs, each runtime on its own file, measured side by side in the same run (noisy shared machine: "
         "compare ratios, not absolutes).", "",
         "## Targets", "",
-        (f"- best final within {MACS_BUDGET / 1e6:.1f} M MACs: trial {best.trial}, "
+        (f"- best final within {MACS_BUDGET / 1e6:.1f} M MACs: trial {best.trial} ({best.stage}, {best.epochs} epochs), "
          f"{100 * best.final_onnx_acc:.2f}% (ONNX), {100 * best.final_tflite_int8_acc:.2f}% (int8 TFLite) at "
          f"{best.macs / 1e6:.2f} M MACs: target 92% "
          f"{'met' if best.final_onnx_acc >= 0.92 else 'NOT met'}" if best is not None else "- no final within budget"),
+        (f"- best final of the first stage alone (30 epochs): trial {first_best.trial}, "
+         f"{100 * first_best.final_onnx_acc:.2f}% (ONNX)" if first_best is not None else "- no first-stage final"),
         f"- int8 TFLite vs fp32 TFLite, largest drop over {len(table)} finals: {max_drop:.2f} points: target 0.5 "
         f"{'met' if max_drop <= 0.5 else 'NOT met'}",
         (f"- the deploy contract's antialiasing: a consumer that resizes with plain bilinear loses "
@@ -158,7 +168,11 @@ def main() -> int:
          "- no final downscales its input"),
         f"- Edge TPU readiness of the int8 files: {int(table.edgetpu_ready.sum())} of {len(table)} pass "
         "(channel shuffle becomes TRANSPOSE, which the Edge TPU compiler leaves on the CPU)", "",
-        "## Finals", "", shown.to_markdown(index=False), "",
+        "## Finals", "",
+        "`stage`: `final` is `hwnas train --front` with the quickstart's `final` section (30 epochs); "
+        "`final-restart` rows continue a final with a warm restart (`hwnas train --trial N --init-from "
+        "models/N/final/weights.pt --stage restart --epochs 15 --lr 0.002`), `epochs` counting both stages.", "",
+        shown.to_markdown(index=False), "",
         "![proxy vs final](finals.png)", "",
     ]
     notes = table[table.edgetpu_note.astype(bool) & ~table.edgetpu_ready.astype(bool)]

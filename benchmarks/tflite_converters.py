@@ -76,6 +76,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=str(ROOT / "runs" / "bench-finals"))
     parser.add_argument("--trials", type=int, default=3, help="how many front trials (those with ir blocks first)")
+    parser.add_argument("--trial", type=int, nargs="+", help="these trials instead (e.g. those with grouped convs)")
     parser.add_argument("--test-images", type=int, default=10000)
     args = parser.parse_args()
     tflite.require()
@@ -85,7 +86,8 @@ def main() -> int:
     splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
     pre = splits.preprocess
     front = pd.read_csv(run_dir / "front.csv")
-    front = front[front.source == "search"].head(args.trials)
+    front = front[front.source == "search"]
+    front = front[front.trial.isin(args.trial)] if args.trial else front.head(args.trials)
     rows = []
     for row in front.itertuples():
         spec = parse(str(row.arch))
@@ -115,7 +117,9 @@ def main() -> int:
                                          median_convert_s=("convert_s", statistics.median),
                                          all_edgetpu_ready=("edgetpu_ready", "all")).reset_index()
     lines = ["# PyTorch -> int8 TFLite: converter routes measured", "",
-             f"Command: `.venv/bin/python benchmarks/tflite_converters.py --trials {args.trials}` on runs/bench-finals "
+             f"Command: `.venv/bin/python benchmarks/tflite_converters.py "
+             f"{'--trial ' + ' '.join(map(str, args.trial)) if args.trial else '--trials ' + str(args.trials)}` "
+             "on runs/bench-finals "
              f"(quickstart search, proxy-trained trials), {args.test_images} Fashion-MNIST test images, every file run "
              "in the LiteRT interpreter (XNNPACK, 1 thread); latency median of 200 runs, batch 1, side by side in "
              "one process.", "", summary.to_markdown(index=False), "", table.to_markdown(index=False), "",
