@@ -4,9 +4,10 @@ Routes measured on the same trained networks, the same 256 calibration images an
 images, each file run in the LiteRT interpreter:
 
 - ``litert-torch PT2E``: PyTorch 2 export quantization (litert-torch's PT2EQuantizer, symmetric
-  per-channel weights, static activations) converted by litert-torch (what hwnas ships);
+  per-channel weights, static activations) converted by litert-torch;
 - ``litert-torch + AI Edge Quantizer``: litert-torch's fp32 conversion, then ai-edge-quantizer's
-  static int8 recipe (static_wi8_ai8) calibrated on the same images.
+  static int8 recipe (static_wi8_ai8) calibrated on the same images (what hwnas ships, chosen by
+  this benchmark).
 
 onnx2tf (ONNX -> TensorFlow -> TFLite) is not measured: it needs TensorFlow (a further ~600 MB),
 which no other part of hwnas needs.
@@ -19,6 +20,7 @@ benchmarks/results/tflite_converters.md and .csv.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -41,20 +43,30 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def _aeq_int8(model: torch.nn.Module, info: DeployInfo, calibration: np.ndarray, pre: Preprocess) -> bytes:
-    """litert-torch fp32 conversion, then AI Edge Quantizer's static int8 recipe."""
-    from ai_edge_quantizer import quantizer, recipe
+def _pt2e_int8(model: torch.nn.Module, info: DeployInfo, calibration: np.ndarray, pre: Preprocess) -> bytes:
+    """PyTorch 2 export quantization with litert-torch's PT2E quantizer (symmetric per-channel
+    weights, static activations), converted by litert-torch (hwnas's int8 route until this
+    benchmark showed it losing 16.6 points on a network with 8-group convolutions)."""
+    from litert_torch import convert
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    fp32 = tflite.to_tflite(model, info, precision="fp32")
-    qt = quantizer.Quantizer(bytearray(fp32))
-    qt.load_quantization_recipe(recipe.static_wi8_ai8())
-    x = tflite.nhwc_inputs(calibration, pre, info.input_shape[-1])
-    name = tflite.interpreter(fp32).get_signature_runner().get_input_details()
-    key = next(iter(name))
-    calibrated = qt.calibrate({"serving_default": [{key: x[i:i + 1]} for i in range(len(x))]}, num_threads=1)
-    out = qt.quantize(calibrated).quantized_model
-    assert out is not None
-    return bytes(out)
+    _, c, h, w = info.input_shape
+    net = tflite._NHWC(fuse_bn(copy.deepcopy(model).eval())).eval()
+    sample = (torch.zeros(1, h, w, c),)
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    graph = prepare_pt2e(torch.export.export(net, sample).module(), quantizer)
+    move_exported_model_to_eval(graph)
+    x = torch.from_numpy(tflite.nhwc_inputs(calibration, pre, h))
+    with torch.no_grad():
+        for i in range(len(x)):
+            graph(x[i:i + 1])
+    graph = convert_pt2e(graph, fold_quantize=False)
+    for module in graph.modules():
+        module.training = False
+    return bytes(convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).model_content())
 
 
 def _measure(name: str, data: bytes, seconds: float, splits: object, pre: Preprocess, resolution: int,
@@ -97,11 +109,11 @@ def main() -> int:
         info = DeployInfo.for_arch(spec, pre, splits.classes)
         calibration = calibration_images(splits, 256, 0)
         for name, make in (("fp32 (litert-torch)", lambda: tflite.to_tflite(model, info, precision="fp32")),
-                           ("int8 litert-torch PT2E (hwnas)",
+                           ("int8 litert-torch PT2E",
+                            lambda: _pt2e_int8(model, info, calibration, pre)),
+                           ("int8 litert-torch fp32 + AI Edge Quantizer static_wi8_ai8 (hwnas)",
                             lambda: tflite.to_tflite(model, info, precision="int8", calibration=calibration,
-                                                     preprocess=pre)),
-                           ("int8 litert-torch fp32 + AI Edge Quantizer static_wi8_ai8",
-                            lambda: _aeq_int8(model, info, calibration, pre))):
+                                                     preprocess=pre))):
             started = time.perf_counter()
             data = make()
             r = _measure(name, data, time.perf_counter() - started, splits, pre, spec.resolution, args.test_images)

@@ -1,5 +1,5 @@
 """The one place hwnas loads the optional LiteRT extra (``hwnas[tflite]``: litert-torch,
-ai-edge-litert, and torchao and flatbuffers that come with them).
+ai-edge-litert, ai-edge-quantizer, and flatbuffers that comes with them).
 
 They are loaded on first use, by name, never when hwnas starts: importing litert-torch takes
 seconds (JAX, TensorFlow's logging set-up) and every command but a TFLite export would pay for it;
@@ -14,7 +14,7 @@ import logging
 import os
 from types import ModuleType
 
-EXTRA_MODULES = ("litert_torch", "ai_edge_litert")
+EXTRA_MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
 
 
 def available() -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -105,8 +106,9 @@ def tflite_file(model: nn.Module, info: DeployInfo, kind: ArtifactKind, splits: 
     how = f"{converter_version()}"
     extra: tuple[tuple[str, Any], ...] = ()
     if precision == "int8":
-        how += (f", PT2E static int8: weights symmetric per output channel, activations min-max calibrated on "
-                f"{len(calibration) if calibration is not None else 0} training images, int8 input and output")
+        how += (f", then AI Edge Quantizer {version('ai-edge-quantizer')} static_wi8_ai8: int8 weights per output "
+                f"channel, int8 activations min-max calibrated on {len(calibration) if calibration is not None else 0} "
+                "training images, int8 input and output")
         extra = tuple(check_edgetpu(data).to_attrs().items())
     return data, MeasuredFile(kind.name, rel_path, len(data), latency.runtime, accuracy["val"], accuracy["test"],
                               latency.median_ms, latency.p90_ms,

@@ -138,13 +138,12 @@ def test_an_edge_tpu_search_prices_its_int8_artifacts(tmp_path: Path, idx_dir: P
         # the profile's artifact: full-integer int8 TFLite, measured by LiteRT, passing the readiness check
         assert list(r.artifacts) == ["tflite-int8"] and r.artifact is not None and r.artifact.endswith(".tflite")
         assert r.artifact_runtime is not None and r.artifact_runtime.startswith("LiteRT")
-        # channel shuffle becomes TRANSPOSE, which the compiler leaves on the CPU (as the profile prices it)
+        # inverted residuals map completely; a ShuffleNet unit may not (its verdict then names why)
         shuffle = "-sh_" in r.arch
-        assert r.edgetpu_ready is (not shuffle), r.edgetpu_summary
-        assert ("TRANSPOSE" in r.artifacts["tflite-int8"]["edgetpu_cpu_ops"]) is shuffle
+        assert r.edgetpu_ready is check_edgetpu(tmp_path / "tpu" / r.artifact).ready
+        assert r.edgetpu_ready or (shuffle and "NOT Edge TPU ready" in (r.edgetpu_summary or "")), r.edgetpu_summary
         assert r.test_accuracy == r.artifacts["tflite-int8"]["test_accuracy"]
         assert r.file_bytes == (tmp_path / "tpu" / r.artifact).stat().st_size
-        assert check_edgetpu(tmp_path / "tpu" / r.artifact).ready is (not shuffle)
         assert r.test_accuracy > 0.3  # trained on learnable patterns: the int8 file is no broken conversion
     write_outputs(tmp_path / "tpu", budgets={"latency_ms": 50.0}, search=study)
     exported = sorted(p.name for p in (tmp_path / "tpu" / "models").glob("*/*") if p.suffix in (".onnx", ".tflite"))
