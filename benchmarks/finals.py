@@ -167,7 +167,7 @@ def main() -> int:
          "`antialias_skipped_cost_points`)" if table.antialias_skipped_cost_points.notna().any() else
          "- no final downscales its input"),
         f"- Edge TPU readiness of the int8 files: {int(table.edgetpu_ready.sum())} of {len(table)} pass "
-        "(channel shuffle becomes TRANSPOSE, which the Edge TPU compiler leaves on the CPU)", "",
+        "(the reasons of the others, by file, at the end)", "",
         "## Finals", "",
         "`stage`: `final` is `hwnas train --front` with the quickstart's `final` section (30 epochs); "
         "`final-restart` rows continue a final with a warm restart (`hwnas train --trial N --init-from "
