@@ -143,6 +143,8 @@ def main() -> int:
     parser.add_argument("--only", metavar="REGEX",
                         help="run only the recipes whose name matches; rows of other recipes measured on the same "
                              "reference weights are kept from the earlier run")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rewrite compression.md from the rows measured earlier on the same weights")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.train_reference:
@@ -167,7 +169,7 @@ def main() -> int:
         if name in kept:
             rows.append(kept[name])
             continue
-        if args.only and not re.search(args.only, name):
+        if args.report_only or (args.only and not re.search(args.only, name)):
             continue
         if data is None:
             notes.append(f"- {name}: not run, hwnas does not implement it yet.")
@@ -211,7 +213,8 @@ def main() -> int:
     text = "\n".join([
         "# Compression recipes on a converged MobileNetV2-style CIFAR-10 network", "",
         f"Command: `.venv/bin/python benchmarks/compression.py{' --train-reference' if args.train_reference else ''}"
-        f"{f' --only {chr(39)}{args.only}{chr(39)}' if args.only else ''}`. "
+        f"{f' --only {chr(39)}{args.only}{chr(39)}' if args.only else ''}{' --report-only' if args.report_only else ''}`"
+        f"{' (the rows were measured by earlier --only runs on the same weights)' if args.report_only else ''}. "
         f"Reference `{REFERENCE}`, {_describe(stage)}; weights sha256 {digest}. "
         "Accuracy: the exported ONNX file on the 10,000 CIFAR-10 test images with onnxruntime. Latency: "
         "onnxruntime CPU, batch 1, 1 thread, each recipe's file against the baseline, alternating, median of 3 "
