@@ -37,7 +37,7 @@ def test_every_profile_loads_with_version_and_provenance(name: str) -> None:
 
 
 @pytest.mark.parametrize("patch, message", [
-    ({"trainn": {}}, "unknown key 'trainn'; allowed: name, space, seed, data, train, search"),
+    ({"trainn": {}}, "unknown key 'trainn'; allowed: name, space, seed, data, train, final, search"),
     ({"train": {"epochs": 0}}, "train.epochs: 0 not allowed; allowed: integers >= 1"),
     ({"train": {"optimizer": "adam"}}, "train.optimizer: 'adam' not allowed; allowed: adamw, sgd"),
     ({"search": {"sampler": "cmaes"}}, "search.sampler: 'cmaes' not allowed; allowed: nsga2, tpe"),
@@ -45,6 +45,10 @@ def test_every_profile_loads_with_version_and_provenance(name: str) -> None:
     ({"search": {"budgets": {"latency": 3}}}, "search.budgets: unknown key 'latency'"),
     ({"data": {"dataset": "imagenet"}}, "data.dataset: 'imagenet' not allowed; allowed: fashion-mnist"),
     ({"train": {"epochs": "two"}}, "train.epochs: expected an integer, got 'two'"),
+    ({"final": {"epochs": 0}}, "final.epochs: 0 not allowed; allowed: integers >= 1"),
+    ({"final": {"augment": ["rotate"]}}, "final.augment: 'rotate' not allowed; allowed: crop, flip"),
+    ({"search": {"artifacts": ["tflite"]}}, "search.artifacts: 'tflite' not allowed; allowed: onnx, tflite-fp32"),
+    ({"compression": {"quantize_scales": "log"}}, "compression.quantize_scales: 'log' not allowed"),
 ])
 def test_bad_config_names_key_and_allowed_values(tmp_path: Path, patch: dict, message: str) -> None:
     data = tiny_config(tmp_path)
