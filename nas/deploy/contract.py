@@ -95,7 +95,8 @@ def apply_contract(image: np.ndarray, contract: dict[str, Any]) -> np.ndarray:
     if pixels.shape[-1] != src["channels"]:
         raise ValueError(f"image has {pixels.shape[-1]} channels; the model takes {src['channels']} "
                          f"({src['channel_order']})")
-    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a copy: images may be read-only
+    pixels = np.array(pixels, dtype=np.uint8)  # a copy: decoded images may be read-only
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
     x = x * float(contract["scale"])
     layout, shape = contract["input"]["layout"], contract["input"]["shape"]
     size = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
