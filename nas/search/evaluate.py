@@ -10,7 +10,6 @@ tests pass fakes. The latency source is chosen once per search (:mod:`nas.hardwa
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from compress.pipeline import apply_recipe, deployed_weight_mb
 from compress.recipe import Recipe
 from nas.core.config import Budgets, SearchConfig, TrainConfig
 from nas.core.errors import UserError
+from nas.core.files import write_atomic
 from nas.core.vocab import BUDGET_KEYS
 from nas.cost.costs import ModelCosts, count_costs
 from nas.data.splits import Preprocess, Splits
@@ -224,7 +224,7 @@ class _Evaluation:
         out = self.files.dir
         out.mkdir(parents=True, exist_ok=True)
         onnx_bytes = onnx_bytes if onnx_bytes is not None else to_onnx(model, self.info)
-        _write_atomic(out / "model.onnx", onnx_bytes)
+        write_atomic(out / "model.onnx", onnx_bytes)
         torch.save(model.state_dict(), out / "weights.pt")  # the trained dense network, for hwnas compress
         host = context.measure(onnx_bytes, spec, context.source.host)  # the file on this host, whatever the target
         files: dict[str, MeasuredFile] = {}
@@ -242,7 +242,7 @@ class _Evaluation:
             else:
                 data, measured = tflite_file(compressed if compressed is not None else model, self.info, kind, splits,
                                              resolution=spec.resolution, seed=self.seed, rel_path=rel)
-                _write_atomic(out / kind.filename, data)
+                write_atomic(out / kind.filename, data)
                 files[kind.name] = measured
         primary = files[primary_kind(context.artifacts, self.record.precision).name]
         latency = context.source.of_artifact(predicted, host)
@@ -268,13 +268,6 @@ class _Evaluation:
                     infeasible_reason=None if feasible else describe_violations(violations, values,
                                                                                 context.cfg.search.budgets),
                     seconds=self.elapsed())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A temporary file beside ``path``, then a rename: a kill leaves no half-written model."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def evaluate(spec: ArchSpec, recipe: Recipe | None, context: EvalContext, *, seed: int, files: TrialFiles,

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import pandas as pd
 from compress.recipe import Recipe, parse_recipe
 from nas.core.config import FinalConfig, SearchConfig
 from nas.core.errors import UserError
+from nas.core.files import write_atomic
 from nas.data.splits import Splits
 from nas.hardware.profiles import HardwareProfile
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
@@ -84,12 +84,6 @@ def arch_job(arch: str, seed: int) -> FinalJob:
     return FinalJob(f"arch-{digest}", spec, None, seed)
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def _init_record(init_from: Path | None, sha256: str | None) -> dict[str, Any] | None:
     """Where a warm-started final began: the weights file, its hash, and (when it is another
     final's) that final's training history, so the total training is on record."""
@@ -128,7 +122,8 @@ def train_final(job: FinalJob, *, cfg: SearchConfig, final: FinalConfig, profile
                "proxy_test_accuracy": job.proxy.test_accuracy if job.proxy else None,
                "proxy_val_accuracy": job.proxy.val_accuracy if job.proxy else None, "stage": job.stage,
                "init_from": _init_record(init_from, trainer.init_sha256), **record.to_attrs()}
-    _write_json_atomic(final_metrics_path(run_dir, job), metrics)
+    write_atomic(final_metrics_path(run_dir, job), (json.dumps(metrics, indent=2, sort_keys=True, default=str)
+                                                    + "\n").encode())
     (files.dir / "arch.txt").write_text(job.spec.format() + "\n")
     return metrics
 

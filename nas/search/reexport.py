@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from compress.pipeline import apply_recipe
 from compress.quantize import quantize
 from compress.recipe import parse_recipe
 from nas.core.errors import UserError
+from nas.core.files import write_atomic
 from nas.data.splits import Splits, to_tensor
 from nas.deploy.artifacts import ARTIFACT_KINDS, TFLITE_CALIBRATION_IMAGES, MeasuredFile, calibration_images, tflite_file
 from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
@@ -94,9 +94,7 @@ def reexport(folder: Path, *, run_dir: Path, fmt: str, precision: str, splits: S
         latency = measure_latency(data, info.input_shape, threads=1, repeats=200)
         measured = MeasuredFile(f"onnx-{precision}", str(rel / name), len(data), latency.runtime, accuracy["val"],
                                 accuracy["test"], latency.median_ms, latency.p90_ms, latency.describe(), how)
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    tmp.write_bytes(data)
-    os.replace(tmp, folder / name)
+    write_atomic(folder / name, data)
     artifacts = dict(metrics.get("artifacts") or {})
     key = measured.kind if fmt == "tflite" else ("onnx" if precision == "fp32" else "onnx-int8")
     artifacts[key] = measured.to_json()

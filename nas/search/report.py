@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import optuna
 import pandas as pd
 
+from nas.core.files import write_atomic
 from nas.search.model_card import model_card
 from nas.search.plots import plot_front
 from nas.search.record import TABLE_COLUMNS, CandidateResult, result_of
@@ -108,7 +107,7 @@ def export_trial_files(study: optuna.Study, run_dir: Path, number: int) -> Path:
     primary = None
     for kind, info in files.items():
         name = Path(str(info["path"])).name
-        copy_atomic(run_dir / str(info["path"]), target / name)
+        write_atomic(target / name, (run_dir / str(info["path"])).read_bytes())
         if result.artifact in (None, info["path"]) and primary is None:
             primary = target / name
         info["path"] = str(rel / name)
@@ -124,13 +123,6 @@ def export_trial_files(study: optuna.Study, run_dir: Path, number: int) -> Path:
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     assert primary is not None
     return primary
-
-
-def copy_atomic(source: Path, target: Path) -> None:
-    """Copy to a temporary name beside ``target``, then rename: never a half-copied model."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 def _profile_tag(*studies: optuna.Study | None) -> str:
