@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import optuna
 
 from nas.cli import compression, networks, predict, profile, search, train
 from nas.core.errors import UserError
+from nas.search.slots import TrialSkipped
 
 EXIT_USER_ERROR = 2
 
@@ -32,11 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (timeout, systemd, batch schedulers) ends a command the way Ctrl-C does: the
+    running trial is recorded as failed and everything finished is kept."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _not_skipped(record: logging.LogRecord) -> bool:
+    """Optuna logs every failed trial with its traceback; a skipped one (duplicate, surplus) has
+    its own progress line instead."""
+    return not (record.exc_info and isinstance(record.exc_info[1], TrialSkipped))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    optuna.logging.get_logger("optuna").addFilter(_not_skipped)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args))
     except UserError as exc:

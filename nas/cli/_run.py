@@ -12,22 +12,15 @@ import pandas as pd
 
 from nas.core.config import SearchConfig, load_search_config
 from nas.core.errors import UserError
-from nas.search.baselines import baselines_study_name
 from nas.search.progress import Progress
 from nas.search.report import write_outputs
-from nas.search.study import check_run_config, default_storage, find_study, load_run_config
+from nas.search.run_folder import check_run_dir, run_storage
+from nas.search.storage import redact
+from nas.search.study import baselines_study_name, find_study, load_run_config
 
 EXIT_INTERRUPTED = 130
 # argparse names the type of add_subparsers() only privately
 Subparsers = argparse._SubParsersAction
-
-
-def run_storage(run_dir: Path, storage: str | None) -> str:
-    """The storage URL given, else the one the run saved, else the run's SQLite file."""
-    if storage:
-        return storage
-    saved = run_dir / "storage.url"
-    return saved.read_text().strip() if saved.exists() else default_storage(run_dir)
 
 
 def load_run(run_dir: Path, storage: str | None) -> tuple[SearchConfig, optuna.Study | None, optuna.Study | None]:
@@ -41,17 +34,16 @@ def load_run(run_dir: Path, storage: str | None) -> tuple[SearchConfig, optuna.S
 
 
 def prepare_run(args: argparse.Namespace) -> tuple[SearchConfig, Path, str]:
-    """Config (with --trials applied), run folder and storage URL of a search or baselines command."""
+    """Config (with --trials applied), run folder and storage URL of a search or baselines
+    command, all checked; nothing is written here."""
     cfg = load_search_config(args.config)
     if getattr(args, "trials", None) is not None:
         if args.trials < 1:
             raise UserError(f"--trials {args.trials} not allowed; allowed: integers >= 1")
         cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, trials=args.trials))
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
-    check_run_config(run_dir, cfg)
-    if args.storage:
-        (run_dir / "storage.url").write_text(args.storage + "\n")
-    return cfg, run_dir, args.storage or run_storage(run_dir, None)
+    check_run_dir(run_dir)
+    return cfg, run_dir, run_storage(run_dir, args.storage)
 
 
 def front_text(front: pd.DataFrame) -> str:
@@ -79,6 +71,6 @@ def with_progress(progress: Progress, storage: str, what: str, run: Callable[...
         run(callbacks=(lambda s, t: print(progress.line(s, t), flush=True),),
             on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
     except KeyboardInterrupt:
-        print(f"interrupted; finished {what} are kept in {storage}. Run the same command to resume.")
+        print(f"interrupted; finished {what} are kept in {redact(storage)}. Run the same command to resume.")
         return False
     return True

@@ -5,45 +5,49 @@ import argparse
 import functools
 from pathlib import Path
 
+import optuna
 import optuna_dashboard
 
-from nas.cli._run import (
-    EXIT_INTERRUPTED,
-    Subparsers,
-    finish_run,
-    front_text,
-    load_run,
-    prepare_run,
-    run_storage,
-    with_progress,
-)
+from nas.cli._run import EXIT_INTERRUPTED, Subparsers, finish_run, front_text, load_run, prepare_run, with_progress
+from nas.cli.workers import run_workers
 from nas.core.errors import UserError
+from nas.deploy.edgetpu import compiler_command
 from nas.hardware.profiles import load_profile
 from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
 from nas.search.progress import Progress
-from nas.deploy.edgetpu import compiler_command
 from nas.search.reexport import reexport
 from nas.search.report import export_trial_files, front_table
-from nas.search.study import (
-    FINISHED,
-    find_study,
-    load_run_config,
-    load_splits,
-    open_study,
-    run_search,
-    storage_from_url,
-)
+from nas.search.run_folder import run_storage
+from nas.search.slots import counts
+from nas.search.storage import redact, storage_from_url
+from nas.search.study import create_run, find_study, load_run_config, load_splits, prepare_search, run_search
 
 _STORAGE_HELP = "Optuna storage URL if the run used one"
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     cfg, run_dir, storage = prepare_run(args)
-    done = sum(t.state in FINISHED for t in open_study(cfg, storage).trials)
-    progress = Progress(total=cfg.search.trials, already_done=done)
-    print(f"hwnas search {cfg.name}: {cfg.search.trials} trials ({done} already finished), profile "
-          f"{cfg.search.profile}, objectives {', '.join(cfg.search.objectives)}, run folder {run_dir}", flush=True)
-    if not with_progress(progress, storage, "trials", functools.partial(run_search, cfg, run_dir, storage=storage)):
+    profile, splits = prepare_search(cfg, run_dir)  # everything checked before the run folder is written
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UserError(f"--workers {args.workers} not allowed; allowed: integers >= 1")
+        create_run(cfg, run_dir, storage)
+        print(f"hwnas search {cfg.name}: {args.workers} workers on {redact(storage)}, {cfg.search.trials} trials, "
+              f"run folder {run_dir}", flush=True)
+        code = run_workers(args.workers, args.config, run_dir, cfg, storage)
+        if code == 0:
+            finish_run(cfg, run_dir, storage)
+        return code
+    progress = Progress(total=cfg.search.trials)
+
+    def ready(study: optuna.Study, worker: int) -> None:
+        progress.already_done = counts(study)[0]
+        print(f"hwnas search {cfg.name}: worker {worker}, {cfg.search.trials} trials ({progress.already_done} already "
+              f"finished), profile {cfg.search.profile}, objectives {', '.join(cfg.search.objectives)}, run folder "
+              f"{run_dir}, storage {redact(storage)}", flush=True)
+
+    run = functools.partial(run_search, cfg, run_dir, storage=storage, profile=profile, splits=splits, on_ready=ready)
+    if not with_progress(progress, storage, "trials", run):
         return EXIT_INTERRUPTED
     finish_run(cfg, run_dir, storage)
     return 0
@@ -51,7 +55,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_baselines(args: argparse.Namespace) -> int:
     cfg, run_dir, storage = prepare_run(args)
-    splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
+    _, splits = prepare_search(cfg, run_dir)
+    create_run(cfg, run_dir, storage)
     grid = baseline_grid(cfg, in_chs=splits.preprocess.channels, classes=len(splits.classes))
     done = finished_baselines(find_study(cfg, storage, baselines_study_name(cfg)))
     progress = Progress(total=len(grid), already_done=sum(b.name in done for b in grid))
@@ -119,8 +124,10 @@ def add_commands(sub: Subparsers) -> None:
     p.add_argument("config", help="a searches/*.yaml path or the name of a bundled search (e.g. quickstart)")
     p.add_argument("--trials", type=int, help="total number of finished trials wanted (overrides search.trials)")
     p.add_argument("--storage", help="Optuna storage: an SQLAlchemy URL (sqlite:///..., postgresql://...) or "
-                                     "journal:PATH (default: sqlite file study.db in the run folder)")
+                                     "journal:PATH (default: $HWNAS_STORAGE, else sqlite file study.db in the run "
+                                     "folder); fixed when the run is created")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--workers", type=int, help="start this many local worker processes on the run's storage")
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("baselines", help="train handcrafted baselines beside a search",
                        description="Train and evaluate the config's handcrafted grid (MobileNetV2 width x resolution, "

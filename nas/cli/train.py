@@ -21,7 +21,7 @@ from nas.search.finals import (
     train_final,
     trial_jobs,
 )
-from nas.search.report import write_outputs
+from nas.search.report import write_csv, write_outputs
 from nas.search.study import load_run_config, load_splits
 from nas.train.final import EpochReport
 
@@ -125,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{m.get('artifact') or m['onnx_path']} by {m.get('artifact_runtime') or 'onnxruntime'}" + (f" (proxy {100 * proxy:.2f}%)" if proxy is not None else ""),
               flush=True)
     table = finals_table(run_dir)
-    table.to_csv(run_dir / "finals.csv", index=False)
+    write_csv(run_dir / "finals.csv", table)
     print(f"finals: {run_dir / 'finals.csv'}")
     if not args.arch:  # the plot is of the search: redraw it with the finals
         _, search, baselines = load_run(run_dir, args.storage)

@@ -8,11 +8,22 @@ b'x'
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 
+def tmp_tag() -> str:
+    """``host.pid`` of this process, in temporary file names: a cleaner on a shared file system
+    removes only the files of dead processes of its own host."""
+    return f"{socket.gethostname().replace('.', '-')}.{os.getpid()}"
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over
+    ``path`` (so power loss too leaves one whole file)."""
+    tmp = path.with_name(f".{path.name}.{tmp_tag()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -20,7 +20,8 @@ from nas.hardware.profiles import HardwareProfile
 from nas.search.evaluate import EvalContext, Trainer
 from nas.search.objective import Objective
 from nas.search.record import result_of
-from nas.search.study import FINISHED, TrialCallback, open_study
+from nas.search.study import FINISHED, TrialCallback, baselines_study_name, open_study
+from nas.search.workers import claim, recover_stale
 from nas.space.arch import ArchSpec
 from nas.space.zoo import adapt_to_input, mobilenet_v2, shufflenet_v1, shufflenet_v2
 from nas.train.trainer import train
@@ -33,10 +34,6 @@ class Baseline:
     name: str
     family: str
     spec: ArchSpec
-
-
-def baselines_study_name(cfg: SearchConfig) -> str:
-    return f"{cfg.name}-baselines"
 
 
 def finished_baselines(study: optuna.Study | None) -> set[str]:
@@ -71,6 +68,7 @@ def run_baselines(cfg: SearchConfig, run_dir: Path, *, storage: str, profile: Ha
                   on_start: Callable[[int, str], None] | None = None, trainer: Trainer = train) -> optuna.Study:
     """Train and evaluate every baseline not yet finished in the baselines study (resumable)."""
     study = open_study(cfg, storage, name=baselines_study_name(cfg), heartbeat=False)
+    recover_stale(study)
     done = finished_baselines(study)
     objective = Objective(EvalContext.for_search(cfg, profile, splits, trainer=trainer), run_dir, on_start=on_start,
                           artifacts="baselines")
@@ -78,6 +76,7 @@ def run_baselines(cfg: SearchConfig, run_dir: Path, *, storage: str, profile: Ha
         if baseline.name in done:
             continue
         trial = study.ask()
+        claim(trial)
         try:
             values = objective.run(trial, baseline.spec, objective.sample_recipe(trial, baseline.spec),
                                    gate=not ignore_budgets, baseline=(baseline.name, baseline.family))

@@ -124,7 +124,7 @@ def train_final(job: FinalJob, *, cfg: SearchConfig, final: FinalConfig, profile
                "init_from": _init_record(init_from, trainer.init_sha256), **record.to_attrs()}
     write_atomic(final_metrics_path(run_dir, job), (json.dumps(metrics, indent=2, sort_keys=True, default=str)
                                                     + "\n").encode())
-    (files.dir / "arch.txt").write_text(job.spec.format() + "\n")
+    write_atomic(files.dir / "arch.txt", (job.spec.format() + "\n").encode())
     return metrics
 
 

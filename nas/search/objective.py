@@ -16,6 +16,8 @@ from compress.lowbit import group_names
 from compress.recipe import Recipe, sample_recipe
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
 from nas.search.record import CandidateResult
+from nas.search.slots import candidate_key, check_duplicate, wait_for_slot
+from nas.search.workers import claim, heartbeat
 from nas.space.arch import ArchSpec
 from nas.space.sampler import SearchSpace
 
@@ -36,6 +38,7 @@ class Objective:
     run_dir: Path
     on_start: Callable[[int, str], None] | None = None
     artifacts: str = "trials"  # folder under run_dir for each trial's files
+    total: int | None = None  # trials the study wants: a trial beyond them is skipped (nas.search.slots)
 
     def __post_init__(self) -> None:
         splits = self.context.splits
@@ -43,9 +46,17 @@ class Objective:
                                  num_classes=len(splits.classes))
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
-        """The search objective: sample an architecture from the space and evaluate it."""
-        spec = self.space.sample(trial)
-        return self.run(trial, spec, self.sample_recipe(trial, spec))
+        """The search objective: sample an architecture from the space and evaluate it, unless
+        another trial holds the same candidate or the study already has its trials (TrialSkipped).
+        The trial carries this worker's identity and heartbeat while it runs."""
+        claim(trial)
+        with heartbeat(trial):
+            spec = self.space.sample(trial)
+            recipe = self.sample_recipe(trial, spec)
+            check_duplicate(trial, candidate_key(spec.format(), recipe.to_json() if recipe else None))
+            if self.total is not None:
+                wait_for_slot(trial, self.total)
+            return self.run(trial, spec, recipe)
 
     def sample_recipe(self, trial: optuna.Trial, spec: ArchSpec) -> Recipe | None:
         """The trial's compression knobs, when the search has a compression section."""

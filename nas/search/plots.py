@@ -2,6 +2,7 @@
 budgets drawn."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from nas.core.files import write_atomic  # noqa: E402
 
 
 def _axes(front: pd.DataFrame, profile: str) -> tuple[tuple[str, str], ...]:
@@ -61,8 +64,10 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, *, budgets: dict[str, 
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{title}: accuracy vs cost")
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())
 
 
 def _draw_finals(ax: plt.Axes, x: str, finals: pd.DataFrame, front: pd.DataFrame) -> None:

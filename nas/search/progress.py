@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import optuna
 
 from nas.search.record import result_of
-from nas.search.study import FINISHED
+from nas.search.slots import FINISHED, SKIPPED, counts
 
 
 def _clock(seconds: float) -> str:
@@ -31,11 +31,12 @@ class Progress:
         return f"[{self.already_done + self.finished_here + 1:>3}/{self.total}] trial {number} start  {arch}"
 
     def line(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+        """The line of a trial that ended; n/N and the ETA count every worker's finished trials."""
         if trial.state in FINISHED:
             self.finished_here += 1
-        done = self.already_done + self.finished_here
+        done = max(self.already_done + self.finished_here, counts(study)[0])
         elapsed = time.perf_counter() - self.started
-        eta = elapsed / max(1, self.finished_here) * (self.total - done)
+        eta = elapsed / max(1, done - self.already_done) * max(0, self.total - done)
         took = trial.duration.total_seconds() if trial.duration else 0.0
         return (f"[{done:>3}/{self.total}] trial {trial.number}  {_outcome(trial)}  {took:.1f}s | elapsed "
                 f"{_clock(elapsed)} ETA {_clock(eta)} | best {self.best(study)}")
@@ -63,4 +64,6 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> str:
                 f"{' (pred)' if r.latency_kind == 'predicted' else ''}  MACs {macs / 1e6:.2f}M  {status}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         return f"rejected before training: {r.infeasible_reason if r else '?'}"
+    if SKIPPED in trial.user_attrs:
+        return f"skipped: {trial.user_attrs[SKIPPED]}"
     return f"FAILED: {r.error if r and r.error else 'see log'}"

@@ -99,7 +99,7 @@ def reexport(folder: Path, *, run_dir: Path, fmt: str, precision: str, splits: S
     key = measured.kind if fmt == "tflite" else ("onnx" if precision == "fp32" else "onnx-int8")
     artifacts[key] = measured.to_json()
     metrics["artifacts"] = artifacts
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(folder / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n").encode())
     _rewrite_card(folder, metrics, artifacts)
     return measured
 

@@ -16,6 +16,7 @@ from nas.core.files import write_atomic
 from nas.search.model_card import model_card
 from nas.search.plots import plot_front
 from nas.search.record import TABLE_COLUMNS, CandidateResult, result_of
+from nas.search.slots import SKIPPED
 from nas.space.arch import parse
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def trials_table(study: optuna.Study | None) -> pd.DataFrame:
         result = result_of(t)
         row.update(result.table_row() if result else dict.fromkeys(TABLE_COLUMNS))
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
+        row["skipped"] = t.user_attrs.get(SKIPPED)
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)
     table = pd.DataFrame(rows, columns=None if rows else ["trial", "state", *TABLE_COLUMNS])
@@ -111,18 +113,22 @@ def export_trial_files(study: optuna.Study, run_dir: Path, number: int) -> Path:
         if result.artifact in (None, info["path"]) and primary is None:
             primary = target / name
         info["path"] = str(rel / name)
-    (target / "arch.txt").write_text(result.arch + "\n")
+    write_atomic(target / "arch.txt", (result.arch + "\n").encode())
     spec = parse(result.arch)
-    (target / "README.md").write_text(model_card(result, files, input_shape=(1, spec.in_chs, spec.resolution,
-                                                                              spec.resolution),
-                                                 title=f"{study.study_name}, trial {number}"))
+    card = model_card(result, files, input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
+                      title=f"{study.study_name}, trial {number}")
+    write_atomic(target / "README.md", card.encode())
     metrics = {"trial": number, "params": trial.params, **result.to_attrs(), "artifacts": files,
                "objectives": dict(zip(study.metric_names or [], trial.values or [])),
                "onnx_path": str(rel / "model.onnx") if "onnx" in files else None,
                "artifact": str(primary.relative_to(run_dir)) if primary is not None else None}
-    (target / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_atomic(target / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     assert primary is not None
     return primary
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    write_atomic(path, table.to_csv(index=False).encode())
 
 
 def _profile_tag(*studies: optuna.Study | None) -> str:
@@ -139,12 +145,12 @@ def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: op
     """trials.csv, baselines.csv, front.csv, front.png (with the finals of finals.csv when
     ``hwnas train`` wrote one) and models/ for every front trial and trained baseline. Either study may be absent (a run with baselines only, or no baselines)."""
     trials = trials_table(search)
-    trials.to_csv(run_dir / "trials.csv", index=False)
+    write_csv(run_dir / "trials.csv", trials)
     base_trials = trials_table(baselines) if baselines else None
     if base_trials is not None:
-        base_trials.to_csv(run_dir / "baselines.csv", index=False)
+        write_csv(run_dir / "baselines.csv", base_trials)
     front = front_table(search, baselines)
-    front.to_csv(run_dir / "front.csv", index=False)
+    write_csv(run_dir / "front.csv", front)
     for row in front.itertuples():
         study = search if row.source == "search" else baselines
         assert study is not None  # the row came from it

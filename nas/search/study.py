@@ -13,23 +13,32 @@ from typing import Any
 
 import optuna
 import yaml
-from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 
 from nas.core.config import SearchConfig, parse_search_config
 from nas.core.errors import UserError
+from nas.core.files import write_atomic
 from nas.core.vocab import OBJECTIVES
 from nas.data.splits import Splits, load_raw, split
 from nas.hardware.latency_source import latency_source
 from nas.hardware.profiles import HardwareProfile, load_profile
-from nas.search.evaluate import EvalContext, Trainer, artifact_precision
+from nas.search.callbacks import OutputsCallback, StopRule
+from nas.search.evaluate import EvalContext, Trainer, artifact_kinds, artifact_precision
 from nas.search.objective import Objective
+from nas.search.run_folder import check_run_dir, clean_orphans, default_storage, save_storage
+from nas.search.slots import FINISHED, counts
+from nas.search.storage import redact, retrying, storage_from_url
+from nas.search.workers import recover_stale, register_worker, worker_seed
 from nas.train.trainer import train
 
 log = logging.getLogger(__name__)
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+def baselines_study_name(cfg: SearchConfig) -> str:
+    """The sibling study of a run's handcrafted baselines (:mod:`nas.search.baselines`)."""
+    return f"{cfg.name}-baselines"
 
 
 def config_to_dict(cfg: Any) -> Any:
@@ -47,38 +56,18 @@ def directions(objectives: tuple[str, ...]) -> list[StudyDirection]:
             for name in objectives]
 
 
-def default_storage(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
-
-
-def storage_from_url(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL: any SQLAlchemy URL (``sqlite:///``, ``postgresql://``...), or
-    ``journal:PATH`` for Optuna's journal file, which many workers on one file system can share.
-
-    RDB storages get heartbeats, so a later run marks trials of a killed process as failed instead
-    of running; Optuna runs heartbeats only inside Study.optimize, so ask-and-tell studies go without.
-    """
-    if url.startswith("journal:"):
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    if not heartbeat:
-        return optuna.storages.RDBStorage(url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90)
-
-
-def make_sampler(cfg: SearchConfig, *, seed_offset: int) -> optuna.samplers.BaseSampler:
-    """Seeded sampler; ``seed_offset`` (trials already in the study) keeps a resumed run from
-    redrawing the architectures of its first trials."""
-    seed = cfg.seed + seed_offset
+def make_sampler(cfg: SearchConfig, *, worker: int) -> optuna.samplers.BaseSampler:
+    """The sampler of worker ``worker`` (its index in the study, :mod:`nas.search.workers`):
+    seeded from the study seed and that index, so workers started together draw different
+    candidates and a resumed run does not redraw its first trials."""
+    seed = worker_seed(cfg.seed, worker)
     if cfg.search.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(2, cfg.search.population))
     return optuna.samplers.NSGAIISampler(population_size=cfg.search.population, seed=seed)
 
 
 def check_run_config(run_dir: Path, cfg: SearchConfig) -> None:
-    """Store the config in the run folder, or refuse to resume a run made with a different one."""
+    """Refuse to resume a run made with a different config (writes nothing)."""
     path = run_dir / "config.yaml"
     data = config_to_dict(cfg)
     if path.exists():
@@ -89,8 +78,12 @@ def check_run_config(run_dir: Path, cfg: SearchConfig) -> None:
         if stored != data:
             raise UserError(f"{run_dir} holds a run of a different config; use --out for a new run folder "
                             f"(only search.trials and the final section may change when resuming)")
+
+
+def write_run_config(run_dir: Path, cfg: SearchConfig) -> None:
+    """Store the config in the run folder (after everything it names has been checked)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False).encode())
 
 
 def load_run_config(run_dir: Path) -> SearchConfig:
@@ -105,59 +98,96 @@ def load_splits(cfg: SearchConfig, *, cache_dir: Path) -> Splits:
 
 
 def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True, name: str | None = None,
-               heartbeat: bool = True) -> optuna.Study:
-    """The run's study (``name`` defaults to the config's; baselines live in ``<name>-baselines``)."""
+               heartbeat: bool = True, worker: int = 0) -> optuna.Study:
+    """The run's study (``name`` defaults to the config's; baselines live in ``<name>-baselines``);
+    ``worker`` seeds the sampler (:func:`make_sampler`)."""
     name = name or cfg.name
     storage = storage_from_url(storage_url, heartbeat=heartbeat)
-    try:
-        existing = optuna.load_study(study_name=name, storage=storage)
-        offset = len(existing.trials)
-    except KeyError:
-        if not create:
-            raise UserError(f"no study named {name!r} in {storage_url}") from None
-        offset = 0
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                directions=directions(cfg.search.objectives),
-                                sampler=make_sampler(cfg, seed_offset=offset))
+    if not create and name not in retrying("cannot read", storage_url, lambda: optuna.get_all_study_names(storage)):
+        raise UserError(f"no study named {name!r} in {redact(storage_url)}")
+    study = retrying("cannot create the study in", storage_url, lambda: optuna.create_study(
+        study_name=name, storage=storage, load_if_exists=True, directions=directions(cfg.search.objectives),
+        sampler=make_sampler(cfg, worker=worker)))
     if list(study.directions) != directions(cfg.search.objectives):
-        raise UserError(f"study {name!r} in {storage_url} has other objectives than {cfg.search.objectives}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(cfg.search.objectives))
+        raise UserError(f"study {name!r} in {redact(storage_url)} has other objectives than {cfg.search.objectives}")
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(cfg.search.objectives))
     return study
+
+
+def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile | None = None,
+                   splits: Splits | None = None) -> tuple[HardwareProfile, Splits]:
+    """Check everything a search names (profile, what it exports, run folder, data) before
+    anything is written; returns the profile and the data."""
+    profile = profile or load_profile(cfg.search.profile)
+    # a target that cannot price what the search exports is refused before the run folder is written
+    latency_source(profile, precision=artifact_precision(cfg, profile))
+    artifact_kinds(cfg, profile)
+    check_run_dir(run_dir)
+    check_run_config(run_dir, cfg)
+    return profile, splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")
+
+
+def create_run(cfg: SearchConfig, run_dir: Path, storage: str, *, worker: int = 0) -> optuna.Study:
+    """Open (creating if new) the run's study, then write the run's config and storage: the
+    folder is written only once the storage works."""
+    run_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
+    study = open_study(cfg, storage, worker=worker)
+    write_run_config(run_dir, cfg)
+    save_storage(run_dir, storage)
+    return study
+
+
+def start_worker(cfg: SearchConfig, run_dir: Path, storage: str) -> tuple[optuna.Study, int]:
+    """Join the run's study as a new worker (creating the run if new); fail and re-enqueue the
+    trials of dead workers, and clean their files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    worker = retrying("cannot register a worker in", storage,
+                      lambda: register_worker(storage_from_url(storage, heartbeat=False), cfg.name))
+    study = create_run(cfg, run_dir, storage, worker=worker)
+    recovered = recover_stale(study)
+    removed = clean_orphans(run_dir, study)
+    log.info("worker %d on study %s: recovered trials %s, removed %d leftover files", worker, cfg.name, recovered,
+             len(removed))
+    return study, worker
 
 
 def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, profile: HardwareProfile | None = None,
                splits: Splits | None = None, callbacks: Sequence[TrialCallback] = (),
-               on_start: Callable[[int, str], None] | None = None, trainer: Trainer = train) -> optuna.Study:
-    """Run (or resume) the search until ``cfg.search.trials`` trials have finished.
+               on_start: Callable[[int, str], None] | None = None, trainer: Trainer = train,
+               on_ready: Callable[[optuna.Study, int], None] | None = None) -> optuna.Study:
+    """Run (or resume, or join as one more worker) the search until ``cfg.search.trials``
+    trials have finished in the study, whichever worker finished them.
 
     Finished means complete or rejected as over budget. Failed trials stay in the study as failed
     but do not count: the run makes up for them (at most as many failures as trials wanted).
-    ``trainer`` trains each candidate (tests pass a fake).
+    trials.csv, front.csv and models/ are rewritten as each trial ends. ``trainer`` trains each
+    candidate (tests pass a fake); ``on_ready(study, worker)`` is called once the worker joined.
     """
-    profile = profile or load_profile(cfg.search.profile)
-    # a target that cannot price what the search exports is refused before the run folder is written
-    latency_source(profile, precision=artifact_precision(cfg, profile))
-    check_run_config(run_dir, cfg)
-    splits = splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")
-    study = open_study(cfg, storage or default_storage(run_dir))
-    done = sum(t.state in FINISHED for t in study.trials)
-    remaining = max(0, cfg.search.trials - done)
+    profile, splits = prepare_search(cfg, run_dir, profile=profile, splits=splits)
+    storage = storage or default_storage(run_dir)
+    study, worker = start_worker(cfg, run_dir, storage)
+    if on_ready is not None:
+        on_ready(study, worker)
+    finished, _, _ = counts(study)
     study.set_user_attr("profile", profile.tag)
     study.set_user_attr("dataset", splits.name)
-    log.info("study %s: %d trial(s) finished, %d to run", cfg.name, done, remaining)
-    if remaining:
-        objective = Objective(EvalContext.for_search(cfg, profile, splits, trainer=trainer), run_dir, on_start=on_start)
-        # Failed trials are made up for, up to as many failures as trials wanted, then we stop.
-        stop = optuna.study.MaxTrialsCallback(cfg.search.trials, states=FINISHED)
-        study.optimize(objective, n_trials=2 * remaining, catch=(Exception,), callbacks=[*callbacks, stop],
-                       gc_after_trial=True)
+    log.info("study %s: %d trial(s) finished, %d to run", cfg.name, finished, max(0, cfg.search.trials - finished))
+    if finished < cfg.search.trials:
+        context = EvalContext.for_search(cfg, profile, splits, trainer=trainer)
+        objective = Objective(context, run_dir, on_start=on_start, total=cfg.search.trials)
+        baselines = find_study(cfg, storage, baselines_study_name(cfg))
+        study.optimize(objective, n_trials=20 * cfg.search.trials + 50, catch=(Exception,), gc_after_trial=True,
+                       callbacks=[*callbacks, StopRule(cfg.search.trials),
+                                  OutputsCallback(run_dir, cfg.search.budgets, baselines)])
     return study
 
 
 def find_study(cfg: SearchConfig, storage_url: str, name: str) -> optuna.Study | None:
     """The named study of a run if it exists, else None (other problems still raise)."""
-    if name not in optuna.study.get_all_study_names(storage_from_url(storage_url, heartbeat=False)):
+    storage = storage_from_url(storage_url, heartbeat=False)
+    if name not in retrying("cannot read", storage_url, lambda: optuna.get_all_study_names(storage)):
         return None
     return open_study(cfg, storage_url, create=False, name=name, heartbeat=False)

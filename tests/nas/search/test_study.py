@@ -14,7 +14,8 @@ from nas.deploy.tflite import available as tflite_available
 from nas.hardware.profiles import load_profile
 from nas.search.record import result_of
 from nas.search.report import write_outputs
-from nas.search.study import check_run_config, default_storage, open_study, run_search
+from nas.search.run_folder import default_storage
+from nas.search.study import check_run_config, open_study, run_search, write_run_config
 from tests.conftest import FakeTrainer, never_trains, tiny_config
 
 
@@ -156,7 +157,9 @@ def test_an_edge_tpu_search_prices_its_int8_artifacts(tmp_path: Path, idx_dir: P
 
 
 def test_a_resumed_run_must_keep_its_config(tmp_path: Path, idx_dir: Path) -> None:
-    check_run_config(tmp_path, _cfg(idx_dir))
+    check_run_config(tmp_path, _cfg(idx_dir))  # nothing written yet: any config passes
+    assert not (tmp_path / "config.yaml").exists()
+    write_run_config(tmp_path, _cfg(idx_dir))
     check_run_config(tmp_path, _cfg(idx_dir, trials=5))  # only search.trials may change
     with pytest.raises(UserError, match="holds a run of a different config"):
         check_run_config(tmp_path, _cfg(idx_dir, population=6))

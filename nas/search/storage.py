@@ -1,0 +1,139 @@
+"""Optuna storages from the URLs users type: checked, normalized, opened with retries, and
+never written to disk with their password.
+
+Allowed: ``sqlite:///PATH``, ``postgresql://USER@HOST:PORT/DB`` (the ``postgres`` extra installs
+psycopg 3; ``postgresql+psycopg2://`` works where psycopg2 is installed), ``mysql+DRIVER://...``
+and ``journal:PATH`` (Optuna's journal file, shared by workers on one file system).
+
+>>> normalize_url("sqlite:///runs/x/study.db")
+'sqlite:///runs/x/study.db'
+>>> stored_form("postgresql+psycopg://hwnas:secret@db:5432/nas")
+'postgresql+psycopg://hwnas@db:5432/nas'
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
+
+from nas.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ALLOWED = "sqlite:///PATH, postgresql://USER@HOST:PORT/DB (pip install 'hwnas[postgres]'), mysql+DRIVER://... or journal:PATH"
+HEARTBEAT_S, GRACE_S = 20, 60
+_RETRIES = 8  # schema and study creation when several workers start together
+
+
+def _driver(scheme: str) -> str:
+    """``postgresql`` -> ``postgresql+psycopg`` (psycopg 3, the postgres extra) or ``+psycopg2``."""
+    if scheme != "postgresql":
+        return scheme
+    for module, name in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return name
+    raise UserError("postgresql:// storage needs a PostgreSQL driver; install it with pip install 'hwnas[postgres]'")
+
+
+def normalize_url(url: str) -> str:
+    """The URL with its driver made explicit; a one-line error for anything not allowed."""
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:"))
+        if not url.removeprefix("journal:") or path.is_dir():
+            raise UserError(f"storage {url!r}: journal:PATH needs a file path; allowed: {ALLOWED}")
+        return url
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise UserError(f"storage {redact(url)!r} is not a storage URL; allowed: {ALLOWED}") from None
+    scheme, _, driver = parsed.drivername.partition("+")
+    if scheme not in ("sqlite", "postgresql", "mysql"):
+        raise UserError(f"storage scheme {parsed.drivername!r} not allowed; allowed: {ALLOWED}")
+    if scheme == "sqlite" and not parsed.database:
+        raise UserError(f"storage {url!r}: an in-memory SQLite study is lost at exit; allowed: {ALLOWED}")
+    if scheme == "postgresql" and not driver:
+        parsed = parsed.set(drivername=_driver(scheme))
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact(url: str) -> str:
+    """The URL as shown to users: any password replaced by ``***``."""
+    if url.startswith("journal:"):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def stored_form(url: str) -> str:
+    """What a run folder keeps (``storage.url``): the URL without its password. The password
+    comes from the URL given each time, or libpq's ``PGPASSWORD`` / ``~/.pgpass`` for PostgreSQL."""
+    if url.startswith("journal:"):
+        return url
+    return make_url(url).set(password=None).render_as_string(hide_password=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[0] if text else ''}".strip()
+
+
+def _rdb(url: str, heartbeat: bool) -> optuna.storages.RDBStorage:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # several workers on one SQLite file wait for its lock instead of failing at once
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    if not heartbeat:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # a trial whose heartbeat stops is failed and enqueued again (Optuna's retry callback)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                                          **kwargs)
+
+
+def retrying(what: str, url: str, action: Any) -> Any:
+    """Run ``action()``, retrying the races of workers that start together (two creating one
+    schema or one study); an unreachable or misconfigured database is a one-line UserError."""
+    for attempt in range(_RETRIES):
+        try:
+            return action()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError) as exc:
+            if attempt == _RETRIES - 1:
+                raise UserError(f"{what} {redact(url)}: {_first_line(exc)}") from None
+            log.info("%s %s raced another worker (%s); retrying", what, redact(url), _first_line(exc))
+            time.sleep(0.2 + random.random() * (attempt + 1) * 0.3)  # noqa: S311 - jitter, not security
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlalchemy.exc.ArgumentError,
+                sqlalchemy.exc.NoSuchModuleError) as exc:
+            raise UserError(f"cannot use storage {redact(url)}: {_first_line(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def storage_from_url(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL (see the module docstring).
+
+    RDB storages get heartbeats, so a trial of a killed process is failed and enqueued again;
+    Optuna runs heartbeats only inside Study.optimize. Workers of every storage also leave their
+    host and process id on their trials (:mod:`nas.search.workers`), so a dead one's trial is
+    recovered at once on the same host.
+    """
+    url = normalize_url(url)
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:"))
+        if not path.parent.is_dir():
+            raise UserError(f"storage {url!r}: folder {path.parent} does not exist; allowed: {ALLOWED}")
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return retrying("cannot create the Optuna schema in", url, lambda: _rdb(url, heartbeat))
