@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch drags in several GB of CUDA wheels
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,tflite]'
+	$(BIN)/python -m pip install -q -e '.[test,tflite,postgres]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -66,6 +66,6 @@ def wait_for_slot(trial: optuna.Trial, total: int, *, poll: float = 2.0,
 def counts(study: optuna.Study) -> tuple[int, int, int]:
     """(finished, failed, skipped) trials of a study; skipped trials are stored as failed."""
     trials = study.get_trials(deepcopy=False)
-    skipped = sum(SKIPPED in t.user_attrs for t in trials)
-    failed = sum(t.state == TrialState.FAIL for t in trials) - skipped
-    return sum(t.state in FINISHED for t in trials), failed, skipped
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    skipped = sum(SKIPPED in t.user_attrs for t in failed)
+    return sum(t.state in FINISHED for t in trials), len(failed) - skipped, skipped

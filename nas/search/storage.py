@@ -81,7 +81,7 @@ def stored_form(url: str) -> str:
     comes from the URL given each time, or libpq's ``PGPASSWORD`` / ``~/.pgpass`` for PostgreSQL."""
     if url.startswith("journal:"):
         return url
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
 
 
 def _first_line(exc: BaseException) -> str:
