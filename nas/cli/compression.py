@@ -14,6 +14,7 @@ from nas.cli._run import Subparsers
 from nas.core.errors import UserError
 from nas.deploy.export import read_metadata
 from nas.search.record import CandidateResult
+from nas.search.run_folder import inside
 from nas.search.study import load_run_config, load_splits
 from nas.space.arch import parse
 from nas.space.builder import build
@@ -39,6 +40,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     model_dir = Path(args.model_dir)
     run_dir, weights, arch = _trained_model_files(model_dir)
+    name = args.name or "recipe-" + hashlib.sha1(recipe.to_json().encode()).hexdigest()[:8]
+    out = inside(model_dir / "compressed", name)  # checked before any work
     cfg = load_run_config(run_dir)
     spec = parse(arch)
     model = build(spec)
@@ -46,8 +49,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(f"hwnas compress {model_dir}: {arch}\n  recipe {recipe.to_json()}", flush=True)
     splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
     result = compress(model.eval(), spec, recipe, splits, seed=cfg.seed)
-    name = args.name or "recipe-" + hashlib.sha1(recipe.to_json().encode()).hexdigest()[:8]
-    out = model_dir / "compressed" / name
     write_report(result, out, name=name, recipe=recipe)
     print(f"  {summary_line(result.report)}\n  wrote {out}/model.onnx, report.json, report.md")
     return 0

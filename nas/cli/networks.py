@@ -57,7 +57,8 @@ def _cost_spec(args: argparse.Namespace) -> ArchSpec:
         if args.zoo != "shufflenet_v1":
             raise UserError("--groups applies to --zoo shufflenet_v1 only")
         kwargs["groups"] = args.groups
-    return FAMILIES[args.zoo](**kwargs)
+    # the grammar's bounds (resolution, channels, repeats) apply to zoo networks too
+    return parse(FAMILIES[args.zoo](**kwargs).format())
 
 
 def _price_text(p: Price) -> str:

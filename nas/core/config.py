@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,6 +18,9 @@ from nas.core.schema import check, check_choices, from_mapping, load_yaml
 from nas.core.vocab import ARTIFACT_NAMES, BLOCK_TYPES, BUDGET_KEYS, OBJECTIVES
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
+# bounds of a search space: far beyond what trains on one device, low enough never to hang
+MAX_RESOLUTION, MAX_CHS, MAX_REPEATS = 1024, 16384, 64
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,10 @@ class StageConfig:
     block_types: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        check(self.chs >= 8, "space.stages[].chs", self.chs, "integers >= 8")
+        check(8 <= self.chs <= MAX_CHS, "space.stages[].chs", self.chs, f"integers from 8 to {MAX_CHS}")
         check(self.stride in (1, 2), "space.stages[].stride", self.stride, "1, 2")
-        check(bool(self.depths) and min(self.depths) >= 1, "space.stages[].depths", self.depths, "integers >= 1")
+        check(bool(self.depths) and min(self.depths) >= 1 and max(self.depths) <= MAX_REPEATS, "space.stages[].depths",
+              self.depths, f"integers from 1 to {MAX_REPEATS}")
         check_choices(self.block_types or (), "space.stages[].block_types", BLOCK_TYPES)
 
 
@@ -66,7 +72,10 @@ class SpaceConfig:
         for w in self.widths:
             check(0.25 <= w <= 1.4, "space.widths", w, "numbers from 0.25 to 1.4")
         for r in self.resolutions:
-            check(r >= 8, "space.resolutions", r, "integers >= 8")
+            check(8 <= r <= MAX_RESOLUTION, "space.resolutions", r, f"integers from 8 to {MAX_RESOLUTION}")
+        for name in ("stem_chs", "head_chs"):
+            value = getattr(self, name)
+            check(1 <= value <= MAX_CHS, f"space.{name}", value, f"integers from 1 to {MAX_CHS}")
         check_choices(self.block_types, "space.block_types", BLOCK_TYPES)
         check_choices(self.kernels, "space.kernels", (3, 5, 7))
         check_choices(self.exp_ratios, "space.exp_ratios", (1, 3, 4, 6))
@@ -113,9 +122,13 @@ class TrainConfig:
         check(self.epochs >= 1, f"{self.SECTION}.epochs", self.epochs, "integers >= 1")
         check(self.train_subset is None or self.train_subset >= 1, f"{self.SECTION}.train_subset", self.train_subset,
               "null (all) or integers >= 1")
-        check(self.batch_size >= 1, f"{self.SECTION}.batch_size", self.batch_size, "integers >= 1")
+        check(1 <= self.epochs <= 100_000, f"{self.SECTION}.epochs", self.epochs, "integers from 1 to 100000")
+        check(1 <= self.batch_size <= 65_536, f"{self.SECTION}.batch_size", self.batch_size, "integers from 1 to 65536")
+        check(self.weight_decay >= 0, f"{self.SECTION}.weight_decay", self.weight_decay, "numbers >= 0")
+        check(self.threads is None or 1 <= self.threads <= 1024, f"{self.SECTION}.threads", self.threads,
+              "null (all cores) or integers from 1 to 1024")
         check(self.optimizer in ("adamw", "sgd"), f"{self.SECTION}.optimizer", self.optimizer, "adamw, sgd")
-        check(self.lr > 0, f"{self.SECTION}.lr", self.lr, "numbers > 0")
+        check(self.lr > 0 and math.isfinite(self.lr), f"{self.SECTION}.lr", self.lr, "finite numbers > 0")
         check(self.schedule in ("onecycle", "cosine", "constant"), f"{self.SECTION}.schedule", self.schedule,
               "onecycle, cosine, constant")
         check(0 <= self.label_smoothing < 1, f"{self.SECTION}.label_smoothing", self.label_smoothing, "0 <= x < 1")
@@ -261,7 +274,9 @@ class SearchConfig:
     compression: CompressionSpace | None = None  # none: trials export the trained fp32 network
 
     def __post_init__(self) -> None:
-        check(bool(self.name) and "/" not in self.name, "name", self.name, "a non-empty name without '/'")
+        check(bool(_SAFE_NAME.match(self.name)), "name", self.name,
+              "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the run folder)")
+        check(0 <= self.seed < 2**32, "seed", self.seed, "integers from 0 to 2**32 - 1")
 
 
 def bundled_searches() -> dict[str, Path]:

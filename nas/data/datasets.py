@@ -13,6 +13,7 @@ import pickle
 import shutil
 import tarfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,12 @@ class RawDataset:
 def read_idx(path: Path) -> np.ndarray:
     """Read one idx file (optionally gzipped) into a uint8 array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip, unreadable file
+        raise UserError(f"{path}: cannot read ({type(exc).__name__}: {exc}); allowed: an idx file, plain or "
+                        f"gzipped, complete") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise UserError(f"{path} is not an unsigned-byte idx file (bad magic number)")
     ndim = data[3]
@@ -124,6 +129,10 @@ def load_idx_dataset(name: str, directory: Path, *, download_ok: bool = False, b
         raise UserError(f"{name}: {', '.join(missing)} not found in {directory}; allowed: the four idx files, "
                         f"plain or .gz")
     x_train, y_train, x_test, y_test = (read_idx(p) for p in found)
+    for split_name, x, y, stems in (("train", x_train, y_train, IDX_FILES[:2]), ("test", x_test, y_test, IDX_FILES[2:])):
+        if len(x) != len(y) or x.ndim != 3 or y.ndim != 1:
+            raise UserError(f"{name} {split_name}: {stems[0]} holds {len(x)} images of shape {x.shape[1:]} but "
+                            f"{stems[1]} holds {len(y)} labels; allowed: one label per image, images as N x H x W")
     classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(i) for i in range(10))
     return RawDataset(name, x_train[..., None], y_train.astype(np.int64), x_test[..., None],
                       y_test.astype(np.int64), classes)
@@ -155,8 +164,12 @@ def _read_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.nda
     for label, cls in enumerate(classes):
         files = sorted(p for p in (directory / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         for file in files:
-            with Image.open(file) as img:
-                images.append(np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img))
+            try:
+                with Image.open(file) as img:
+                    images.append(np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img))
+            except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for corrupt and truncated files
+                raise UserError(f"{file}: not a readable image ({type(exc).__name__}: {str(exc)[:80]}); allowed: "
+                                f"complete image files only (remove or fix it)") from None
             labels.append(label)
     if not images:
         raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {directory}")

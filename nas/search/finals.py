@@ -117,6 +117,8 @@ def train_final(job: FinalJob, *, cfg: SearchConfig, final: FinalConfig, profile
         cause = exc.__cause__
         if isinstance(cause, (UserError, KeyboardInterrupt)):
             raise cause from None
+        if isinstance(cause, FloatingPointError):  # diverged: the user's schedule, not a bug
+            raise UserError(f"final training of {job.key} failed: {cause}") from None
         raise
     metrics = {"key": job.key, "trial": job.trial, "final": dataclasses.asdict(final), "history": trainer.history,
                "proxy_test_accuracy": job.proxy.test_accuracy if job.proxy else None,

@@ -29,7 +29,7 @@ from nas.search.run_folder import check_run_dir, clean_orphans, default_storage,
 from nas.search.slots import FINISHED, counts
 from nas.search.storage import redact, retrying, storage_from_url
 from nas.search.workers import recover_stale, register_worker, worker_seed
-from nas.train.trainer import train
+from nas.train.trainer import pick_device, train
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile
     # a target that cannot price what the search exports is refused before the run folder is written
     latency_source(profile, precision=artifact_precision(cfg, profile))
     artifact_kinds(cfg, profile)
+    pick_device(cfg.train.device)  # cuda without a GPU is refused before any trial
     check_run_dir(run_dir)
     check_run_config(run_dir, cfg)
     return profile, splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")
@@ -133,6 +134,8 @@ def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile
 def create_run(cfg: SearchConfig, run_dir: Path, storage: str, *, worker: int = 0) -> optuna.Study:
     """Open (creating if new) the run's study, then write the run's config and storage: the
     folder is written only once the storage works."""
+    if storage != default_storage(run_dir):
+        storage_from_url(storage, heartbeat=False)  # unreachable or misconfigured: refused before mkdir
     run_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
     study = open_study(cfg, storage, worker=worker)
     write_run_config(run_dir, cfg)
@@ -143,6 +146,8 @@ def create_run(cfg: SearchConfig, run_dir: Path, storage: str, *, worker: int = 
 def start_worker(cfg: SearchConfig, run_dir: Path, storage: str) -> tuple[optuna.Study, int]:
     """Join the run's study as a new worker (creating the run if new); fail and re-enqueue the
     trials of dead workers, and clean their files."""
+    if storage != default_storage(run_dir):
+        storage_from_url(storage, heartbeat=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     worker = retrying("cannot register a worker in", storage,
                       lambda: register_worker(storage_from_url(storage, heartbeat=False), cfg.name))

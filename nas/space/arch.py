@@ -51,6 +51,10 @@ from nas.core.errors import UserError
 from nas.core.vocab import BLOCK_TYPES
 
 _TOKEN = re.compile(r"^([a-z]+)(\d+)$")
+# Upper bounds of the numbers in tokens: far beyond any network that trains on one device, low
+# enough that pricing or building a string never hangs or exhausts memory. ("in", "r") is the
+# input resolution; "r" elsewhere counts repeats.
+_LIMITS = {("in", "r"): 1024, "r": 64, "c": 16384, "m": 65536, "k": 15, "e": 32, "g": 256, "n": 8, "s": 2}
 STAGE_KINDS = (*BLOCK_TYPES, "skip")
 
 # kind -> (required keys in canonical order, optional keys with their defaults)
@@ -174,6 +178,10 @@ def _parse_part(part: str) -> tuple[str, dict[str, int]]:
             raise ArchError(f"repeated token {token!r} in {part!r}")
         if len(number) > 1 and number.startswith("0"):
             raise ArchError(f"non-canonical number in token {token!r} of {part!r}")
+        limit = _LIMITS.get((kind, key), _LIMITS.get(key))
+        if limit is not None and (len(number) > 6 or int(number) > limit):
+            raise ArchError(f"token {key}{number[:12]}{'...' if len(number) > 12 else ''} in {kind} too large; "
+                            f"allowed: {key} up to {limit}")
         values[key] = int(number)
     missing = [k for k in required if k not in values]
     if missing:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.core.errors import UserError
 from nas.core.config import TrainConfig
 from nas.data.splits import Preprocess, to_tensor
 from nas.train.layout import to_channels_last, to_contiguous
@@ -21,7 +22,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is cuda but no CUDA device is available; allowed here: auto, cpu")
+        raise UserError("device cuda asked for but no CUDA device is available; allowed here: auto, cpu")
     return torch.device(name)
 
 

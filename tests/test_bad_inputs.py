@@ -1,0 +1,41 @@
+"""Every case of benchmarks/bad_inputs.py: exit code 2, one line on stderr, no file changed."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bad_inputs  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = tmp_path_factory.mktemp("bad-inputs")
+    bad_inputs.prepare_workspace(ws, main)
+    return ws
+
+
+def test_there_are_at_least_70_cases() -> None:
+    assert len(bad_inputs.CASES) >= 70
+    assert len({c.name for c in bad_inputs.CASES}) == len(bad_inputs.CASES)
+
+
+@pytest.mark.parametrize("case", bad_inputs.CASES, ids=lambda c: c.name)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: bad_inputs.Case, workspace: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(workspace)
+    argv = case.setup(workspace)
+    before = bad_inputs.snapshot(workspace)
+    capsys.readouterr()
+    code = main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("hwnas: error: "), err
+    assert bad_inputs.changed(before, bad_inputs.snapshot(workspace)) == []
