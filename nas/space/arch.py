@@ -54,7 +54,7 @@ _TOKEN = re.compile(r"^([a-z]+)(\d+)$")
 # Upper bounds of the numbers in tokens: far beyond any network that trains on one device, low
 # enough that pricing or building a string never hangs or exhausts memory. ("in", "r") is the
 # input resolution; "r" elsewhere counts repeats.
-_LIMITS = {("in", "r"): 1024, "r": 64, "c": 16384, "m": 65536, "k": 15, "e": 32, "g": 256, "n": 8, "s": 2}
+_LIMITS = {("in", "r"): 1024, "r": 64, "c": 16384, "m": 65536, "k": 15, "e": 32, "g": 256, "n": 8}
 STAGE_KINDS = (*BLOCK_TYPES, "skip")
 
 # kind -> (required keys in canonical order, optional keys with their defaults)
