@@ -14,8 +14,9 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.core.config import Budgets
+from nas.core.errors import UserError
 from nas.search.report import write_outputs
-from nas.search.slots import SKIPPED, counts
+from nas.search.slots import AT_CHANCE, SKIPPED, counts
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,22 @@ class StopRule:
         if stop:
             log.info("worker stops: %s (%d finished, %d running, %d failed)", stop[0], finished, running, failed)
             study.stop()
+
+
+@dataclass
+class ChanceGuard:
+    """Stop the search with a one-line error once most of at least ``minimum`` complete trials
+    score at chance level: ranking them would rank noise."""
+
+    minimum: int = 5
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        chance = sum(bool(t.user_attrs.get(AT_CHANCE)) for t in complete)
+        if len(complete) >= self.minimum and chance > len(complete) / 2:
+            raise UserError(f"{chance} of {len(complete)} complete trials score at chance level on validation: the "
+                            f"training budget is too small to rank architectures; raise train.epochs or "
+                            f"train.train_subset (finished trials are kept)")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from compress.lowbit import group_names
 from compress.recipe import Recipe, sample_recipe
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
 from nas.search.record import CandidateResult
-from nas.search.slots import candidate_key, check_duplicate, wait_for_slot
+from nas.search.slots import AT_CHANCE, at_chance, candidate_key, check_duplicate, wait_for_slot
 from nas.search.workers import claim, heartbeat
 from nas.space.arch import ArchSpec
 from nas.space.sampler import SearchSpace
@@ -78,6 +78,8 @@ class Objective:
             raise failed.__cause__ or failed from None
         result = _labelled(result, baseline)
         record(trial, result)
+        if result.val_accuracy is not None and at_chance(result.val_accuracy, len(self.context.splits.classes)):
+            trial.set_user_attr(AT_CHANCE, True)
         if result.rejected_before_training:
             raise optuna.TrialPruned(f"over budget before training: {result.infeasible_reason}")
         return tuple(result.objective(name) for name in self.context.cfg.search.objectives)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import optuna
 
 from nas.search.record import result_of
-from nas.search.slots import FINISHED, SKIPPED, counts
+from nas.search.slots import AT_CHANCE, FINISHED, SKIPPED, counts
 
 
 def _clock(seconds: float) -> str:
@@ -59,6 +59,8 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> str:
     r = result_of(trial)
     if trial.state == optuna.trial.TrialState.COMPLETE and r is not None:
         status = "feasible" if r.feasible else f"INFEASIBLE ({r.infeasible_reason})"
+        if trial.user_attrs.get(AT_CHANCE):
+            status += "  WARNING: accuracy at chance level (training budget too small?)"
         macs = r.costs.macs if r.costs else 0
         return (f"{_acc(r.test_accuracy)} (val {100 * (r.val_accuracy or 0.0):.1f}%)  lat {r.latency_ms or 0.0:.3f} ms"
                 f"{' (pred)' if r.latency_kind == 'predicted' else ''}  MACs {macs / 1e6:.2f}M  {status}")

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from nas.search.workers import recover_stale
 
-KEY, SKIPPED = "candidate", "skipped"  # user attributes
+KEY, SKIPPED, AT_CHANCE = "candidate", "skipped", "at_chance"  # user attributes
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -69,3 +69,9 @@ def counts(study: optuna.Study) -> tuple[int, int, int]:
     failed = [t for t in trials if t.state == TrialState.FAIL]
     skipped = sum(SKIPPED in t.user_attrs for t in failed)
     return sum(t.state in FINISHED for t in trials), len(failed) - skipped, skipped
+
+
+def at_chance(accuracy: float, classes: int) -> bool:
+    """Accuracy no better than guessing (within 5 points of 1/classes): the training budget was
+    too small, often BatchNorm statistics that had not settled."""
+    return accuracy < 1.0 / classes + 0.05

@@ -22,7 +22,7 @@ from nas.core.vocab import OBJECTIVES
 from nas.data.splits import Splits, load_raw, split
 from nas.hardware.latency_source import latency_source
 from nas.hardware.profiles import HardwareProfile, load_profile
-from nas.search.callbacks import OutputsCallback, StopRule
+from nas.search.callbacks import ChanceGuard, OutputsCallback, StopRule
 from nas.search.evaluate import EvalContext, Trainer, artifact_kinds, artifact_precision
 from nas.search.objective import Objective
 from nas.search.run_folder import check_run_dir, clean_orphans, default_storage, save_storage
@@ -186,7 +186,7 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
         baselines = find_study(cfg, storage, baselines_study_name(cfg))
         study.optimize(objective, n_trials=20 * cfg.search.trials + 50, catch=(Exception,), gc_after_trial=True,
                        callbacks=[*callbacks, StopRule(cfg.search.trials),
-                                  OutputsCallback(run_dir, cfg.search.budgets, baselines)])
+                                  OutputsCallback(run_dir, cfg.search.budgets, baselines), ChanceGuard()])
     return study
 
 

@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 
 from nas.core.errors import UserError
 from nas.search.run_folder import clean_orphans, default_storage, inside, run_storage, save_storage
-from nas.search.slots import KEY, SKIPPED, TrialSkipped, check_duplicate, counts, wait_for_slot
+from nas.search.callbacks import ChanceGuard
+from nas.search.slots import AT_CHANCE, KEY, SKIPPED, TrialSkipped, at_chance, check_duplicate, counts, wait_for_slot
 from nas.search.storage import normalize_url, redact, stored_form, storage_from_url
 from nas.search.workers import BEAT, HOLDER, Holder, recover_stale, register_worker, stale_reason, worker_seed
 
@@ -155,3 +156,18 @@ def test_paths_stay_inside_and_orphans_are_cleaned(tmp_path: Path) -> None:
     removed = clean_orphans(tmp_path, study)
     assert sorted(removed) == sorted(["trials/0001", dead_tmp.name])
     assert (tmp_path / "trials" / "0000").exists() and live_tmp.exists()
+
+
+def test_most_trials_at_chance_level_stop_the_search_with_one_line(tmp_path: Path) -> None:
+    assert at_chance(0.12, 10) and not at_chance(0.2, 10) and at_chance(0.5, 2)
+    study = _study(tmp_path)
+    guard = ChanceGuard(minimum=5)
+    for n in range(5):
+        trial = study.ask()
+        if n < 3:
+            trial.set_user_attr(AT_CHANCE, True)
+        study.tell(trial, 0.1)
+        if n < 4:
+            guard(study, study.get_trials()[-1])  # too few trials to judge yet
+    with pytest.raises(UserError, match="3 of 5 complete trials score at chance level"):
+        guard(study, study.get_trials()[-1])
