@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +14,9 @@ from torch import nn
 from nas.core.config import TrainConfig
 from nas.data.splits import Preprocess
 from nas.train.trainer import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import pg_server  # noqa: E402  (benchmarks/pg_server.py: shared with benchmarks/reliability.py)
 
 
 def write_idx(path: Path, array: np.ndarray, *, compress: bool) -> None:
@@ -98,52 +98,21 @@ def never_trains(*args: object, **kwargs: object) -> list[float]:
     raise AssertionError("a candidate was trained")
 
 
-def _postgres_bin() -> Path | None:
-    """The folder of PostgreSQL's server programs (Debian keeps them off PATH)."""
-    found = shutil.which("initdb")
-    candidates = [Path(found).resolve().parent] if found else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server on a loopback port; yields its URL without a database.
     Skipped where the server is not installed, unless HWNAS_REQUIRE_POSTGRES is set (.ci/run)."""
-    bindir = _postgres_bin()
-    if bindir is None:
+    if pg_server.server_bin() is None:
         if os.environ.get("HWNAS_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL server programs not found (apt-get install postgresql)")
         pytest.skip("PostgreSQL server programs not installed; .ci/run installs them")
-    root = Path(tempfile.mkdtemp(prefix="hwnas-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        shutil.chown(root, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "hwnas"], check=True,
-                   capture_output=True)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
-                    "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql://hwnas@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with pg_server.temporary_server() as url:
+        yield url
 
 
 @pytest.fixture
 def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
     """A new, empty database on the test server for each test."""
-    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg")
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    with psycopg.connect(postgres_server + "/postgres",
-                         autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{postgres_server}/{name}"
+    return pg_server.create_database(postgres_server, name)

@@ -9,7 +9,7 @@ import pytest
 from nas.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bad_inputs  # noqa: E402
+import bad_inputs  # noqa: E402  (benchmarks/bad_inputs.py: the table the reliability benchmark runs too)
 
 pytestmark = pytest.mark.slow
 
