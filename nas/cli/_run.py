@@ -12,6 +12,7 @@ import pandas as pd
 
 from nas.core.config import SearchConfig, load_search_config
 from nas.core.errors import UserError
+from nas.search.artifacts import open_store
 from nas.search.progress import Progress
 from nas.search.report import write_outputs
 from nas.search.run_folder import check_run_dir, run_storage
@@ -56,7 +57,8 @@ def front_text(front: pd.DataFrame) -> str:
 def finish_run(cfg: SearchConfig, run_dir: Path, storage: str) -> None:
     """Write the run's outputs and print where they are, and the front."""
     _, search, baselines = load_run(run_dir, storage)
-    front = write_outputs(run_dir, budgets=dataclasses.asdict(cfg.search.budgets), search=search, baselines=baselines)
+    front = write_outputs(run_dir, budgets=dataclasses.asdict(cfg.search.budgets), search=search, baselines=baselines,
+                          store=open_store(run_dir, cfg.search.artifact_store))
     n_search = int((front["source"] == "search").sum())
     print(f"front: {run_dir / 'front.csv'} ({n_search} Pareto-optimal feasible trials"
           f"{', %d baselines' % (len(front) - n_search) if baselines else ''}); plot: {run_dir / 'front.png'}; "

@@ -13,6 +13,7 @@ from nas.cli.workers import run_workers
 from nas.core.errors import UserError
 from nas.deploy.edgetpu import compiler_command
 from nas.hardware.profiles import load_profile
+from nas.search.artifacts import open_store, store_path
 from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
 from nas.search.progress import Progress
 from nas.search.reexport import reexport
@@ -88,11 +89,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError(f"{folder} holds no trained final; allowed: finals written by hwnas train "
                             f"(hwnas train {run_dir} --trial {args.trial})")
     else:
-        _, search, _ = load_run(run_dir, args.storage)
+        cfg, search, _ = load_run(run_dir, args.storage)
         if search is None:
             raise UserError(f"{run_dir} holds no search study; allowed: runs made by hwnas search")
         try:
-            path = export_trial_files(search, run_dir, args.trial)
+            path = export_trial_files(search, run_dir, args.trial, open_store(run_dir, cfg.search.artifact_store))
         except KeyError as exc:
             raise UserError(str(exc.args[0])) from None
         print(f"exported trial {args.trial}: {path} (with arch.txt, metrics.json and README.md)")
@@ -111,10 +112,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    load_run(run_dir, args.storage)  # fail early on a folder that holds no study
+    cfg, _, _ = load_run(run_dir, args.storage)  # fail early on a folder that holds no study
     url = run_storage(run_dir, args.storage)
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url} (Ctrl-C to stop)", flush=True)
-    optuna_dashboard.run_server(storage_from_url(url, heartbeat=False), host=args.host, port=args.port)
+    store = open_store(run_dir, cfg.search.artifact_store)
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {redact(url)}, trial files from "
+          f"{store_path(run_dir, cfg.search.artifact_store)} (Ctrl-C to stop)", flush=True)
+    optuna_dashboard.run_server(storage_from_url(url, heartbeat=False), host=args.host, port=args.port,
+                                artifact_store=store)
     return 0
 
 

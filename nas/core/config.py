@@ -187,6 +187,9 @@ class SearchSection:
     precision: str = "fp32"
     budgets: Budgets = field(default_factory=Budgets)
     artifacts: tuple[str, ...] | None = None  # the files each trial exports; None: the profile's
+    # Optuna file-system artifact store every worker uploads its trials' files to (shared by
+    # workers on several machines); null: <run folder>/artifacts; relative paths: to the run folder
+    artifact_store: str | None = None
 
     def __post_init__(self) -> None:
         check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")

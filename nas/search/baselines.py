@@ -17,6 +17,7 @@ import optuna
 from nas.core.config import SearchConfig
 from nas.data.splits import Splits
 from nas.hardware.profiles import HardwareProfile
+from nas.search.artifacts import open_store
 from nas.search.evaluate import EvalContext, Trainer
 from nas.search.objective import Objective
 from nas.search.record import result_of
@@ -71,7 +72,7 @@ def run_baselines(cfg: SearchConfig, run_dir: Path, *, storage: str, profile: Ha
     recover_stale(study)
     done = finished_baselines(study)
     objective = Objective(EvalContext.for_search(cfg, profile, splits, trainer=trainer), run_dir, on_start=on_start,
-                          artifacts="baselines")
+                          artifacts="baselines", store=open_store(run_dir, cfg.search.artifact_store))
     for baseline in baseline_grid(cfg, in_chs=splits.preprocess.channels, classes=len(splits.classes)):
         if baseline.name in done:
             continue

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
 from nas.core.config import Budgets
@@ -71,9 +72,11 @@ class OutputsCallback:
     run_dir: Path
     budgets: Budgets
     baselines: optuna.Study | None = None
+    store: FileSystemArtifactStore | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         try:
-            write_outputs(self.run_dir, budgets=dataclasses.asdict(self.budgets), search=study, baselines=self.baselines)
+            write_outputs(self.run_dir, budgets=dataclasses.asdict(self.budgets), search=study, baselines=self.baselines,
+                          store=self.store)
         except Exception as exc:
             log.warning("could not update the run's tables after trial %d: %s", trial.number, exc)

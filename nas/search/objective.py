@@ -11,9 +11,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 
 from compress.lowbit import group_names
 from compress.recipe import Recipe, sample_recipe
+from nas.search.artifacts import upload_trial_files
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
 from nas.search.record import CandidateResult
 from nas.search.slots import AT_CHANCE, at_chance, candidate_key, check_duplicate, wait_for_slot
@@ -39,6 +41,7 @@ class Objective:
     on_start: Callable[[int, str], None] | None = None
     artifacts: str = "trials"  # folder under run_dir for each trial's files
     total: int | None = None  # trials the study wants: a trial beyond them is skipped (nas.search.slots)
+    store: FileSystemArtifactStore | None = None  # every trial's files are uploaded there (nas.search.artifacts)
 
     def __post_init__(self) -> None:
         splits = self.context.splits
@@ -78,6 +81,8 @@ class Objective:
             raise failed.__cause__ or failed from None
         result = _labelled(result, baseline)
         record(trial, result)
+        if self.store is not None and files.dir.is_dir():
+            upload_trial_files(trial, files.dir, self.store)
         if result.val_accuracy is not None and at_chance(result.val_accuracy, len(self.context.splits.classes)):
             trial.set_user_attr(AT_CHANCE, True)
         if result.rejected_before_training:

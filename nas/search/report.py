@@ -10,9 +10,11 @@ import logging
 from pathlib import Path
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 import pandas as pd
 
 from nas.core.files import write_atomic
+from nas.search.artifacts import trial_file
 from nas.search.model_card import model_card
 from nas.search.plots import plot_front
 from nas.search.record import TABLE_COLUMNS, CandidateResult, result_of
@@ -91,7 +93,8 @@ def front_table(study: optuna.Study | None, baselines: optuna.Study | None = Non
     return front
 
 
-def export_trial_files(study: optuna.Study, run_dir: Path, number: int) -> Path:
+def export_trial_files(study: optuna.Study, run_dir: Path, number: int,
+                       store: FileSystemArtifactStore | None = None) -> Path:
     """Copy a completed trial's exported files (the kinds its target runs) into its model folder,
     with arch.txt, metrics.json and a README.md; returns the primary file's path."""
     trial = study.trials[number] if 0 <= number < len(study.trials) else None
@@ -110,7 +113,7 @@ def export_trial_files(study: optuna.Study, run_dir: Path, number: int) -> Path:
     primary = None
     for kind, info in files.items():
         name = Path(str(info["path"])).name
-        write_atomic(target / name, (run_dir / str(info["path"])).read_bytes())
+        write_atomic(target / name, trial_file(study, trial, run_dir / str(info["path"]), store))
         if result.artifact in (None, info["path"]) and primary is None:
             primary = target / name
         info["path"] = str(rel / name)
@@ -142,7 +145,7 @@ def _profile_tag(*studies: optuna.Study | None) -> str:
 
 
 def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: optuna.Study | None,
-                  baselines: optuna.Study | None = None) -> pd.DataFrame:
+                  baselines: optuna.Study | None = None, store: FileSystemArtifactStore | None = None) -> pd.DataFrame:
     """trials.csv, baselines.csv, front.csv, front.png (with the finals of finals.csv when
     ``hwnas train`` wrote one) and models/ for every front trial and trained baseline. Either study may be absent (a run with baselines only, or no baselines)."""
     trials = trials_table(search)
@@ -155,7 +158,7 @@ def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: op
     for row in front.itertuples():
         study = search if row.source == "search" else baselines
         assert study is not None  # the row came from it
-        export_trial_files(study, run_dir, int(str(row.trial)))
+        export_trial_files(study, run_dir, int(str(row.trial)), store)
     title = search.study_name if search else baselines.study_name if baselines else run_dir.name
     finals = pd.read_csv(run_dir / "finals.csv") if (run_dir / "finals.csv").exists() else None
     plot_front(trials, front, budgets=budgets, path=run_dir / "front.png", title=title, baseline_trials=base_trials,

@@ -22,6 +22,7 @@ from nas.core.vocab import OBJECTIVES
 from nas.data.splits import Splits, load_raw, split
 from nas.hardware.latency_source import latency_source
 from nas.hardware.profiles import HardwareProfile, load_profile
+from nas.search.artifacts import open_store
 from nas.search.callbacks import ChanceGuard, OutputsCallback, StopRule
 from nas.search.evaluate import EvalContext, Trainer, artifact_kinds, artifact_precision
 from nas.search.objective import Objective
@@ -182,11 +183,12 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
     log.info("study %s: %d trial(s) finished, %d to run", cfg.name, finished, max(0, cfg.search.trials - finished))
     if finished < cfg.search.trials:
         context = EvalContext.for_search(cfg, profile, splits, trainer=trainer)
-        objective = Objective(context, run_dir, on_start=on_start, total=cfg.search.trials)
+        store = open_store(run_dir, cfg.search.artifact_store)
+        objective = Objective(context, run_dir, on_start=on_start, total=cfg.search.trials, store=store)
         baselines = find_study(cfg, storage, baselines_study_name(cfg))
         study.optimize(objective, n_trials=20 * cfg.search.trials + 50, catch=(Exception,), gc_after_trial=True,
                        callbacks=[*callbacks, StopRule(cfg.search.trials),
-                                  OutputsCallback(run_dir, cfg.search.budgets, baselines), ChanceGuard()])
+                                  OutputsCallback(run_dir, cfg.search.budgets, baselines, store), ChanceGuard()])
     return study
 
 
