@@ -110,12 +110,14 @@ def test_front_export_and_dashboard_on_a_run(tmp_path: Path, idx_dir: Path,
         assert status[0].startswith("200")
         return json.loads(body)
 
-    (summary,) = get("/api/studies")["study_summaries"]
-    study = get(f"/api/studies/{summary['study_id']}")
+    summaries = {s["study_name"]: s for s in get("/api/studies")["study_summaries"]}
+    assert set(summaries) == {"tiny", "tiny-workers"}  # the search and the worker processes that ran it
+    study = get(f"/api/studies/{summaries['tiny']['study_id']}")
     assert len(study["trials"]) == 2
     for trial in study["trials"]:
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
         assert attrs["arch"].startswith("in_c1_r") and "macs" in attrs and "peak_memory_mb" in attrs
+        assert {"model.onnx", "weights.pt"} <= {a["filename"] for a in trial["artifacts"]}  # offered per trial
 
 
 GRID = {"mobilenet_v2_widths": [0.25], "mobilenet_v2_resolutions": [12], "shufflenet_v1_groups": [2],
