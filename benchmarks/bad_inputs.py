@@ -242,6 +242,7 @@ RUN_CASES = [
     Case("changed config on an existing run", lambda ws: _search(base_config(ws / "idx", **{"train.epochs": 2}))(ws)[:-1]
          + [str(ws / "runs" / "tiny")]),
     Case("export: unknown trial", _argv("export", "RUN", "--trial", "999")),
+    Case("export: --final leaves the model folder", _argv("export", "RUN", "--trial", "0", "--final", "../../../x")),
     Case("export: not a run folder", _argv("export", "WS/idx", "--trial", "0")),
     Case("front: not a run folder", _argv("front", "WS")),
     Case("dashboard: not a run folder", _argv("dashboard", "WS/idx")),

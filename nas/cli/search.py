@@ -18,7 +18,7 @@ from nas.search.baselines import baseline_grid, baselines_study_name, finished_b
 from nas.search.progress import Progress
 from nas.search.reexport import reexport
 from nas.search.report import export_trial_files, front_table
-from nas.search.run_folder import run_storage
+from nas.search.run_folder import inside, run_storage
 from nas.search.slots import counts
 from nas.search.storage import redact, storage_from_url
 from nas.search.study import create_run, find_study, load_run_config, load_splits, prepare_search, run_search
@@ -84,7 +84,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.precision is not None and args.format is None:
         raise UserError("--precision needs --format; allowed: --format onnx|tflite --precision fp32|int8")
     if args.final is not None:
-        folder = run_dir / "models" / f"{args.trial:04d}" / ("final" if args.final == "" else f"final-{args.final}")
+        folder = inside(run_dir / "models", Path(f"{args.trial:04d}") / ("final" if args.final == "" else
+                                                                          f"final-{args.final}"))
         if not (folder / "metrics.json").exists():
             raise UserError(f"{folder} holds no trained final; allowed: finals written by hwnas train "
                             f"(hwnas train {run_dir} --trial {args.trial})")
