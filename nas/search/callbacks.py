@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from nas.core.config import Budgets
 from nas.core.errors import UserError
 from nas.search.report import write_outputs
-from nas.search.slots import AT_CHANCE, SKIPPED, counts
+from nas.search.slots import counts, flagged_at_chance, skipped_reason
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class StopRule:
     skips_in_a_row: int = field(default=0)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        skipped = str(trial.user_attrs.get(SKIPPED, ""))
+        skipped = skipped_reason(trial) or ""
         self.skips_in_a_row = self.skips_in_a_row + 1 if skipped else 0
         finished, failed, _ = counts(study)
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
@@ -57,7 +57,7 @@ class ChanceGuard:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        chance = sum(bool(t.user_attrs.get(AT_CHANCE)) for t in complete)
+        chance = sum(flagged_at_chance(t) for t in complete)
         if len(complete) >= self.minimum and chance > len(complete) / 2:
             raise UserError(f"{chance} of {len(complete)} complete trials score at chance level on validation: the "
                             f"training budget is too small to rank architectures; raise train.epochs or "

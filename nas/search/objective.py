@@ -18,7 +18,7 @@ from compress.recipe import Recipe, sample_recipe
 from nas.search.artifacts import upload_trial_files
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
 from nas.search.record import CandidateResult
-from nas.search.slots import AT_CHANCE, at_chance, candidate_key, check_duplicate, wait_for_slot
+from nas.search.slots import at_chance, candidate_key, check_duplicate, flag_at_chance, wait_for_slot
 from nas.search.workers import claim, heartbeat
 from nas.space.arch import ArchSpec
 from nas.space.sampler import SearchSpace
@@ -84,7 +84,7 @@ class Objective:
         if self.store is not None and files.dir.is_dir():
             upload_trial_files(trial, files.dir, self.store)
         if result.val_accuracy is not None and at_chance(result.val_accuracy, len(self.context.splits.classes)):
-            trial.set_user_attr(AT_CHANCE, True)
+            flag_at_chance(trial)
         if result.rejected_before_training:
             raise optuna.TrialPruned(f"over budget before training: {result.infeasible_reason}")
         return tuple(result.objective(name) for name in self.context.cfg.search.objectives)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import optuna
 
 from nas.search.record import result_of
-from nas.search.slots import AT_CHANCE, FINISHED, SKIPPED, counts
+from nas.search.slots import FINISHED, counts, flagged_at_chance, skipped_reason
 
 
 def _clock(seconds: float) -> str:
@@ -59,13 +59,13 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> str:
     r = result_of(trial)
     if trial.state == optuna.trial.TrialState.COMPLETE and r is not None:
         status = "feasible" if r.feasible else f"INFEASIBLE ({r.infeasible_reason})"
-        if trial.user_attrs.get(AT_CHANCE):
+        if flagged_at_chance(trial):
             status += "  WARNING: accuracy at chance level (training budget too small?)"
         macs = r.costs.macs if r.costs else 0
         return (f"{_acc(r.test_accuracy)} (val {100 * (r.val_accuracy or 0.0):.1f}%)  lat {r.latency_ms or 0.0:.3f} ms"
                 f"{' (pred)' if r.latency_kind == 'predicted' else ''}  MACs {macs / 1e6:.2f}M  {status}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         return f"rejected before training: {r.infeasible_reason if r else '?'}"
-    if SKIPPED in trial.user_attrs:
-        return f"skipped: {trial.user_attrs[SKIPPED]}"
+    if skipped_reason(trial) is not None:
+        return f"skipped: {skipped_reason(trial)}"
     return f"FAILED: {r.error if r and r.error else 'see log'}"

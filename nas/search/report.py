@@ -18,7 +18,7 @@ from nas.search.artifacts import trial_file
 from nas.search.model_card import model_card
 from nas.search.plots import plot_front
 from nas.search.record import TABLE_COLUMNS, CandidateResult, result_of
-from nas.search.slots import AT_CHANCE, SKIPPED
+from nas.search.slots import flagged_at_chance, skipped_reason
 from nas.space.arch import parse
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ def trials_table(study: optuna.Study | None) -> pd.DataFrame:
         result = result_of(t)
         row.update(result.table_row() if result else dict.fromkeys(TABLE_COLUMNS))
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
-        row["skipped"] = t.user_attrs.get(SKIPPED)
-        row["at_chance"] = bool(t.user_attrs.get(AT_CHANCE, False))
+        row["skipped"] = skipped_reason(t)
+        row["at_chance"] = flagged_at_chance(t)
         row.update({f"param.{k}": v for k, v in t.params.items()})
         rows.append(row)
     table = pd.DataFrame(rows, columns=None if rows else ["trial", "state", *TABLE_COLUMNS])

@@ -71,6 +71,20 @@ def counts(study: optuna.Study) -> tuple[int, int, int]:
     return sum(t.state in FINISHED for t in trials), len(failed) - skipped, skipped
 
 
+def skipped_reason(trial: optuna.trial.FrozenTrial) -> str | None:
+    """Why a trial did not run (duplicate, surplus), or None."""
+    reason = trial.user_attrs.get(SKIPPED)
+    return None if reason is None else str(reason)
+
+
+def flagged_at_chance(trial: optuna.trial.FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(AT_CHANCE, False))
+
+
+def flag_at_chance(trial: optuna.Trial) -> None:
+    trial.set_user_attr(AT_CHANCE, True)
+
+
 def at_chance(accuracy: float, classes: int) -> bool:
     """Accuracy no better than guessing (within 5 points of 1/classes): the training budget was
     too small, often BatchNorm statistics that had not settled."""
