@@ -76,8 +76,8 @@ TARGETS = [
     ("int8 PTQ", lambda name: name.startswith("int8 PTQ"),
      lambda r: r["accuracy_drop_points"] <= 0.5 and r["size_ratio"] >= 3.5 and r["speedup"] >= 1.8,
      "drop <= 0.5 points, >= 3.5x smaller file, >= 1.8x faster"),
-    ("structured pruning to 50% of MACs", lambda name: name.startswith("structured") and "50% MACs + KD" in name
-     and ", then" not in name,
+    ("structured pruning to 50% of MACs", lambda name: name.startswith("structured") and "50% MACs" in name
+     and "KD" in name and ", then" not in name,
      lambda r: r["accuracy_drop_points"] <= 1.5 and r["speedup"] >= 1.5, "drop <= 1.5 points, >= 1.5x faster"),
     ("structured + int8", lambda name: name.startswith("structured") and "int8" in name,
      lambda r: r["size_ratio"] >= 8, ">= 8x smaller file"),
