@@ -18,6 +18,7 @@ from nas.core.config import Budgets
 from nas.core.errors import UserError
 from nas.search.report import write_outputs
 from nas.search.slots import counts, flagged_at_chance, skipped_reason
+from nas.search.workers import recover_stale
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class StopRule:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         skipped = skipped_reason(trial) or ""
         self.skips_in_a_row = self.skips_in_a_row + 1 if skipped else 0
+        recover_stale(study)  # a dead worker's trial must not count as running: it would stop us short
         finished, failed, _ = counts(study)
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         reasons = {"enough trials finished or running": finished + running >= self.total,

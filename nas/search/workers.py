@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -58,7 +59,7 @@ def worker_seed(seed: int, index: int) -> int:
 def _process_start(pid: int) -> str | None:
     """The start time of a process in clock ticks since boot (Linux), so a reused pid is told apart."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one short read
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]
