@@ -70,7 +70,7 @@ def _check(storage: str, trials: int) -> optuna.Study:
     return study
 
 
-@pytest.mark.parametrize("backend, workers, trials", [("postgres", 3, 12), ("journal", 3, 12), ("sqlite", 2, 8)])
+@pytest.mark.parametrize("backend, workers, trials", [("postgres", 3, 12), ("journal", 3, 12), ("sqlite", 2, 12)])
 def test_workers_with_one_killed_finish_exactly(backend: str, workers: int, trials: int, tmp_path: Path,
                                                idx_dir: Path, request: pytest.FixtureRequest) -> None:
     run = tmp_path / "run"
