@@ -112,20 +112,21 @@ def _truncate(path: Path, keep: float) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def _idx_then(change: Callable[[Path], None]) -> Callable[[Path], Path]:
+def _then(make: Callable[[Path], Path], change: Callable[[Path], object]) -> Callable[[Path], Path]:
+    """Valid data written by ``make``, then spoiled by ``change``."""
     def build(root: Path) -> Path:
-        make_idx(root)
+        make(root)
         change(root)
         return root
     return build
 
 
-def _images_then(change: Callable[[Path], None]) -> Callable[[Path], Path]:
-    def build(root: Path) -> Path:
-        make_images(root)
-        change(root)
-        return root
-    return build
+def _idx_then(change: Callable[[Path], object]) -> Callable[[Path], Path]:
+    return _then(make_idx, change)
+
+
+def _images_then(change: Callable[[Path], object]) -> Callable[[Path], Path]:
+    return _then(make_images, change)
 
 
 def _argv(*args: str) -> Setup:

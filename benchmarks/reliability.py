@@ -32,19 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bad_inputs  # noqa: E402
 import pg_server  # noqa: E402
 
-from nas.search.slots import KEY  # noqa: E402
+from nas.search.slots import FINISHED, KEY  # noqa: E402
 from nas.search.storage import storage_from_url  # noqa: E402
 from nas.search.workers import HOLDER  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # workers import this checkout
 
 
 def _hwnas(*args: str, log: Path | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = log.open("ab") if log else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "nas.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "nas.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=ENV,
                             cwd=kwargs.get("cwd", ROOT))
 
 
@@ -107,7 +106,7 @@ def fault_run(storage: str, workers: int, kills: int, trials: int, ws: Path, rng
 def bad_input_table(ws: Path) -> list[dict[str, Any]]:
     """Each bad input as its own process, with a 120 s limit."""
     code = subprocess.run([sys.executable, "-m", "nas.cli", "search", str(ws / "tiny.yaml"), "--out",
-                           str(ws / "runs" / "tiny")], cwd=ws, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           str(ws / "runs" / "tiny")], cwd=ws, env=ENV,
                           capture_output=True).returncode
     assert code == 0, "the workspace run failed"
     rows = []
@@ -116,7 +115,7 @@ def bad_input_table(ws: Path) -> list[dict[str, Any]]:
         before = bad_inputs.snapshot(ws)
         try:
             out = subprocess.run([sys.executable, "-m", "nas.cli", *argv], cwd=ws, capture_output=True, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+                                 env=ENV, timeout=120)
             exit_code, err = out.returncode, [line for line in out.stderr.splitlines() if line.strip()]
         except subprocess.TimeoutExpired:
             exit_code, err = "timeout", ["(hung for 120 s)"]

@@ -12,10 +12,15 @@ import socket
 from pathlib import Path
 
 
+def host_tag() -> str:
+    """This host's name without dots, as temporary file names carry it."""
+    return socket.gethostname().replace(".", "-")
+
+
 def tmp_tag() -> str:
     """``host.pid`` of this process, in temporary file names: a cleaner on a shared file system
     removes only the files of dead processes of its own host."""
-    return f"{socket.gethostname().replace('.', '-')}.{os.getpid()}"
+    return f"{host_tag()}.{os.getpid()}"
 
 
 def write_atomic(path: Path, data: bytes) -> None:

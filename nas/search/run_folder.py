@@ -10,15 +10,15 @@ import logging
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from nas.core.errors import UserError
-from nas.core.files import write_atomic
+from nas.core.files import host_tag, write_atomic
 from nas.search.storage import normalize_url, redact, stored_form
+from nas.search.workers import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,6 @@ def save_storage(run_dir: Path, url: str) -> None:
         write_atomic(run_dir / STORAGE_FILE, (stored_form(url) + "\n").encode())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_orphans(run_dir: Path, study: optuna.Study, *, artifacts: str = "trials") -> list[str]:
     """Remove the files of failed trials (a killed worker's half-written model) and temporary
     files of dead processes; returns what was removed. Files of complete, pruned and running
@@ -92,10 +82,10 @@ def clean_orphans(run_dir: Path, study: optuna.Study, *, artifacts: str = "trial
         if path.is_dir() and path.name.isdigit() and states.get(int(path.name)) == TrialState.FAIL:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path.relative_to(run_dir)))
+    host = host_tag()
     for path in [*run_dir.glob(".*.tmp"), *run_dir.glob("*/.*.tmp"), *run_dir.glob("*/*/.*.tmp")]:
         match = _TMP.match(path.name)
-        host = socket.gethostname().replace(".", "-")
-        if match and match["host"] == host and not _pid_alive(int(match["pid"])):
+        if match and match["host"] == host and not pid_alive(int(match["pid"])):
             path.unlink(missing_ok=True)
             removed.append(str(path.relative_to(run_dir)))
     if removed:

@@ -132,27 +132,26 @@ def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile
     return profile, splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")
 
 
-def create_run(cfg: SearchConfig, run_dir: Path, storage: str, *, worker: int = 0) -> optuna.Study:
+def create_run(cfg: SearchConfig, run_dir: Path, storage: str, *, join: bool = False) -> tuple[optuna.Study, int]:
     """Open (creating if new) the run's study, then write the run's config and storage: the
-    folder is written only once the storage works."""
-    if storage != default_storage(run_dir):
-        storage_from_url(storage, heartbeat=False)  # unreachable or misconfigured: refused before mkdir
+    folder is written only once the storage works. ``join``: as a new worker, whose index
+    (:func:`nas.search.workers.register_worker`) seeds its sampler; returns the study and the index."""
+    opened = None if storage == default_storage(run_dir) else storage_from_url(storage, heartbeat=False)
     run_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
+    worker = 0
+    if join:
+        worker = retrying("cannot register a worker in", storage,
+                          lambda: register_worker(opened or storage_from_url(storage, heartbeat=False), cfg.name))
     study = open_study(cfg, storage, worker=worker)
     write_run_config(run_dir, cfg)
     save_storage(run_dir, storage)
-    return study
+    return study, worker
 
 
 def start_worker(cfg: SearchConfig, run_dir: Path, storage: str) -> tuple[optuna.Study, int]:
     """Join the run's study as a new worker (creating the run if new); fail and re-enqueue the
     trials of dead workers, and clean their files."""
-    if storage != default_storage(run_dir):
-        storage_from_url(storage, heartbeat=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    worker = retrying("cannot register a worker in", storage,
-                      lambda: register_worker(storage_from_url(storage, heartbeat=False), cfg.name))
-    study = create_run(cfg, run_dir, storage, worker=worker)
+    study, worker = create_run(cfg, run_dir, storage, join=True)
     recovered = recover_stale(study)
     removed = clean_orphans(run_dir, study)
     log.info("worker %d on study %s: recovered trials %s, removed %d leftover files", worker, cfg.name, recovered,

@@ -65,6 +65,17 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has this pid (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class Holder:
     """The process that runs a trial."""
@@ -81,12 +92,8 @@ class Holder:
         """Why this holder is known to be dead, judged from this host; None if alive or unknowable."""
         if self.host != socket.gethostname():
             return None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(self.pid):
             return f"worker {self.host}:{self.pid} is gone"
-        except PermissionError:
-            pass
         if self.start is not None and _process_start(self.pid) not in (None, self.start):
             return f"worker {self.host}:{self.pid} is gone (its pid now belongs to another process)"
         return None
