@@ -15,7 +15,7 @@ from types import FrameType
 
 import optuna
 
-from nas.cli import compression, networks, predict, profile, search, train
+from nas.cli import compression, networks, predict, profile, search, supernet, train
 from nas.core.errors import UserError
 from nas.search.slots import TrialSkipped
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     networks.add_commands(sub)
     profile.add_commands(sub)
     train.add_commands(sub)
+    supernet.add_commands(sub)
     predict.add_commands(sub)
     return parser
 

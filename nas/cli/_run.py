@@ -12,7 +12,9 @@ import pandas as pd
 
 from nas.core.config import SearchConfig, load_search_config
 from nas.core.errors import UserError
+from nas.hardware.profiles import load_profile
 from nas.search.artifacts import open_store
+from nas.search.on_supernet import supernet_path
 from nas.search.progress import Progress
 from nas.search.report import write_outputs
 from nas.search.run_folder import check_run_dir, run_storage
@@ -42,9 +44,20 @@ def prepare_run(args: argparse.Namespace) -> tuple[SearchConfig, Path, str]:
         if args.trials < 1:
             raise UserError(f"--trials {args.trials} not allowed; allowed: integers >= 1")
         cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, trials=args.trials))
+    if getattr(args, "profile", None):
+        cfg = for_profile(cfg, args.profile)
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
     check_run_dir(run_dir)
     return cfg, run_dir, run_storage(run_dir, args.storage)
+
+
+def for_profile(cfg: SearchConfig, profile: str) -> SearchConfig:
+    """The config searched for another profile (``--profile``): its own name, hence its own study
+    and run folder (runs/<name>-<profile>), on the same supernet when it searches on one."""
+    load_profile(profile)  # an unknown name is a one-line error listing the bundled ones
+    search = dataclasses.replace(cfg.search, profile=profile, supernet=str(supernet_path(cfg))
+                                 if cfg.search.strategy == "supernet" else cfg.search.supernet)
+    return dataclasses.replace(cfg, name=f"{cfg.name}-{profile}", search=search)
 
 
 def front_text(front: pd.DataFrame) -> str:

@@ -35,7 +35,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         create_run(cfg, run_dir, storage)
         print(f"hwnas search {cfg.name}: {args.workers} workers on {redact(storage)}, {cfg.search.trials} trials, "
               f"run folder {run_dir}", flush=True)
-        code = run_workers(args.workers, args.config, run_dir, cfg, storage)
+        code = run_workers(args.workers, args.config, run_dir, cfg, storage, args.profile)
         if code == 0:
             finish_run(cfg, run_dir, storage)
         return code
@@ -133,6 +133,9 @@ def add_commands(sub: Subparsers) -> None:
                                      "folder); fixed when the run is created")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--workers", type=int, help="start this many local worker processes on the run's storage")
+    p.add_argument("--profile", help="search for this hardware profile instead of search.profile: the run is "
+                                     "named <name>-<profile> (runs/<name>-<profile>); with search.strategy supernet "
+                                     "it reuses the config's trained supernet")
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("baselines", help="train handcrafted baselines beside a search",
                        description="Train and evaluate the config's handcrafted grid (MobileNetV2 width x resolution, "

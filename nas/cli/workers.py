@@ -22,15 +22,16 @@ def _relay(stream: IO[str], prefix: str) -> None:
         print(f"{prefix}{line}", end="", flush=True)
 
 
-def worker_command(config: str, run_dir: Path, cfg: SearchConfig) -> list[str]:
+def worker_command(config: str, run_dir: Path, cfg: SearchConfig, profile: str | None = None) -> list[str]:
     return [sys.executable, "-m", "nas.cli", "search", config, "--out", str(run_dir), "--trials",
-            str(cfg.search.trials)]
+            str(cfg.search.trials), *(["--profile", profile] if profile else [])]
 
 
-def run_workers(n: int, config: str, run_dir: Path, cfg: SearchConfig, storage: str) -> int:
+def run_workers(n: int, config: str, run_dir: Path, cfg: SearchConfig, storage: str,
+                profile: str | None = None) -> int:
     """Start ``n`` workers and wait for them; the largest exit code (130 when interrupted)."""
     env = {**os.environ, STORAGE_ENV: storage}
-    procs = [subprocess.Popen(worker_command(config, run_dir, cfg), env=env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(worker_command(config, run_dir, cfg, profile), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True) for _ in range(n)]
     relays = [threading.Thread(target=_relay, args=(p.stdout, f"[w{i}] "), daemon=True) for i, p in enumerate(procs)]
     for thread in relays:

@@ -166,6 +166,36 @@ class FinalConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
+class SupernetConfig(TrainConfig):
+    """Training a weight-sharing supernet over the space (``hwnas supernet train``): each step
+    trains the largest subnetwork on the labels, then the smallest and ``random_subnets`` random
+    ones distilled from the largest's outputs (BigNAS's sandwich rule, in-place distillation)."""
+
+    SECTION: ClassVar[str] = "supernet"
+
+    epochs: int = 12
+    lr: float = 0.005
+    random_subnets: int = 2
+    distill_temperature: float = 1.0
+    reorder: bool = True  # sort hidden channels by importance after each epoch (once-for-all)
+    bn_images: int = 2000  # training images a subnetwork's BatchNorm statistics are re-estimated on
+    checkpoint_minutes: float = 5.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.distill is None, "supernet.distill", self.distill, "null (the supernet distills in place from "
+              "its largest subnetwork)")
+        check(0 <= self.random_subnets <= 16, "supernet.random_subnets", self.random_subnets, "integers from 0 to 16")
+        check(self.distill_temperature > 0, "supernet.distill_temperature", self.distill_temperature, "numbers > 0")
+        check(1 <= self.bn_images <= 1_000_000, "supernet.bn_images", self.bn_images, "integers from 1 to 1000000")
+        check(0 < self.checkpoint_minutes <= 1440, "supernet.checkpoint_minutes", self.checkpoint_minutes,
+              "numbers in (0, 1440]")
+
+
+STRATEGIES = ("per-trial", "supernet")
+
+
+@dataclass(frozen=True)
 class Budgets:
     latency_ms: float | None = None
     peak_memory_mb: float | None = None
@@ -190,9 +220,14 @@ class SearchSection:
     # Optuna file-system artifact store every worker uploads its trials' files to (shared by
     # workers on several machines); null: <run folder>/artifacts; relative paths: to the run folder
     artifact_store: str | None = None
+    # per-trial: every candidate trained from scratch; supernet: weights inherited from a trained
+    # supernet (hwnas supernet train), at ``supernet`` (null: runs/<name>-supernet/supernet.pt)
+    strategy: str = "per-trial"
+    supernet: str | None = None
 
     def __post_init__(self) -> None:
         check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")
+        check(self.strategy in STRATEGIES, "search.strategy", self.strategy, ", ".join(STRATEGIES))
         if self.artifacts is not None:
             check(bool(self.artifacts), "search.artifacts", self.artifacts, f"null or a list of {', '.join(ARTIFACT_NAMES)}")
             check_choices(self.artifacts, "search.artifacts", ARTIFACT_NAMES)
@@ -275,11 +310,14 @@ class SearchConfig:
     search: SearchSection = field(default_factory=SearchSection)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     compression: CompressionSpace | None = None  # none: trials export the trained fp32 network
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)  # hwnas supernet train
 
     def __post_init__(self) -> None:
         check(bool(_SAFE_NAME.match(self.name)), "name", self.name,
               "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the run folder)")
         check(0 <= self.seed < 2**32, "seed", self.seed, "integers from 0 to 2**32 - 1")
+        check(self.search.strategy != "supernet" or self.train.distill is None, "train.distill", self.train.distill,
+              "null with search.strategy supernet (subnetworks inherit weights; the supernet distills in place)")
 
 
 def bundled_searches() -> dict[str, Path]:

@@ -70,6 +70,7 @@ class EvalContext:
     teacher_logits: np.ndarray | None = None
     precision: str = "fp32"  # what a candidate is priced at before compression (artifact_precision)
     artifacts: tuple[ArtifactKind, ...] = (ARTIFACT_KINDS["onnx"],)  # the files each candidate is exported as
+    weights_from: str | None = None  # the trainer inherits weights (a supernet): which, recorded on each trial
 
     @classmethod
     def for_search(cls, cfg: SearchConfig, profile: HardwareProfile, splits: Splits, *, trainer: Trainer = train,
@@ -202,7 +203,8 @@ class _Evaluation:
                                  teacher_logits=context.teacher_logits)
         distill = context.cfg.train.distill
         self.update(train_loss=tuple(losses), train_seconds=time.perf_counter() - started,
-                    teacher=distill.model if distill is not None else None)
+                    teacher=distill.model if distill is not None and context.weights_from is None else None,
+                    inherited=context.weights_from)
 
     def compress(self, model: Net, recipe: Recipe) -> tuple[bytes, Net, dict[str, PredictedLatency]]:
         """Apply the recipe; from here on costs and predictions are the compressed model's."""

@@ -35,7 +35,7 @@ _HOST = "latency_ms_meas_cpu"
 _HOST_P90 = "latency_p90_ms_meas_cpu"
 # Optional scalar fields stored under their own name, with the decimals they are rounded to (None: as is).
 _SCALARS: dict[str, int | None] = {
-    "recipe": None, "baseline": None, "family": None, "teacher": None, "weight_bits_note": None,
+    "recipe": None, "baseline": None, "family": None, "teacher": None, "inherited": None, "weight_bits_note": None,
     "latency_ms": 4, "latency_kind": None, "latency_how": None, "val_accuracy": 5, "test_accuracy": 5,
     "onnx_path": None, "weights_path": None, "file_bytes": None, "feasible": None,
     "rejected_before_training": None, "infeasible_reason": None, "train_seconds": 2, "compress_seconds": 2,
@@ -60,6 +60,7 @@ class CandidateResult:
     baseline: str | None = None
     family: str | None = None
     teacher: str | None = None
+    inherited: str | None = None  # weights taken from a supernet (which file), not trained for this trial
     costs: ModelCosts | None = None
     predicted: Mapping[str, PredictedLatency] = field(default_factory=dict)
     latency_ms: float | None = None

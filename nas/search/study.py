@@ -26,6 +26,7 @@ from nas.search.artifacts import open_store
 from nas.search.callbacks import ChanceGuard, OutputsCallback, StopRule
 from nas.search.evaluate import EvalContext, Trainer, artifact_kinds, artifact_precision
 from nas.search.objective import Objective
+from nas.search.on_supernet import inheriting, open_supernet
 from nas.search.run_folder import check_run_dir, clean_orphans, default_storage, save_storage
 from nas.search.slots import FINISHED, counts
 from nas.search.storage import redact, retrying, storage_from_url
@@ -76,6 +77,7 @@ def check_run_config(run_dir: Path, cfg: SearchConfig) -> None:
         for d in (stored, data):
             d.get("search", {}).pop("trials", None)
             d.pop("final", None)  # final training happens after the search (hwnas train)
+            d.pop("supernet", None)  # the supernet is trained before (hwnas supernet train); its file is checked
         if stored != data:
             raise UserError(f"{run_dir} holds a run of a different config; use --out for a new run folder "
                             f"(only search.trials and the final section may change when resuming)")
@@ -129,7 +131,10 @@ def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile
     pick_device(cfg.train.device)  # cuda without a GPU is refused before any trial
     check_run_dir(run_dir)
     check_run_config(run_dir, cfg)
-    return profile, splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")
+    splits = splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")
+    if cfg.search.strategy == "supernet":
+        open_supernet(cfg, splits)  # a missing or mismatched supernet is refused before the folder is written
+    return profile, splits
 
 
 def create_run(cfg: SearchConfig, run_dir: Path, storage: str, *, join: bool = False) -> tuple[optuna.Study, int]:
@@ -182,6 +187,8 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
     log.info("study %s: %d trial(s) finished, %d to run", cfg.name, finished, max(0, cfg.search.trials - finished))
     if finished < cfg.search.trials:
         context = EvalContext.for_search(cfg, profile, splits, trainer=trainer)
+        if cfg.search.strategy == "supernet":
+            context = inheriting(context, open_supernet(cfg, splits))
         store = open_store(run_dir, cfg.search.artifact_store)
         objective = Objective(context, run_dir, on_start=on_start, total=cfg.search.trials, store=store)
         baselines = find_study(cfg, storage, baselines_study_name(cfg))

@@ -14,15 +14,21 @@ The space never builds modules; it only decides channel counts (width multiplier
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from optuna.trial import BaseTrial
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from nas.core.config import SpaceConfig
 from nas.space.arch import ArchSpec, StageSpec, validate
 from nas.space.blocks import make_divisible
 
 CHANNEL_DIVISOR = 8
+
+
+class Chooser(Protocol):
+    """What the space asks of a trial: an Optuna trial, a FixedTrial, or a supernet's policy."""
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        ...
 
 
 class SearchSpace:
@@ -33,7 +39,7 @@ class SearchSpace:
         self.in_chs = in_chs
         self.num_classes = num_classes
 
-    def sample(self, trial: BaseTrial) -> ArchSpec:
+    def sample(self, trial: Chooser) -> ArchSpec:
         cfg = self.cfg
         resolution = trial.suggest_categorical("resolution", list(cfg.resolutions))
         width = trial.suggest_categorical("width", list(cfg.widths))
@@ -45,7 +51,7 @@ class SearchSpace:
         validate(spec)
         return spec
 
-    def _stage(self, trial: BaseTrial, index: int, width: float) -> StageSpec:
+    def _stage(self, trial: Chooser, index: int, width: float) -> StageSpec:
         stage_cfg = self.cfg.stages[index]
         p = f"s{index}."
         kind = trial.suggest_categorical(p + "block", list(stage_cfg.block_types or self.cfg.block_types))
@@ -69,6 +75,6 @@ class SearchSpace:
         return StageSpec(kind, **common)
 
 
-def _choose(trial: BaseTrial, name: str, options: tuple[bool, ...]) -> bool:
+def _choose(trial: Chooser, name: str, options: tuple[bool, ...]) -> bool:
     """Sample a flag only when the config offers a choice; a fixed flag adds no parameter."""
     return options[0] if len(set(options)) == 1 else bool(trial.suggest_categorical(name, list(options)))

@@ -1,0 +1,125 @@
+"""``hwnas supernet train`` and ``hwnas supernet info``: a weight-sharing supernet over a config's space."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas.cli._run import EXIT_INTERRUPTED, Subparsers
+from nas.core.config import load_search_config
+from nas.core.errors import UserError
+from nas.core.files import write_atomic
+from nas.search.on_supernet import default_supernet_dir, supernet_path
+from nas.search.study import load_splits
+from nas.supernet.elastic import ELASTIC_KINDS
+from nas.supernet.inherit import accuracy, recalibrate_bn
+from nas.supernet.net import Supernet
+from nas.supernet.space import SupernetSpace
+from nas.supernet.store import load_supernet, save_supernet
+from nas.supernet.training import StepReport, SupernetTrainer
+from nas.train.trainer import pick_device
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _printer(every: int) -> Callable[[StepReport], None]:
+    def show(r: StepReport) -> None:
+        if r.step % every == 0 or r.step == r.steps:
+            print(f"epoch {r.epoch}/{r.epochs} step {r.step}/{r.steps}  loss largest {r.loss_largest:.4f}  distilled "
+                  f"{r.loss_distilled:.4f}  elapsed {_clock(r.seconds)}  ETA {_clock(r.eta_s)}", flush=True)
+    return show
+
+
+def cmd_supernet_train(args: argparse.Namespace) -> int:
+    cfg = load_search_config(args.config)
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, supernet=dataclasses.replace(cfg.supernet, epochs=args.epochs))
+    out = Path(args.out) if args.out else default_supernet_dir(cfg.name)
+    pick_device(cfg.supernet.device)  # cuda without a GPU: refused before reading data
+    splits = load_splits(cfg, cache_dir=out.parent / ".cache")
+    space = SupernetSpace(cfg.space, in_chs=splits.preprocess.channels, num_classes=len(splits.classes))
+    torch.manual_seed(cfg.seed)
+    net = Supernet(space)
+    checkpoint = out / "checkpoint.pt"
+    if args.restart:
+        checkpoint.unlink(missing_ok=True)
+    trainer = SupernetTrainer(net, splits, cfg.supernet, seed=cfg.seed, checkpoint=checkpoint,
+                              on_step=_printer(max(1, args.print_every)))
+    params = sum(p.numel() for p in net.parameters())
+    print(f"hwnas supernet train {cfg.name}: {params / 1e6:.2f} M weights over block types "
+          f"{', '.join(sorted({k for s in cfg.space.stages for k in (s.block_types or cfg.space.block_types)}))} "
+          f"(elastic: {', '.join(ELASTIC_KINDS)}); {cfg.supernet.epochs} epochs x {trainer.steps} steps of "
+          f"{cfg.supernet.batch_size} images, sandwich rule with {cfg.supernet.random_subnets} random subnetworks; "
+          f"largest {space.largest().format()}; smallest {space.smallest().format()}; checkpoint {checkpoint}",
+          flush=True)
+    try:
+        history = trainer.run()
+    except KeyboardInterrupt:
+        print(f"interrupted; training resumes from {checkpoint} (written every epoch and every "
+              f"{cfg.supernet.checkpoint_minutes:g} min): run the same command")
+        return EXIT_INTERRUPTED
+    except FloatingPointError as exc:
+        raise UserError(str(exc)) from None
+    seconds = history[-1]["seconds"] if history else 0.0
+    meta = {"config": cfg.name, "seed": cfg.seed, "epochs": cfg.supernet.epochs, "train_seconds": seconds,
+            "history": history, "train_images": len(trainer.labels), "weights": params,
+            "supernet": dataclasses.asdict(cfg.supernet)}
+    path = out / "supernet.pt"
+    sha = save_supernet(path, net, splits, meta)
+    checks = {}
+    for name, spec in (("largest", space.largest()), ("smallest", space.smallest())):
+        model = net.extract(spec)
+        recalibrate_bn(model, splits.x_train, splits.preprocess, spec.resolution, n_images=cfg.supernet.bn_images,
+                       seed=cfg.seed)
+        checks[name] = accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
+    write_atomic(out / "training.json", (json.dumps({**meta, "sha256": sha, "val_accuracy_pytorch": checks},
+                                                    indent=2) + "\n").encode())
+    print(f"supernet: {path} (sha256 {sha[:16]}), trained in {_clock(seconds)}; inherited validation accuracy "
+          f"(PyTorch, BatchNorm re-estimated): largest {100 * checks['largest']:.2f}%, smallest "
+          f"{100 * checks['smallest']:.2f}%. Search it with search.strategy: supernet "
+          f"(search.supernet: {path})")
+    return 0
+
+
+def cmd_supernet_info(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.is_file() and not path.suffix:
+        path = supernet_path(load_search_config(args.path))
+    sn = load_supernet(path)
+    space = sn.net.space
+    print(f"{sn.describe()}: {sn.dataset}, {len(sn.classes)} classes, "
+          f"{sum(p.numel() for p in sn.net.parameters()) / 1e6:.2f} M weights")
+    print(f"largest:  {space.largest().format()}\nsmallest: {space.smallest().format()}")
+    rng = np.random.default_rng(0)
+    print(f"a random subnetwork: {space.random(rng).format()}")
+    print(json.dumps({k: v for k, v in sn.meta.items() if k != "history"}, indent=2))
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("supernet", help="train or inspect a weight-sharing supernet over a search space",
+                       description="A once-for-all/BigNAS supernet over a config's space (ir, fir and ds blocks: "
+                                   "elastic depth, width, expansion, kernel and resolution), searched with "
+                                   "search.strategy: supernet.")
+    commands = p.add_subparsers(dest="supernet_command", required=True)
+    t = commands.add_parser("train", help="train (or resume) the supernet of a config",
+                            description="Train the supernet with the sandwich rule and in-place distillation; "
+                                        "resumable (checkpoint every epoch and every supernet.checkpoint_minutes).")
+    t.add_argument("config", help="a searches/*.yaml path or the name of a bundled search (e.g. supernet)")
+    t.add_argument("--out", help="folder for supernet.pt, checkpoint.pt, training.json "
+                                 "(default: runs/<name>-supernet)")
+    t.add_argument("--epochs", type=int, help="overrides supernet.epochs")
+    t.add_argument("--restart", action="store_true", help="drop the checkpoint and train from scratch")
+    t.add_argument("--print-every", type=int, default=20, help="progress line every N steps (default 20)")
+    t.set_defaults(func=cmd_supernet_train)
+    i = commands.add_parser("info", help="describe a supernet file", description="Describe a supernet file.")
+    i.add_argument("path", help="a supernet.pt, or a config whose default supernet to describe")
+    i.set_defaults(func=cmd_supernet_info)
