@@ -228,7 +228,31 @@ def stages(data: str, ws: Path, a: argparse.Namespace) -> dict[str, Any]:
                         "--trials", str(a.device_trials)], ws / f"device-{profile}.log")
             mark_done(ws, f"device_{profile}", {"wall_seconds": wall})
         out[f"device_{profile}"] = stage_done(ws, f"device_{profile}")
+    out["finals"] = stage_done(ws, "finals") or mark_done(ws, "finals", finals(ws, a.final_epochs))
     return out
+
+
+def finals(ws: Path, epochs: int) -> dict[str, Any]:
+    """The three most accurate front trials trained ``epochs`` epochs on the whole training split,
+    from scratch and fine-tuned from their inherited weights (hwnas train --init)."""
+    run_dir = ws / "search-supernet"
+    front = pd.read_csv(run_dir / "front.csv")
+    front = front[front["source"] == "search"].sort_values("accuracy", ascending=False).head(3)
+    numbers = [str(int(n)) for n in front["trial"]]
+    rows = []
+    for init in ("scratch", "inherited"):
+        stage = f"{init}{epochs}"
+        run(["train", str(run_dir), "--trial", *numbers, "--epochs", str(epochs), "--init", init, "--stage", stage],
+            ws / f"finals-{init}.log")
+        for number in numbers:
+            metrics = json.loads((run_dir / "models" / f"{int(number):04d}" / f"final-{stage}" / "metrics.json")
+                                 .read_text())
+            rows.append({"trial": int(number), "init": init, "test_accuracy": metrics["test_accuracy"],
+                         "proxy_test_accuracy": metrics["proxy_test_accuracy"]})
+    table = pd.DataFrame(rows)
+    means = table.groupby("init")["test_accuracy"].mean()
+    return {"epochs": epochs, "rows": rows, "mean_scratch": float(means["scratch"]),
+            "mean_inherited": float(means["inherited"])}
 
 
 def figures(data: str, ws: Path, out: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +271,7 @@ def figures(data: str, ws: Path, out: dict[str, Any]) -> dict[str, Any]:
         "supernet_train_seconds": train_s, "supernet_search_seconds": search_s,
         "per_trial_seconds": out["per_trial"]["wall_seconds"],
         "supernet_complete_trials": out["search"]["complete"], "per_trial_complete_trials": out["per_trial"]["complete"],
-        "rank": out["rank"], "supernet": out["train"],
+        "rank": out["rank"], "supernet": out["train"], "finals": out["finals"],
     }
     fronts = {"cpu": plot_front(ws / "search-supernet", "cpu", RESULTS / f"supernet{_sfx(data)}_front_cpu.png")}
     for profile in DEVICES:
@@ -284,7 +308,14 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
                   "", "Per-device fronts from the one supernet (Pareto-optimal feasible trials): "
                   + ", ".join(f"{p} {n}" for p, n in r["front_sizes"].items())
                   + f"; plots supernet{_sfx(data)}_front_<profile>.png. Search seconds per device: "
-                  + ", ".join(f"{p} {s:.0f}" for p, s in r["device_search_seconds"].items()) + "."]
+                  + ", ".join(f"{p} {s:.0f}" for p, s in r["device_search_seconds"].items()) + ".", "",
+                  f"Finals ({r['finals']['epochs']} epochs on the whole training split, hwnas train) of the three "
+                  "most accurate front trials, test accuracy on the exported file: from scratch "
+                  f"{100 * r['finals']['mean_scratch']:.2f}% mean, fine-tuned from inherited weights "
+                  f"{100 * r['finals']['mean_inherited']:.2f}% mean.", "",
+                  "| trial | start | final test accuracy % | supernet-inherited (search) % |", "|---|---|---|---|",
+                  *(f"| {x['trial']} | {x['init']} | {100 * x['test_accuracy']:.2f} | "
+                    f"{100 * x['proxy_test_accuracy']:.2f} |" for x in r["finals"]["rows"])]
     return "\n".join(lines) + "\n"
 
 
@@ -294,6 +325,7 @@ def main() -> None:
     parser.add_argument("--subnets", type=int, default=30)
     parser.add_argument("--trials", type=int, default=150, help="trials of the supernet search")
     parser.add_argument("--device-trials", type=int, default=60)
+    parser.add_argument("--final-epochs", type=int, default=5, help="epochs of the scratch vs fine-tune finals")
     parser.add_argument("--report-only", action="store_true")
     a = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

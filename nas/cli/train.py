@@ -13,11 +13,13 @@ from nas.core.config import AUGMENTS, FinalConfig
 from nas.core.errors import UserError
 from nas.hardware.profiles import load_profile
 from nas.search.finals import (
+    SUPERNET_FINAL_INIT,
     FinalJob,
     arch_job,
     final_metrics_path,
     finals_table,
     front_trials,
+    inherited_start,
     train_final,
     trial_jobs,
 )
@@ -80,6 +82,13 @@ def _stage_jobs(args: argparse.Namespace, run_dir: Path, seed: int) -> list[Fina
     return trial_jobs(search, numbers)
 
 
+def _inherited(job: FinalJob, run_dir: Path, init: str | None, name: str) -> Path | None:
+    start = inherited_start(job, run_dir, init or SUPERNET_FINAL_INIT)
+    if start is not None:
+        print(f"{name}: fine-tuned from its inherited supernet weights {start}", flush=True)
+    return start
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     cfg = load_run_config(run_dir)
@@ -89,6 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if init_from is not None and len(jobs) != 1:
         raise UserError(f"--init-from takes one model's weights; {len(jobs)} models were chosen; allowed: one "
                         "--trial or --arch with it")
+    if init_from is not None and args.init not in (None, "scratch"):
+        raise UserError(f"--init {args.init} and --init-from both say where to start; allowed: one of them")
     profile = load_profile(cfg.search.profile)
     splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
     aug = ", ".join(final.augmentations(splits.preprocess.channels)) or "none"
@@ -113,9 +124,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{100 * r.val_accuracy:.2f}% (best {100 * best[0]:.2f}%)  {r.seconds:.0f}s/epoch  ETA this model "
                   f"{_clock(r.eta_s)} | elapsed {_clock(time.perf_counter() - started)}", flush=True)
 
+        start = init_from or _inherited(job, run_dir, args.init, f"[{i}/{len(jobs)}] {name}")
         try:
             m = train_final(job, cfg=cfg, final=final, profile=profile, splits=splits, run_dir=run_dir,
-                            on_epoch=report, restart=args.restart, init_from=init_from)
+                            on_epoch=report, restart=args.restart, init_from=start)
         except KeyboardInterrupt:
             print(f"interrupted; the last finished epoch is kept in {run_dir / job.rel_dir / 'checkpoint.pt'}. "
                   "Run the same command to resume.")
@@ -163,6 +175,10 @@ def add_commands(sub: Subparsers) -> None:
     p.add_argument("--device", help="auto, cpu or cuda; overrides final.device")
     p.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (e.g. models/<trial>/final/"
                    "weights.pt) instead of random ones: a warm restart or a fine-tune; needs --stage")
+    p.add_argument("--init", choices=("scratch", "inherited"),
+                   help="trials of a supernet search: start from random weights (scratch) or fine-tune their "
+                        f"inherited weights (inherited); default {SUPERNET_FINAL_INIT} (benchmarks/results/supernet.md "
+                        "compares them). Other trials always start from scratch")
     p.add_argument("--stage", help="name of this training stage: results go to models/<trial>/final-STAGE/")
     p.add_argument("--restart", action="store_true", help="drop checkpoints and finished finals of these models first")
     p.add_argument("--storage", help="Optuna storage URL if the run used one")

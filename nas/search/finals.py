@@ -77,6 +77,24 @@ def front_trials(study: optuna.Study) -> list[int]:
     return sorted(t.number for t in study.best_trials)
 
 
+# How hwnas train starts a trial whose weights came from a supernet: fine-tuned from them
+# ("inherited") or from random weights ("scratch"), whichever benchmarks/supernet.py found better.
+SUPERNET_FINAL_INIT = "inherited"
+
+
+def inherited_start(job: FinalJob, run_dir: Path, init: str) -> Path | None:
+    """The weights a final of ``job`` starts from under ``init``: the trial's inherited weights
+    (``weights.pt``, BatchNorm re-estimated) for ``inherited`` when the trial took them from a
+    supernet; None (random weights) otherwise."""
+    proxy = job.proxy
+    if init != "inherited" or proxy is None or proxy.inherited is None or proxy.weights_path is None:
+        return None
+    path = run_dir / proxy.weights_path
+    if not path.exists():
+        raise UserError(f"{path} is missing: the inherited weights of trial {job.trial}; allowed: --init scratch")
+    return path
+
+
 def arch_job(arch: str, seed: int) -> FinalJob:
     """A job for an arch string that is no trial of the run (e.g. a benchmark's reference network)."""
     spec = parse(arch)
