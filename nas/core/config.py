@@ -174,7 +174,13 @@ class SupernetConfig(TrainConfig):
     SECTION: ClassVar[str] = "supernet"
 
     epochs: int = 12
-    lr: float = 0.005
+    # SGD with Nesterov momentum, not AdamW: Adam scales each weight's step by its own gradient
+    # history, so slices that few subnetworks use take full-size noisy steps; measured on the
+    # quickstart space (3 epochs, 12 random feasible subnetworks) inherited accuracy rose from 29%
+    # (AdamW, lr 0.005) to 44% mean (SGD, lr 0.05), the largest and smallest unchanged or better.
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    weight_decay: float = 4e-5
     random_subnets: int = 2
     distill_temperature: float = 1.0
     reorder: bool = True  # sort hidden channels by importance after each epoch (once-for-all)
