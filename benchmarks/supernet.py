@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from nas.core.config import load_search_config  # noqa: E402
 from nas.cost.costs import count_costs  # noqa: E402
 from nas.search.study import config_to_dict, load_splits  # noqa: E402
+from nas.space.arch import ArchSpec  # noqa: E402
 from nas.space.builder import build  # noqa: E402
 from nas.supernet.inherit import accuracy, recalibrate_bn  # noqa: E402
 from nas.supernet.space import SupernetSpace  # noqa: E402
@@ -105,12 +106,13 @@ def mark_done(ws: Path, name: str, value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def rank_subnets(cfg_path: Path, n: int) -> list[Any]:
+def rank_subnets(cfg_path: Path, n: int) -> list[ArchSpec]:
     """The first ``n`` distinct budget-feasible random subnetworks (seed 1) of the config's space."""
     cfg = load_search_config(cfg_path)
     splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
     space = SupernetSpace(cfg.space, in_chs=splits.preprocess.channels, num_classes=len(splits.classes))
-    rng, budgets, specs = np.random.default_rng(1), cfg.search.budgets, []
+    rng, budgets = np.random.default_rng(1), cfg.search.budgets
+    specs: list[ArchSpec] = []
     while len(specs) < n:
         spec = space.random(rng)
         costs = count_costs(spec)
@@ -240,6 +242,8 @@ def stages(data: str, ws: Path, a: argparse.Namespace) -> dict[str, Any]:
         done = mark_done(ws, "per_trial", {"wall_seconds": wall, "deadline_seconds": budget,
                                            "complete": len(trials(ws / "search-per-trial"))})
     out["per_trial"] = done
+    if a.core_only:
+        return out
     for profile, compression in DEVICES.items():
         if stage_done(ws, f"device_{profile}") is None:
             config = paths["int8" if compression else "supernet"]
@@ -290,13 +294,14 @@ def figures(data: str, ws: Path, out: dict[str, Any]) -> dict[str, Any]:
         "supernet_train_seconds": train_s, "supernet_search_seconds": search_s,
         "per_trial_seconds": out["per_trial"]["wall_seconds"],
         "supernet_complete_trials": out["search"]["complete"], "per_trial_complete_trials": out["per_trial"]["complete"],
-        "rank": out["rank"], "supernet": out["train"], "finals": out["finals"],
+        "rank": out["rank"], "supernet": out["train"], "finals": out.get("finals"),
     }
+    devices = [p for p in DEVICES if f"device_{p}" in out]
     fronts = {"cpu": plot_front(ws / "search-supernet", "cpu", RESULTS / f"supernet{_sfx(data)}_front_cpu.png")}
-    for profile in DEVICES:
+    for profile in devices:
         fronts[profile] = plot_front(ws / f"front-{profile}", profile, RESULTS / f"supernet{_sfx(data)}_front_{profile}.png")
     f["front_sizes"] = fronts
-    f["device_search_seconds"] = {p: out[f"device_{p}"]["wall_seconds"] for p in DEVICES}
+    f["device_search_seconds"] = {p: out[f"device_{p}"]["wall_seconds"] for p in devices}
     return f
 
 
@@ -327,8 +332,12 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
                   "", "Per-device fronts from the one supernet (Pareto-optimal feasible trials): "
                   + ", ".join(f"{p} {n}" for p, n in r["front_sizes"].items())
                   + f"; plots supernet{_sfx(data)}_front_<profile>.png. Search seconds per device: "
-                  + ", ".join(f"{p} {s:.0f}" for p, s in r["device_search_seconds"].items()) + ".", "",
-                  f"Finals ({r['finals']['epochs']} epochs on the whole training split, hwnas train) of the three "
+                  + (", ".join(f"{p} {s:.0f}" for p, s in r["device_search_seconds"].items()) or "not run")
+                  + ".", ""]
+        if not r["finals"]:
+            lines += ["Finals: not run for this data (`--core-only`)."]
+            continue
+        lines += [f"Finals ({r['finals']['epochs']} epochs on the whole training split, hwnas train) of the three "
                   "most accurate front trials, test accuracy on the exported file: from scratch "
                   f"{100 * r['finals']['mean_scratch']:.2f}% mean, fine-tuned from inherited weights "
                   f"{100 * r['finals']['mean_inherited']:.2f}% mean.", "",
@@ -346,6 +355,8 @@ def main() -> None:
     parser.add_argument("--device-trials", type=int, default=60)
     parser.add_argument("--final-epochs", type=int, default=5, help="epochs of the scratch vs fine-tune finals")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--core-only", action="store_true",
+                        help="only the four headline figures: no device fronts, no finals")
     parser.add_argument("--standalone-only", action="store_true",
                         help="only train the rank subnetworks alone (independent of the supernet)")
     a = parser.parse_args()
