@@ -189,13 +189,13 @@ def compare(ws: Path, budget_macs: float) -> dict[str, Any]:
     ref_lat = 1.1 * max(sup["latency_ms"].max(), per["latency_ms"].max())
     hv = {}
     for name, table in (("supernet", sup), ("per_trial", per)):
-        hv[f"hv_macs_{name}"] = hypervolume(table["test_accuracy"].to_numpy(), table["macs"].to_numpy(), budget_macs)
-        hv[f"hv_latency_{name}"] = hypervolume(table["test_accuracy"].to_numpy(), table["latency_ms"].to_numpy(),
+        hv[f"hv_macs_{name}"] = hypervolume(table["accuracy"].to_numpy(), table["macs"].to_numpy(), budget_macs)
+        hv[f"hv_latency_{name}"] = hypervolume(table["accuracy"].to_numpy(), table["latency_ms"].to_numpy(),
                                                ref_lat)
     hv["hv_ratio_macs"] = hv["hv_macs_supernet"] / hv["hv_macs_per_trial"]
     hv["hv_ratio_latency"] = hv["hv_latency_supernet"] / hv["hv_latency_per_trial"]
-    hv["best_accuracy_supernet"] = float(sup["test_accuracy"].max())
-    hv["best_accuracy_per_trial"] = float(per["test_accuracy"].max())
+    hv["best_accuracy_supernet"] = float(sup["accuracy"].max())
+    hv["best_accuracy_per_trial"] = float(per["accuracy"].max())
     return hv
 
 
@@ -203,7 +203,7 @@ def plot_front(run_dir: Path, profile: str, out: Path) -> int:
     table = trials(run_dir)
     table = table[table["feasible"] == True]  # noqa: E712
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(table["latency_ms"], 100 * table["test_accuracy"], s=10, alpha=0.4, label="trials")
+    ax.scatter(table["latency_ms"], 100 * table["accuracy"], s=10, alpha=0.4, label="trials")
     front = pd.read_csv(run_dir / "front.csv") if (run_dir / "front.csv").exists() else table.iloc[:0]
     front = front[front["source"] == "search"] if "source" in front else front
     ax.scatter(front["latency_ms"], 100 * front["accuracy"], color="red", s=18, label="Pareto front")
