@@ -251,21 +251,22 @@ def stages(data: str, ws: Path, a: argparse.Namespace) -> dict[str, Any]:
                         "--trials", str(a.device_trials)], ws / f"device-{profile}.log")
             mark_done(ws, f"device_{profile}", {"wall_seconds": wall})
         out[f"device_{profile}"] = stage_done(ws, f"device_{profile}")
-    out["finals"] = stage_done(ws, "finals") or mark_done(ws, "finals", finals(ws, a.final_epochs))
+    out["finals"] = stage_done(ws, "finals") or mark_done(ws, "finals", finals(ws, a.final_epochs, a.final_models))
     return out
 
 
-def finals(ws: Path, epochs: int) -> dict[str, Any]:
-    """The three most accurate front trials trained ``epochs`` epochs on the whole training split,
-    from scratch and fine-tuned from their inherited weights (hwnas train --init)."""
+def finals(ws: Path, epochs: int, models: int) -> dict[str, Any]:
+    """The ``models`` most accurate front trials trained ``epochs`` epochs on the whole training
+    split, from scratch and fine-tuned from their inherited weights (hwnas train --init)."""
     run_dir = ws / "search-supernet"
     front = pd.read_csv(run_dir / "front.csv")
-    front = front[front["source"] == "search"].sort_values("accuracy", ascending=False).head(3)
+    front = front[front["source"] == "search"].sort_values("accuracy", ascending=False).head(models)
     numbers = [str(int(n)) for n in front["trial"]]
     rows = []
     for init in ("scratch", "inherited"):
         stage = f"{init}{epochs}"
-        run(["train", str(run_dir), "--trial", *numbers, "--epochs", str(epochs), "--init", init, "--stage", stage],
+        run(["train", str(run_dir), "--trial", *numbers, "--epochs", str(epochs), "--init", init, "--stage", stage,
+             "--threads", "1"],
             ws / f"finals-{init}.log")
         for number in numbers:
             metrics = json.loads((run_dir / "models" / f"{int(number):04d}" / f"final-{stage}" / "metrics.json")
@@ -337,8 +338,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
         if not r["finals"]:
             lines += ["Finals: not run for this data (`--core-only`)."]
             continue
-        lines += [f"Finals ({r['finals']['epochs']} epochs on the whole training split, hwnas train) of the three "
-                  "most accurate front trials, test accuracy on the exported file: from scratch "
+        lines += [f"Finals ({r['finals']['epochs']} epochs on the whole training split, hwnas train) of the "
+                  f"{len(r['finals']['rows']) // 2} most accurate front trials, test accuracy on the exported file: from scratch "
                   f"{100 * r['finals']['mean_scratch']:.2f}% mean, fine-tuned from inherited weights "
                   f"{100 * r['finals']['mean_inherited']:.2f}% mean.", "",
                   "| trial | start | final test accuracy % | supernet-inherited (search) % |", "|---|---|---|---|",
@@ -354,6 +355,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=150, help="trials of the supernet search")
     parser.add_argument("--device-trials", type=int, default=60)
     parser.add_argument("--final-epochs", type=int, default=5, help="epochs of the scratch vs fine-tune finals")
+    parser.add_argument("--final-models", type=int, default=3, help="front trials in the scratch vs fine-tune finals")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--core-only", action="store_true",
                         help="only the four headline figures: no device fronts, no finals")
