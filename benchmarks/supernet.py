@@ -206,7 +206,8 @@ def plot_front(run_dir: Path, profile: str, out: Path) -> int:
     ax.scatter(table["latency_ms"], 100 * table["accuracy"], s=10, alpha=0.4, label="trials")
     front = pd.read_csv(run_dir / "front.csv") if (run_dir / "front.csv").exists() else table.iloc[:0]
     front = front[front["source"] == "search"] if "source" in front else front
-    ax.scatter(front["latency_ms"], 100 * front["accuracy"], color="red", s=18, label="Pareto front")
+    ax.scatter(front["latency_ms"], 100 * front["accuracy"], color="red", s=18,
+               label="Pareto front (accuracy, latency, MACs)")
     kind = str(table["latency_kind"].iloc[0]) if len(table) else "?"
     ax.set(xlabel=f"latency ms ({kind}, {profile})", ylabel="test accuracy % (on the exported file)",
            title=f"one supernet, {profile}: {len(table)} feasible trials")
