@@ -124,14 +124,14 @@ def rank_subnets(cfg_path: Path, n: int) -> list[ArchSpec]:
     return specs
 
 
-def standalone(cfg_path: Path, ws: Path, n: int) -> dict[str, float]:
+def standalone(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> dict[str, float]:
     """Validation accuracy of the rank subnetworks each trained alone at the search's proxy budget
     (``train``), cached per arch in standalone.json: it does not depend on the supernet."""
     cfg = load_search_config(cfg_path)
     splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
     cache = ws / "standalone.json"
     done: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
-    for i, spec in enumerate(rank_subnets(cfg_path, n)):
+    for i, spec in enumerate(specs):
         if spec.format() in done:
             continue
         torch.manual_seed(cfg.seed)
@@ -140,7 +140,7 @@ def standalone(cfg_path: Path, ws: Path, n: int) -> dict[str, float]:
               cfg=cfg.train, seed=cfg.seed)
         done[spec.format()] = accuracy(alone, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
         cache.write_text(json.dumps(done, indent=1))
-        print(f"standalone {i + 1}/{n}: {100 * done[spec.format()]:.2f}%  {spec.format()}", flush=True)
+        print(f"standalone {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}%  {spec.format()}", flush=True)
     return done
 
 
@@ -148,10 +148,11 @@ def rank_agreement(cfg_path: Path, ws: Path, n: int) -> dict[str, Any]:
     """Inherited (BatchNorm re-estimated) against stand-alone accuracy of the ``n`` rank subnetworks."""
     cfg = load_search_config(cfg_path)
     splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
-    alone = standalone(cfg_path, ws, n)
+    specs = rank_subnets(cfg_path, n)
+    alone = standalone(cfg_path, ws, specs)
     sn = load_supernet(ws / "supernet" / "supernet.pt")
     rows: list[dict[str, Any]] = []
-    for spec in rank_subnets(cfg_path, n):
+    for spec in specs:
         started = time.perf_counter()
         model = sn.net.extract(spec)
         recalibrate_bn(model, splits.x_train, splits.preprocess, spec.resolution, n_images=cfg.supernet.bn_images,
@@ -371,7 +372,8 @@ def main() -> None:
         ws = ROOT / "runs" / f"bench-supernet{'-' + a.data if a.data != 'quickstart' else ''}"
         ws.mkdir(parents=True, exist_ok=True)
         if a.standalone_only:
-            standalone(configs(a.data, ws)["supernet"], ws, a.subnets)
+            path = configs(a.data, ws)["supernet"]
+            standalone(path, ws, rank_subnets(path, a.subnets))
             return
         by_data[a.data] = figures(a.data, ws, stages(a.data, ws, a))
     done = {d: r for d, r in by_data.items() if r}

@@ -83,6 +83,11 @@ def test_supernet_trains_and_searches_end_to_end(tmp_path: Path, idx_dir: Path,
     assert stored.name == "tiny-jetson-nano" and stored.search.supernet == str(tmp_path / "sn" / "supernet.pt")
 
     number = int(front["trial"].iloc[0])
+    weights = str(run / "models" / f"{number:04d}" / "weights.pt")
+    assert main(["train", str(run), "--trial", str(number), "--init", "inherited", "--init-from", weights,
+                 "--stage", "x"]) == 2  # two starting points: one line, nothing trained
+    assert "--init inherited and --init-from" in capsys.readouterr().err
+    assert not (run / "models" / f"{number:04d}" / "final-x").exists()
     assert main(["train", str(run), "--trial", str(number), "--epochs", "1", "--init", "inherited"]) == 0
     metrics = json.loads((run / "models" / f"{number:04d}" / "final" / "metrics.json").read_text())
     assert metrics["init_from"]["path"].endswith("weights.pt") and metrics["test_accuracy"] > 0
