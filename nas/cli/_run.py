@@ -20,6 +20,7 @@ from nas.search.report import write_outputs
 from nas.search.run_folder import check_run_dir, run_storage
 from nas.search.storage import redact
 from nas.search.study import baselines_study_name, find_study, load_run_config
+from nas.space.kinds import check_space
 
 EXIT_INTERRUPTED = 130
 # argparse names the type of add_subparsers() only privately
@@ -40,6 +41,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[SearchConfig, Path, str]:
     """Config (with --trials applied), run folder and storage URL of a search or baselines
     command, all checked; nothing is written here."""
     cfg = load_search_config(args.config)
+    check_space(cfg.space)
     if getattr(args, "trials", None) is not None:
         if args.trials < 1:
             raise UserError(f"--trials {args.trials} not allowed; allowed: integers >= 1")

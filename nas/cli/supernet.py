@@ -16,7 +16,7 @@ from nas.core.errors import UserError
 from nas.core.files import write_atomic
 from nas.search.on_supernet import default_supernet_dir, supernet_path
 from nas.search.study import load_splits
-from nas.supernet.elastic import ELASTIC_KINDS
+from nas.space.kinds import elastic_kinds
 from nas.supernet.inherit import accuracy, recalibrate_bn
 from nas.supernet.net import Supernet
 from nas.supernet.space import SupernetSpace
@@ -56,7 +56,7 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
     params = sum(p.numel() for p in net.parameters())
     print(f"hwnas supernet train {cfg.name}: {params / 1e6:.2f} M weights over block types "
           f"{', '.join(sorted({k for s in cfg.space.stages for k in (s.block_types or cfg.space.block_types)}))} "
-          f"(elastic: {', '.join(ELASTIC_KINDS)}); {cfg.supernet.epochs} epochs x {trainer.steps} steps of "
+          f"(elastic: {', '.join(elastic_kinds())}); {cfg.supernet.epochs} epochs x {trainer.steps} steps of "
           f"{cfg.supernet.batch_size} images, sandwich rule with {cfg.supernet.random_subnets} random subnetworks; "
           f"largest {space.largest().format()}; smallest {space.smallest().format()}; checkpoint {checkpoint}",
           flush=True)
@@ -106,8 +106,8 @@ def cmd_supernet_info(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Subparsers) -> None:
     p = sub.add_parser("supernet", help="train or inspect a weight-sharing supernet over a search space",
-                       description="A once-for-all/BigNAS supernet over a config's space (ir, fir and ds blocks: "
-                                   "elastic depth, width, expansion, kernel and resolution), searched with "
+                       description="A once-for-all/BigNAS supernet over a config's space "
+                                   f"({', '.join(elastic_kinds())} blocks: elastic depth, width, expansion, kernel and resolution), searched with "
                                    "search.strategy: supernet.")
     commands = p.add_subparsers(dest="supernet_command", required=True)
     t = commands.add_parser("train", help="train (or resume) the supernet of a config",

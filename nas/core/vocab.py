@@ -10,8 +10,7 @@ from __future__ import annotations
 PRECISIONS = ("fp32", "fp16", "int8")
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 
-# Block types of the grammar that a search space can offer (the grammar adds ``skip``).
-BLOCK_TYPES = ("ir", "fir", "ds", "sh", "sh2", "fb", "rb", "rbn", "vgg", "fire")
+# Block kinds are not listed here: each is an entry of the table in nas.space.kinds.
 
 # What a search can optimise, and in which direction (Optuna's study directions).
 OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",

@@ -25,6 +25,7 @@ from nas.cost.layers import module_layers
 from nas.hardware.fitting import BlockMeasurement
 from nas.space.arch import ArchSpec, stage_inputs
 from nas.space.blocks import ConvBnAct, FBNetBlock, skip
+from nas.space.kinds import block_kind, table
 
 _FIELDS = re.compile(r"([A-Za-z]+?)(\d+)")
 
@@ -38,16 +39,14 @@ def block_keys(spec: ArchSpec) -> list[str]:
             f"_stride{spec.stem_stride}_group1"]
     size //= spec.stem_stride
     for stage, in_chs in zip(spec.stages, stage_inputs(spec)):
-        if stage.kind not in ("fb", "skip"):
-            raise UserError(f"block {stage.format()!r} is not in the FBNet space; allowed: fb, skip")
+        kind = block_kind(stage.kind)
         for i in range(stage.repeats):
             stride, cin = (stage.stride, in_chs) if i == 0 else (1, stage.out_chs)
-            where = f"H{size}_W{size}_Cin{cin}_Cout{stage.out_chs}"
-            if stage.kind == "skip":
-                keys.append(f"Skip_{where}_stride{stride}")
-            else:
-                keys.append(f"ConvBlock_{where}_exp{stage.exp_ratio}_kernel{stage.kernel}_stride{stride}"
-                            f"_group{stage.groups}")
+            key = kind.hwnasbench_key(stage, f"H{size}_W{size}_Cin{cin}_Cout{stage.out_chs}", stride)
+            if key is None:
+                allowed = [k for k, entry in table().items() if entry.hwnasbench_key(stage, "", 1) is not None]
+                raise UserError(f"block {stage.format()!r} is not in the FBNet space; allowed: {', '.join(allowed)}")
+            keys.append(key)
             size //= stride
     last = spec.stages[-1].out_chs
     keys += [f"ConvNorm_H{size}_W{size}_Cin{last}_Cout{spec.head_chs}_kernel1_stride1_group1",

@@ -31,12 +31,13 @@ from torch import nn
 from compress.quantize import convert_fp16, quantize_int8_static
 from nas.core.config import SpaceConfig, StageConfig
 from nas.core.errors import UserError
-from nas.core.vocab import BLOCK_TYPES, PRECISIONS
+from nas.core.vocab import PRECISIONS
 from nas.deploy.export import OPSET, DeployInfo, to_onnx
 from nas.deploy.host_latency import measure_latency, session
 from nas.space.arch import ArchSpec
 from nas.space.builder import build
 from nas.space.sampler import SearchSpace
+from nas.space.kinds import block_types
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ DEFAULT_PRECISIONS = ("fp32", "int8")
 
 
 def _single_stage_space(rng: np.random.Generator) -> SpaceConfig:
-    block = str(rng.choice(BLOCK_TYPES))
+    block = str(rng.choice(block_types()))
     stage = StageConfig(chs=int(rng.choice([16, 24, 32, 48, 64, 96, 128, 160])), stride=int(rng.choice([1, 2])),
                         depths=(int(rng.choice([1, 2])),), block_types=(block,))
     return SpaceConfig(stages=(stage,), resolutions=(int(rng.choice([8, 12, 16, 24, 32, 48, 56])),),
@@ -58,7 +59,7 @@ def _multi_stage_space(rng: np.random.Generator) -> SpaceConfig:
     stages = (StageConfig(chs=16, depths=(1,)), StageConfig(chs=32, stride=2, depths=(1, 2)),
               StageConfig(chs=64, stride=2, depths=(1, 2, 3)), StageConfig(chs=96, depths=(1, 2)))
     return SpaceConfig(stages=stages, resolutions=(16, 20, 24, 28, 32, 40), widths=(0.25, 0.5, 0.75, 1.0, 1.25),
-                       stem_chs=16, stem_stride=int(rng.choice([1, 2])), head_chs=256, block_types=BLOCK_TYPES,
+                       stem_chs=16, stem_stride=int(rng.choice([1, 2])), head_chs=256, block_types=block_types(),
                        groups=(1, 2, 4, 8), se=(False, True), hswish=(False, True))
 
 

@@ -15,28 +15,11 @@ first 1x1 conv of a ShuffleNetV1 stage left ungrouped; ``m`` the expanded channe
 then, with ``e1``). The classifier ``fc`` takes ``p`` (average pool to p x p before it; default 1,
 global pooling), ``h`` and ``n`` (n hidden linear layers of h features before it, ReLU or with
 ``hs1`` hard-swish: VGG's 4096-4096, MobileNetV3's 1280) and ``cv1`` (a 1x1 conv classifier with
-ReLU before global pooling, as SqueezeNet's). Stage kinds (details in :mod:`nas.space.blocks`):
+ReLU before global pooling, as SqueezeNet's). Stage kinds, their tokens and rules are the entries
+of :mod:`nas.space.kinds`: ``ir`` MobileNetV2 inverted residual, ``sh`` ShuffleNetV1 unit, and
+so on (each entry's ``summary`` says what it builds).
 
-- ``ir``: MobileNetV2 inverted residual (no 1x1 expansion at e=1).
-- ``fir``: fused inverted residual (EfficientNet-EdgeTPU): a full kxk conv expanding to in*e (or
-  ``m``) channels, carrying the stride, then a 1x1 projection; residual add as ``ir``. ``ps1``: the
-  projection carries the stride instead (EfficientNet-EdgeTPU's builder: the kxk conv runs at the
-  input's resolution); ``ns1``: no residual add (its builder's "noskip" first stage).
-- ``ds``: MobileNetV1 depthwise-separable conv.
-- ``sh``: ShuffleNetV1 unit (group 1x1 convs, channel shuffle, bottleneck out/4).
-- ``sh2``: ShuffleNetV2 unit (channel split, concat, shuffle).
-- ``fb``: FBNet block as HW-NAS-Bench builds it (1x1 expansion conv even at e=1, grouped 1x1s).
-- ``skip``: FBNet's skip op: identity, or a strided 1x1 conv + BN where the shape changes.
-- ``rb``: ResNet basic block (two 3x3 convs, residual add; a strided 1x1 conv + BN shortcut where
-  the shape changes).
-- ``rbn``: ResNet bottleneck block (1x1 to c/4, 3x3 carrying the stride as torchvision's ResNet
-  v1.5 does, 1x1 to c; residual add, shortcut as ``rb``).
-- ``vgg``: VGG's plain 3x3 conv + ReLU, ``r`` of them; at ``s2`` a 2x2 max pool after the last
-  (VGG's stacks end in one), not a strided conv.
-- ``fire``: SqueezeNet's fire module: 1x1 squeeze to c/8, then 1x1 and 3x3 expands of c/2 each,
-  concatenated; at ``s2`` a 3x3 stride-2 max pool (ceil mode) before the first, as SqueezeNet's.
-
-The stride of a stage applies to its first block (``vgg``: after its last). ``parse(s).format() == s`` for every
+The stride of a stage applies to its first block (unless its kind says otherwise). ``parse(s).format() == s`` for every
 canonical string; anything else raises :class:`ArchError` naming the offending token.
 
 >>> parse("in_c1_r28-stem_k3_s1_c16-ir_r1_k3_s1_e1_c16-head_c64-fc_c10").stages[0].kernel
@@ -47,31 +30,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nas.core.errors import UserError
-from nas.core.vocab import BLOCK_TYPES
+from nas.space.kinds import block_kind, stage_kinds, table
+from nas.space.spec import ArchError, StageSpec
+
+__all__ = ["ArchError", "ArchSpec", "StageSpec", "feature_size", "format_part", "parse", "stage_inputs", "validate"]
 
 _TOKEN = re.compile(r"^([a-z]+)(\d+)$")
 # Upper bounds of the numbers in tokens: far beyond any network that trains on one device, low
 # enough that pricing or building a string never hangs or exhausts memory. ("in", "r") is the
-# input resolution; "r" elsewhere counts repeats.
+# input resolution; "r" elsewhere counts repeats. A kind bounds its own tokens (BlockKind.limits).
 _LIMITS = {("in", "r"): 1024, "r": 64, "c": 16384, "m": 65536, "k": 15, "e": 32, "g": 256, "n": 8}
-STAGE_KINDS = (*BLOCK_TYPES, "skip")
 
-# kind -> (required keys in canonical order, optional keys with their defaults)
-_KEYS: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
+# the parts that are not stages: kind -> (required keys in canonical order, optional keys with their defaults)
+_FRAME_KEYS: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
     "in": (("c", "r"), {}),
     "stem": (("k", "s", "c"), {"hs": 0, "mp": 0, "vp": 0}),
-    "ir": (("r", "k", "s", "e", "c"), {"m": 0, "se": 0, "hs": 0}),
-    "fir": (("r", "k", "s", "e", "c"), {"m": 0, "se": 0, "hs": 0, "ps": 0, "ns": 0}),
-    "ds": (("r", "k", "s", "c"), {"se": 0, "hs": 0}),
-    "sh": (("r", "s", "g", "c"), {"fg": 1}),
-    "sh2": (("r", "s", "c"), {}),
-    "fb": (("r", "k", "s", "e", "g", "c"), {}),
-    "skip": (("s", "c"), {}),
-    "rb": (("r", "s", "c"), {}),
-    "rbn": (("r", "s", "c"), {}),
-    "vgg": (("r", "s", "c"), {}),
-    "fire": (("r", "s", "c"), {}),
     "head": (("c",), {"hs": 0}),
     "fc": (("c",), {"p": 1, "h": 0, "n": 1, "hs": 0, "cv": 0}),
 }
@@ -79,39 +52,20 @@ _FLAGS = ("se", "hs", "mp", "fg", "vp", "cv", "ps", "ns")
 _COUNTS = ("m", "h")  # numbers that may be 0 (0: absent)
 
 
-class ArchError(UserError):
-    """A malformed or impossible architecture string."""
+def _keys(kind: str) -> tuple[tuple[str, ...], dict[str, int]]:
+    if kind in _FRAME_KEYS:
+        return _FRAME_KEYS[kind]
+    entry = block_kind(kind)
+    return entry.required, entry.optional
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage: ``repeats`` blocks of one kind; only the first block is strided."""
+def _limit(kind: str, key: str) -> int | None:
+    own = table()[kind].limits if kind in table() else {}
+    return own.get(key, _LIMITS.get((kind, key), _LIMITS.get(key)))
 
-    kind: str
-    repeats: int
-    stride: int
-    out_chs: int
-    kernel: int = 3
-    exp_ratio: int = 1
-    groups: int = 1
-    se: int = 0  # 0: none; 1: MobileNetV3's SE (expanded/4, hard-sigmoid); 2: MnasNet's (input/4, sigmoid)
-    hswish: bool = False
-    first_grouped: bool = True
-    mid_chs: int = 0  # ir/fir: expanded channels when not in_chs * exp_ratio (0: in_chs * exp_ratio)
-    proj_stride: bool = False  # fir: the 1x1 projection carries the stride, not the kxk conv
-    no_skip: bool = False  # fir: no residual add even where the shape allows one
 
-    def values(self) -> dict[str, int]:
-        return {"r": self.repeats, "k": self.kernel, "s": self.stride, "e": self.exp_ratio, "g": self.groups,
-                "c": self.out_chs, "se": int(self.se), "hs": int(self.hswish), "fg": int(self.first_grouped),
-                "m": self.mid_chs, "ps": int(self.proj_stride), "ns": int(self.no_skip)}
-
-    def expanded(self, in_chs: int) -> int:
-        """Expanded channels of an ir/fir block reading ``in_chs``."""
-        return self.mid_chs or in_chs * self.exp_ratio
-
-    def format(self) -> str:
-        return _format_part(self.kind, self.values())
+def _is_flag(kind: str, key: str) -> bool:
+    return key in _FLAGS or (kind in table() and key in table()[kind].flags)
 
 
 @dataclass(frozen=True)
@@ -137,14 +91,14 @@ class ArchSpec:
     conv_classifier: bool = False  # 1x1 conv + ReLU classifier before global pooling (SqueezeNet)
 
     def format(self) -> str:
-        parts = [_format_part("in", {"c": self.in_chs, "r": self.resolution}),
-                 _format_part("stem", {"k": self.stem_kernel, "s": self.stem_stride, "c": self.stem_chs,
+        parts = [format_part("in", {"c": self.in_chs, "r": self.resolution}),
+                 format_part("stem", {"k": self.stem_kernel, "s": self.stem_stride, "c": self.stem_chs,
                                        "hs": int(self.stem_hswish), "mp": int(self.stem_pool),
                                        "vp": int(self.stem_valid)})]
         parts += [stage.format() for stage in self.stages]
         if self.head_chs is not None:
-            parts.append(_format_part("head", {"c": self.head_chs, "hs": int(self.head_hswish)}))
-        parts.append(_format_part("fc", {"c": self.num_classes, "p": self.pool_size, "h": self.fc_hidden,
+            parts.append(format_part("head", {"c": self.head_chs, "hs": int(self.head_hswish)}))
+        parts.append(format_part("fc", {"c": self.num_classes, "p": self.pool_size, "h": self.fc_hidden,
                                          "n": self.fc_layers, "hs": int(self.fc_hswish),
                                          "cv": int(self.conv_classifier)}))
         return "-".join(parts)
@@ -153,8 +107,9 @@ class ArchSpec:
         return self.format()
 
 
-def _format_part(kind: str, values: dict[str, int]) -> str:
-    required, optional = _KEYS[kind]
+def format_part(kind: str, values: dict[str, int]) -> str:
+    """The canonical text of one part (``in``, ``stem``, a stage, ``head``, ``fc``)."""
+    required, optional = _keys(kind)
     tokens = [f"{k}{values[k]}" for k in required]
     tokens += [f"{k}{values[k]}" for k, default in optional.items() if values[k] != default]
     return "_".join([kind, *tokens])
@@ -162,9 +117,9 @@ def _format_part(kind: str, values: dict[str, int]) -> str:
 
 def _parse_part(part: str) -> tuple[str, dict[str, int]]:
     kind, *tokens = part.split("_")
-    if kind not in _KEYS:
-        raise ArchError(f"unknown block kind {kind!r} in {part!r}; allowed: {', '.join(_KEYS)}")
-    required, optional = _KEYS[kind]
+    if kind not in _FRAME_KEYS and kind not in table():
+        raise ArchError(f"unknown block kind {kind!r} in {part!r}; allowed: {', '.join([*_FRAME_KEYS, *table()])}")
+    required, optional = _keys(kind)
     allowed = (*required, *optional)
     values: dict[str, int] = {}
     for token in tokens:
@@ -178,7 +133,7 @@ def _parse_part(part: str) -> tuple[str, dict[str, int]]:
             raise ArchError(f"repeated token {token!r} in {part!r}")
         if len(number) > 1 and number.startswith("0"):
             raise ArchError(f"non-canonical number in token {token!r} of {part!r}")
-        limit = _LIMITS.get((kind, key), _LIMITS.get(key))
+        limit = _limit(kind, key)
         if limit is not None and (len(number) > 6 or int(number) > limit):
             raise ArchError(f"token {key}{number[:12]}{'...' if len(number) > 12 else ''} in {kind} too large; "
                             f"allowed: {key} up to {limit}")
@@ -194,12 +149,12 @@ def _parse_part(part: str) -> tuple[str, dict[str, int]]:
         if key == "se" and value not in (0, 1, 2):
             raise ArchError(f"token se{value} in {part!r} not allowed; allowed: se1 (MobileNetV3's squeeze-and-excite) "
                             "or se2 (MnasNet's and EfficientNet's: squeezed to a quarter of the block's input, sigmoid)")
-        if key in _FLAGS and key != "se" and value not in (0, 1):
+        if _is_flag(kind, key) and key != "se" and value not in (0, 1):
             raise ArchError(f"flag {key}{value} in {part!r} must be {key}0 or {key}1")
-        if key not in _FLAGS and value < (0 if key in _COUNTS else 1):
+        if not _is_flag(kind, key) and value < (0 if key in _COUNTS else 1):
             raise ArchError(f"token {key}{value} in {part!r} must be at least 1")
-    if tokens != _format_part(kind, values).split("_")[1:]:
-        raise ArchError(f"tokens of {part!r} out of order; canonical: {_format_part(kind, values)!r}")
+    if tokens != format_part(kind, values).split("_")[1:]:
+        raise ArchError(f"tokens of {part!r} out of order; canonical: {format_part(kind, values)!r}")
     return kind, values
 
 
@@ -214,10 +169,10 @@ def parse(text: str) -> ArchSpec:
         raise ArchError(f"architecture {text!r} must read in-stem-<stages>-[head]-fc with at least one stage, "
                         f"got {'-'.join(kinds)}")
     stage_parts = parts[2:2 + len(body)]
-    bad = [p for k, p in zip(body, stage_parts) if k not in STAGE_KINDS]
+    bad = [p for k, p in zip(body, stage_parts) if k not in table()]
     if bad:
-        raise ArchError(f"{bad[0]!r} is not a stage; stages are {', '.join(STAGE_KINDS)}")
-    stages = tuple(_stage(kind, values) for kind, values in parsed[2:2 + len(body)])
+        raise ArchError(f"{bad[0]!r} is not a stage; stages are {', '.join(stage_kinds())}")
+    stages = tuple(StageSpec.from_values(kind, values) for kind, values in parsed[2:2 + len(body)])
     inp, stem, head, fc = parsed[0][1], parsed[1][1], parsed[-2][1] if has_head else None, parsed[-1][1]
     spec = ArchSpec(in_chs=inp["c"], resolution=inp["r"], stem_kernel=stem["k"], stem_stride=stem["s"],
                     stem_chs=stem["c"], stem_pool=bool(stem["mp"]), stem_hswish=bool(stem["hs"]), stages=stages,
@@ -226,18 +181,6 @@ def parse(text: str) -> ArchSpec:
                     fc_layers=fc["n"], fc_hswish=bool(fc["hs"]), conv_classifier=bool(fc["cv"]))
     validate(spec)
     return spec
-
-
-def _stage(kind: str, v: dict[str, int]) -> StageSpec:
-    return StageSpec(kind, repeats=v.get("r", 1), stride=v["s"], out_chs=v["c"], kernel=v.get("k", 3),
-                     exp_ratio=v.get("e", 1), groups=v.get("g", 1), se=v.get("se", 0),
-                     hswish=bool(v.get("hs", 0)), first_grouped=bool(v.get("fg", 1)), mid_chs=v.get("m", 0),
-                     proj_stride=bool(v.get("ps", 0)), no_skip=bool(v.get("ns", 0)))
-
-
-def shuffle_mid_chs(out_chs: int) -> int:
-    """Bottleneck width of a ShuffleNetV1 unit: a quarter of the unit's output, as in the paper."""
-    return out_chs // 4
 
 
 def stage_inputs(spec: ArchSpec) -> list[int]:
@@ -272,47 +215,19 @@ def validate(spec: ArchSpec) -> None:
 
 
 def _validate_stage(stage: StageSpec, in_chs: int) -> None:
-    name, g, out = stage.format(), stage.groups, stage.out_chs
-    if stage.kind == "sh":
-        mid = shuffle_mid_chs(out)
-        if out % g or mid < 1 or mid % g:
-            raise ArchError(f"{name!r}: channels {out} and bottleneck {out}//4={mid} must divide by groups {g}")
-    elif stage.kind == "rbn":
-        if out % 4:
-            raise ArchError(f"{name!r}: channels {out} must divide by 4 (the bottleneck is a quarter of them)")
-    elif stage.kind == "sh2":
-        if out % 2:
-            raise ArchError(f"{name!r}: channels {out} must be even (the unit splits them in two)")
-    elif stage.kind == "fire" and out % 8:
-        raise ArchError(f"{name!r}: channels {out} must divide by 8 (squeeze c/8, two expands of c/2)")
-    elif stage.kind in ("ir", "fir") and stage.mid_chs:
-        if stage.exp_ratio != 1:
-            raise ArchError(f"{name!r}: give expanded channels as e or as m, not both (m goes with e1)")
-        if stage.mid_chs % in_chs == 0:
-            raise ArchError(f"{name!r}: {stage.mid_chs} expanded channels are {stage.mid_chs // in_chs}x the input "
-                            f"{in_chs}; canonical: e{stage.mid_chs // in_chs} without m")
-    elif stage.kind == "fb" and (in_chs * stage.exp_ratio % g or out * stage.exp_ratio % g or out % g):
-        raise ArchError(f"{name!r}: expanded channels {in_chs}*{stage.exp_ratio} and output {out} must "
-                        f"divide by groups {g}")
+    block_kind(stage.kind).validate(stage, in_chs)
 
 
 def feature_size(spec: ArchSpec) -> int:
     """Height (= width) of the last stage's output: padded convs and pools halve rounding up,
     VGG's 2x2 pools round down, valid (unpadded) convs and SqueezeNet's ceil-mode pools lose borders."""
-    def halve(n: int, kind: str) -> int:
-        if kind == "vgg":
-            return n // 2
-        if kind == "fire":
-            return -(-(n - 3) // 2) + 1
-        return -(-n // 2)
-
     n = (spec.resolution - spec.stem_kernel) // spec.stem_stride + 1 if spec.stem_valid else \
         -(-spec.resolution // spec.stem_stride)
-    if spec.stem_pool:
-        n = halve(n, "fire" if spec.stem_valid else "ir")
+    if spec.stem_pool:  # 3x3 stride 2: ceil mode unpadded after a valid stem, else padded
+        n = -(-(n - 3) // 2) + 1 if spec.stem_valid else -(-n // 2)
     for stage in spec.stages:
         if stage.stride == 2:
-            n = halve(n, stage.kind)
+            n = block_kind(stage.kind).halve(n)
     return n
 
 

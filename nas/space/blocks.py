@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.space.arch import shuffle_mid_chs
+
+
+def shuffle_mid_chs(out_chs: int) -> int:
+    """Bottleneck width of a ShuffleNetV1 unit: a quarter of the unit's output, as in the paper."""
+    return out_chs // 4
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

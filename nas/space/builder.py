@@ -10,20 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.space.arch import ArchSpec, StageSpec
-from nas.space.blocks import (
-    ConvBnAct,
-    FBNetBlock,
-    Fire,
-    FusedInvertedResidual,
-    InvertedResidual,
-    ResidualBlock,
-    ShuffleUnit,
-    ShuffleV2Unit,
-    depthwise_separable,
-    skip,
-    VGGConv,
-)
+from nas.space.arch import ArchSpec
+from nas.space.blocks import ConvBnAct
+from nas.space.kinds import BlockKind, block_kind
 
 
 class Net(nn.Module):
@@ -43,7 +32,7 @@ class Net(nn.Module):
         in_chs = spec.stem_chs
         for stage in spec.stages:
             for i in range(stage.repeats):
-                blocks.append(_block(stage, in_chs, index=i))
+                blocks.append(block_kind(stage.kind).build(stage, in_chs, index=i))
                 in_chs = stage.out_chs
         self.blocks = nn.Sequential(*blocks)
         self.head = ConvBnAct(in_chs, spec.head_chs, hswish=spec.head_hswish) if spec.head_chs else nn.Identity()
@@ -66,35 +55,9 @@ class Net(nn.Module):
         return self.classifier(self.hidden(torch.flatten(self.pool(x), 1)))
 
 
-def _block(stage: StageSpec, in_chs: int, *, index: int) -> nn.Module:
-    """Block ``index`` of ``stage``; the stage's stride goes to its first block (vgg: its last)."""
-    out, first = stage.out_chs, index == 0
-    stride = stage.stride if first else 1
-    if stage.kind == "ir":
-        return InvertedResidual(in_chs, out, k=stage.kernel, stride=stride, mid_chs=stage.expanded(in_chs),
-                                se=stage.se, hswish=stage.hswish)
-    if stage.kind == "fir":
-        return FusedInvertedResidual(in_chs, out, k=stage.kernel, stride=stride, mid_chs=stage.expanded(in_chs),
-                                     se=stage.se, hswish=stage.hswish, proj_stride=stage.proj_stride,
-                                     no_skip=stage.no_skip)
-    if stage.kind == "vgg":
-        return VGGConv(in_chs, out, pool=stage.stride == 2 and index == stage.repeats - 1)
-    if stage.kind == "fire":
-        return Fire(in_chs, out, pool=stride == 2)
-    if stage.kind == "ds":
-        return depthwise_separable(in_chs, out, k=stage.kernel, stride=stride, se=stage.se, hswish=stage.hswish)
-    if stage.kind == "sh":
-        return ShuffleUnit(in_chs, out, stride=stride, groups=stage.groups,
-                           first_grouped=stage.first_grouped or not first)
-    if stage.kind == "sh2":
-        return ShuffleV2Unit(in_chs, out, stride=stride)
-    if stage.kind == "fb":
-        return FBNetBlock(in_chs, out, k=stage.kernel, stride=stride, exp_ratio=stage.exp_ratio, groups=stage.groups)
-    if stage.kind == "skip":
-        return skip(in_chs, out, stride=stride)
-    if stage.kind in ("rb", "rbn"):
-        return ResidualBlock(in_chs, out, stride=stride, bottleneck=stage.kind == "rbn")
-    raise AssertionError(f"builder has no block for kind {stage.kind!r}")  # parse() admits no other kind
+def block_kinds(spec: ArchSpec) -> list[BlockKind]:
+    """The kind entry of each block :class:`Net` builds for ``spec``, in the order of ``Net.blocks``."""
+    return [block_kind(stage.kind) for stage in spec.stages for _ in range(stage.repeats)]
 
 
 def build(spec: ArchSpec) -> Net:

@@ -13,28 +13,21 @@ The space never builds modules; it only decides channel counts (width multiplier
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from nas.core.config import SpaceConfig
 from nas.space.arch import ArchSpec, StageSpec, validate
 from nas.space.blocks import make_divisible
+from nas.space.kinds import Chooser, block_kind, check_space
 
-CHANNEL_DIVISOR = 8
-
-
-class Chooser(Protocol):
-    """What the space asks of a trial: an Optuna trial, a FixedTrial, or a supernet's policy."""
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        ...
+__all__ = ["Chooser", "SearchSpace"]
 
 
 class SearchSpace:
     """Samples architectures for a dataset with ``in_chs`` channels and ``num_classes`` classes."""
 
     def __init__(self, cfg: SpaceConfig, *, in_chs: int, num_classes: int) -> None:
+        check_space(cfg)
         self.cfg = cfg
         self.in_chs = in_chs
         self.num_classes = num_classes
@@ -56,25 +49,7 @@ class SearchSpace:
         p = f"s{index}."
         kind = trial.suggest_categorical(p + "block", list(stage_cfg.block_types or self.cfg.block_types))
         depth = trial.suggest_categorical(p + "depth", list(stage_cfg.depths))
-        common: dict[str, Any] = {"repeats": depth, "stride": stage_cfg.stride, "out_chs": make_divisible(stage_cfg.chs * width)}
-        if kind in ("ir", "fir", "ds", "fb"):
-            common["kernel"] = trial.suggest_categorical(p + "kernel", list(self.cfg.kernels))
-        if kind in ("ir", "fir", "fb"):
-            common["exp_ratio"] = trial.suggest_categorical(p + "expansion", list(self.cfg.exp_ratios))
-        if kind in ("ir", "fir", "ds"):
-            common["se"] = _choose(trial, p + "se", self.cfg.se)
-            common["hswish"] = _choose(trial, p + "hswish", self.cfg.hswish)
-        if kind == "fb":
-            # Channels are multiples of 8, so groups dividing 8 always divide them.
-            common["groups"] = trial.suggest_categorical(p + "fb_groups", [g for g in self.cfg.groups if 8 % g == 0])
-        if kind == "sh":
-            groups = trial.suggest_categorical(p + "groups", list(self.cfg.groups))
-            # The unit's bottleneck (out/4) and both group convs must divide by the groups.
-            divisor = CHANNEL_DIVISOR * 4 * groups // math.gcd(CHANNEL_DIVISOR, 4 * groups)
-            common.update(groups=groups, out_chs=make_divisible(stage_cfg.chs * width, divisor))
-        return StageSpec(kind, **common)
-
-
-def _choose(trial: Chooser, name: str, options: tuple[bool, ...]) -> bool:
-    """Sample a flag only when the config offers a choice; a fixed flag adds no parameter."""
-    return options[0] if len(set(options)) == 1 else bool(trial.suggest_categorical(name, list(options)))
+        chs = stage_cfg.chs * width
+        settings: dict[str, Any] = {"repeats": depth, "stride": stage_cfg.stride, "out_chs": make_divisible(chs)}
+        settings.update(block_kind(kind).sample(trial, p, self.cfg, chs))
+        return StageSpec(kind, **settings)

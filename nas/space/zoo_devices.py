@@ -14,6 +14,7 @@ from dataclasses import replace
 from nas.core.errors import UserError
 from nas.space.arch import ArchSpec, StageSpec, feature_size, validate
 from nas.space.blocks import make_divisible
+from nas.space.kinds import block_kind
 
 
 def _finish(spec: ArchSpec) -> ArchSpec:
@@ -110,7 +111,7 @@ def merge_stages(stages: list[StageSpec]) -> tuple[StageSpec, ...]:
     merged: list[StageSpec] = []
     for stage in stages:
         prev = merged[-1] if merged else None
-        if (prev is not None and stage.stride == 1 and stage.kind != "vgg"
+        if (prev is not None and stage.stride == 1 and not block_kind(stage.kind).stride_at_end
                 and replace(stage, repeats=prev.repeats, stride=prev.stride) == prev):
             merged[-1] = replace(prev, repeats=prev.repeats + stage.repeats)
         else:

@@ -92,8 +92,8 @@ class Supernet(nn.Module):
 
     def reorder(self, optimizer: torch.optim.Optimizer | None = None) -> int:
         """Sort every block's hidden channels by importance; the number of blocks reordered."""
-        ir_ok = 1 not in self.space.cfg.exp_ratios
-        return sum(m.reorder(optimizer, ir_reorderable=ir_ok) for m in self.modules() if isinstance(m, ElasticBlock))
+        e1 = 1 in self.space.cfg.exp_ratios
+        return sum(m.reorder(optimizer, expansion_one=e1) for m in self.modules() if isinstance(m, ElasticBlock))
 
 
 def _initialise(model: nn.Module) -> None:

@@ -23,8 +23,8 @@ from nas.core.config import SpaceConfig
 from nas.core.errors import UserError
 from nas.space.arch import ArchSpec
 from nas.space.blocks import make_divisible
+from nas.space.kinds import block_kind, check_space, elastic_kinds
 from nas.space.sampler import SearchSpace
-from nas.supernet.elastic import ELASTIC_KINDS, EXCLUDED_WHY
 
 Policy = Callable[[str, list[Any]], Any]
 
@@ -54,12 +54,13 @@ def stage_kinds(cfg: SpaceConfig) -> list[tuple[str, ...]]:
 
 def check_elastic(cfg: SpaceConfig) -> None:
     """Refuse, in one line, a space a supernet cannot cover, naming what and why."""
+    check_space(cfg)
     for i, kinds in enumerate(stage_kinds(cfg)):
-        bad = [k for k in kinds if k not in ELASTIC_KINDS]
+        bad = [k for k in kinds if block_kind(k).elastic_why]
         if bad:
             raise UserError(f"space.stages[{i}] offers block type {bad[0]} which a supernet cannot slice "
-                            f"({EXCLUDED_WHY.get(bad[0], 'not elastic')}); allowed with a supernet: "
-                            f"{', '.join(ELASTIC_KINDS)}")
+                            f"({block_kind(bad[0]).elastic_why}); allowed with a supernet: "
+                            f"{', '.join(elastic_kinds())}")
     if True in cfg.se:
         raise UserError("space.se offers squeeze-and-excite, which this supernet does not slice; allowed with a "
                         "supernet: se: [false]")

@@ -6,9 +6,9 @@ import optuna
 import pytest
 
 from nas.core.config import parse_search_config
-from nas.core.vocab import BLOCK_TYPES
 from nas.space.arch import parse
 from nas.space.blocks import make_divisible
+from nas.space.kinds import block_types, check_space
 from nas.space.sampler import SearchSpace
 from tests.conftest import tiny_config
 
@@ -58,7 +58,7 @@ def test_every_block_kind_samples_builds_and_replays(tmp_path: Path) -> None:
     from nas.space.builder import build
 
     data = tiny_config(tmp_path)
-    data["space"].update(block_types=list(BLOCK_TYPES), se=[False, True], hswish=[False, True], groups=[1, 2, 4])
+    data["space"].update(block_types=list(block_types()), se=[False, True], hswish=[False, True], groups=[1, 2, 4])
     data["space"]["stages"].append({"chs": 24, "stride": 1, "depths": [1, 2], "block_types": ["sh2", "fb"]})
     space = SearchSpace(parse_search_config(data).space, in_chs=3, num_classes=4)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
@@ -70,7 +70,7 @@ def test_every_block_kind_samples_builds_and_replays(tmp_path: Path) -> None:
         assert space.sample(optuna.trial.FixedTrial(trial.params)) == spec
         assert build(spec)(torch.zeros(1, 3, spec.resolution, spec.resolution)).shape == (1, 4)
         study.tell(trial, 0.0)
-    assert kinds == set(BLOCK_TYPES)
+    assert kinds == set(block_types())
 
 
 def test_fb_needs_a_group_that_divides_channels(tmp_path: Path) -> None:
@@ -79,4 +79,4 @@ def test_fb_needs_a_group_that_divides_channels(tmp_path: Path) -> None:
     data = tiny_config(tmp_path)
     data["space"].update(block_types=["fb"], groups=[3])
     with pytest.raises(UserError, match="space.groups: .*divisor of 8"):
-        parse_search_config(data)
+        check_space(parse_search_config(data).space)
