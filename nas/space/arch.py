@@ -31,7 +31,8 @@ import re
 from dataclasses import dataclass
 
 from nas.space.kinds import block_kind, stage_kinds, table
-from nas.space.spec import ArchError, StageSpec
+from nas.space.errors import ArchError
+from nas.space.spec import StageSpec, format_tokens
 
 __all__ = ["ArchError", "ArchSpec", "StageSpec", "feature_size", "format_part", "parse", "stage_inputs", "validate"]
 
@@ -110,9 +111,7 @@ class ArchSpec:
 def format_part(kind: str, values: dict[str, int]) -> str:
     """The canonical text of one part (``in``, ``stem``, a stage, ``head``, ``fc``)."""
     required, optional = _keys(kind)
-    tokens = [f"{k}{values[k]}" for k in required]
-    tokens += [f"{k}{values[k]}" for k, default in optional.items() if values[k] != default]
-    return "_".join([kind, *tokens])
+    return format_tokens(kind, required, optional, values)
 
 
 def _parse_part(part: str) -> tuple[str, dict[str, int]]:

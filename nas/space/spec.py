@@ -1,5 +1,5 @@
-"""The typed stage of an architecture and the error of a malformed one: plain data, read by the
-grammar (:mod:`nas.space.arch`) and by every block kind (:mod:`nas.space.kinds`).
+"""The typed stage of an architecture: plain data, written and read by the grammar
+(:mod:`nas.space.arch`) and by every block kind (:mod:`nas.space.kinds`).
 
 >>> StageSpec("ir", repeats=2, stride=2, out_chs=24, kernel=5, exp_ratio=6).values()["k"]
 5
@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.core.errors import UserError
+from nas.space.errors import ArchError
+from nas.space.kinds import block_kind
+
+__all__ = ["ArchError", "StageSpec", "TOKEN_FIELDS", "format_tokens"]
 
 # Grammar tokens stored as named StageSpec fields; any other token a kind declares is kept in
 # ``StageSpec.extra`` under its own name.
 TOKEN_FIELDS = {"r": "repeats", "k": "kernel", "s": "stride", "e": "exp_ratio", "g": "groups", "c": "out_chs",
                 "se": "se", "hs": "hswish", "fg": "first_grouped", "m": "mid_chs", "ps": "proj_stride",
                 "ns": "no_skip"}
-
-
-class ArchError(UserError):
-    """A malformed or impossible architecture string."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,8 @@ class StageSpec:
         return self.mid_chs or in_chs * self.exp_ratio
 
     def format(self) -> str:
-        # the grammar reads the kind table, whose entries read this module: imported when used
-        from nas.space.arch import format_part
-        return format_part(self.kind, self.values())
+        entry = block_kind(self.kind)
+        return format_tokens(self.kind, entry.required, entry.optional, self.values())
 
     @classmethod
     def from_values(cls, kind: str, v: dict[str, int]) -> StageSpec:
@@ -67,3 +65,11 @@ class StageSpec:
                    exp_ratio=v.get("e", 1), groups=v.get("g", 1), se=v.get("se", 0), hswish=bool(v.get("hs", 0)),
                    first_grouped=bool(v.get("fg", 1)), mid_chs=v.get("m", 0), proj_stride=bool(v.get("ps", 0)),
                    no_skip=bool(v.get("ns", 0)), extra=tuple((k, x) for k, x in v.items() if k not in TOKEN_FIELDS))
+
+
+def format_tokens(kind: str, required: tuple[str, ...], optional: dict[str, int], values: dict[str, int]) -> str:
+    """``kind`` and its tokens in canonical order: required ones, then optional ones that differ
+    from their defaults."""
+    tokens = [f"{k}{values[k]}" for k in required]
+    tokens += [f"{k}{values[k]}" for k, default in optional.items() if values[k] != default]
+    return "_".join([kind, *tokens])

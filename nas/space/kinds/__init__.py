@@ -18,7 +18,7 @@ from functools import cache
 from nas.core.config import SpaceConfig
 from nas.core.schema import check_choices
 from nas.space.kinds.base import BlockKind, ChannelGroup, Chooser, Coupling, is_pointwise
-from nas.space.spec import ArchError, StageSpec
+from nas.space.errors import ArchError
 
 __all__ = ["BlockKind", "ChannelGroup", "Chooser", "Coupling", "block_kind", "block_types", "check_space",
            "elastic_kinds", "is_pointwise", "stage_kinds", "table"]

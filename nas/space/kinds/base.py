@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from nas.space.blocks import ConvBnAct
-from nas.space.spec import ArchError, StageSpec
+from nas.space.errors import ArchError
 
 if TYPE_CHECKING:
     from nas.core.config import SpaceConfig
     from nas.space.kinds.elastic import ElasticConvBn
+    from nas.space.spec import StageSpec
 
 CHANNEL_DIVISOR = 8  # channel counts the search space gives are multiples of this
 
