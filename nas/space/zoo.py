@@ -1,5 +1,5 @@
 """Reference architectures as canonical strings of our grammar: MobileNetV1/V2, ShuffleNetV1/V2,
-ResNet-18/34/50/101/152, MnasNet-A1/B1 and the FBNet space as HW-NAS-Bench builds it; VGG,
+ResNet-18/34/50/101/152, MnasNet-A1/B1, GoogLeNet and the FBNet space as HW-NAS-Bench builds it; VGG,
 SqueezeNet, MobileNetV3 and EfficientNet-Lite/EdgeTPU live in :mod:`nas.space.zoo_devices`;
 :data:`FAMILIES` registers them all.
 
@@ -186,6 +186,33 @@ def resnet152(*, width: float = 1.0, resolution: int = 224, classes: int = 1000,
     return _resnet(152, width=width, resolution=resolution, classes=classes, in_chs=in_chs)
 
 
+# GoogLeNet (Szegedy et al. 2015, Table 1): each inception module's #1x1, #3x3 reduce, #3x3,
+# #5x5 reduce, #5x5 and pool proj, and whether a 3x3 stride-2 max pool precedes it (3a, 4a, 5a).
+_GOOGLENET = (((64, 96, 128, 16, 32, 32), 2), ((128, 128, 192, 32, 96, 64), 1), ((192, 96, 208, 16, 48, 64), 2),
+              ((160, 112, 224, 24, 64, 64), 1), ((128, 128, 256, 24, 64, 64), 1), ((112, 144, 288, 32, 64, 64), 1),
+              ((256, 160, 320, 32, 128, 128), 1), ((256, 160, 320, 32, 128, 128), 2),
+              ((384, 192, 384, 48, 128, 128), 1))
+
+
+def googlenet(*, width: float = 1.0, resolution: int = 224, classes: int = 1000, in_chs: int = 3,
+              five_kernel: int = 3) -> ArchSpec:
+    """GoogLeNet without its auxiliary heads: 7x7/2 conv, max pool, 1x1 and 3x3 convs, nine
+    inception modules, global pooling, linear classifier (BatchNorm after every conv, as
+    torchvision's). ``five_kernel`` 3 is torchvision's model, whose published 6.6 M parameters and
+    1.5 G MACs it reproduces; 5 is the paper's 5x5 branch (7.0 M parameters, 1.58 G MACs)."""
+    def scaled(c: int) -> int:
+        return make_divisible(c * width) if width != 1.0 else c
+
+    stages = [StageSpec("cv", repeats=1, stride=1, out_chs=scaled(64), kernel=1),
+              StageSpec("cv", repeats=1, stride=1, out_chs=scaled(192), kernel=3)]
+    for counts, stride in _GOOGLENET:
+        o, tr, t, fr, f, pp = (scaled(c) for c in counts)
+        stages.append(StageSpec("inc", repeats=1, stride=stride, out_chs=o + t + f + pp, kernel=five_kernel,
+                                extra=(("o", o), ("tr", tr), ("t", t), ("fr", fr), ("f", f), ("pp", pp))))
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=scaled(64), stem_stride=2, stem_kernel=7,
+                            stem_pool=True, stages=tuple(stages), head_chs=None, num_classes=classes))
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
@@ -205,7 +232,7 @@ FAMILIES: dict[str, Callable[..., ArchSpec]] = {
     "mobilenet_v3_large": partial(mobilenet_v3, "large"), "mobilenet_v3_small": partial(mobilenet_v3, "small"),
     **{f"efficientnet_lite{v}": partial(efficientnet_lite, v) for v in EFFNET_LITE},
     **{f"efficientnet_edgetpu_{z.lower()}": partial(efficientnet_edgetpu, z) for z in EFFNET_EDGETPU},
-    "fbnet": fbnet,
+    "googlenet": googlenet, "fbnet": fbnet,
 }
 # The resolution each family is published at, where it is not 224.
 DEFAULT_RESOLUTION = {**{f"efficientnet_lite{v}": r for v, (_, _, r) in EFFNET_LITE.items()},
@@ -225,6 +252,7 @@ _DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
     ("mobilenet_v3_small", 1.0, 224, None), ("mobilenet_v3_small", 0.75, 224, None),
     *((f"efficientnet_lite{v}", 1.0, r, None) for v, (_, _, r) in EFFNET_LITE.items()),
     *((f"efficientnet_edgetpu_{z.lower()}", 1.0, r, None) for z, (_, _, r) in EFFNET_EDGETPU.items()),
+    ("googlenet", 1.0, 224, None),
 )
 
 

@@ -18,6 +18,7 @@ from nas.space.zoo import (
     efficientnet_edgetpu,
     efficientnet_lite,
     fbnet,
+    googlenet,
     mnasnet_a1,
     mnasnet_b1,
     mobilenet_v1,
@@ -69,6 +70,8 @@ PAPERS = [  # (spec, published MACs, published parameters)
     (efficientnet_edgetpu("L"), 9.68e9, 10.59e6),
     # EfficientNet-Lite0: Vitis AI's model zoo counts 0.77 GFLOPs; parameters from the TF README (4.7M)
     (efficientnet_lite(0), 0.385e9, 4.7e6),
+    # GoogLeNet without auxiliary heads, as torchvision publishes it: 1.5 G MACs, 6.6 M parameters
+    (googlenet(), 1.5e9, 6.6e6),
 ]
 
 
@@ -192,6 +195,20 @@ def test_new_families_exact_counts_and_structure() -> None:
                                           "fire_r2_s2_c384-fire_r2_s1_c512-fc_c1000_cv1")
     layers = [l for l in layer_table(squeezenet("1.0")) if l.kind == "maxpool"]
     assert [l.out_shape[2] for l in layers] == [54, 27, 13]  # torchvision's feature sizes
+
+
+def test_googlenet_counts_and_structure() -> None:
+    """torchvision's googlenet (aux_logits=False) parameter for parameter; the paper's 5x5 branch
+    as an option; max pools before 3a, 4a and 5a at 28, 14 and 7 pixels."""
+    assert count_costs(googlenet()).params == 6_624_904
+    assert count_costs(googlenet(five_kernel=5)).params == 7_005_832
+    text = googlenet().format()
+    assert text.startswith("in_c3_r224-stem_k7_s2_c64_mp1-cv_r1_k1_s1_c64-cv_r1_k3_s1_c192-"
+                           "inc_r1_k3_s2_c256_o64_tr96_t128_fr16_f32_pp32-inc_r1_k3_s1_c480_o128_tr128_t192_fr32_f96_pp64-")
+    assert text.endswith("-inc_r1_k3_s1_c1024_o384_tr192_t384_fr48_f128_pp128-fc_c1000")
+    assert parse(text) == googlenet()
+    pools = [l for l in layer_table(googlenet()) if l.kind == "maxpool" and l.out_shape[2] < 56]
+    assert sorted({l.out_shape[2] for l in pools}, reverse=True) == [28, 14, 7]
 
 
 def test_every_family_builds_from_the_cli_registry() -> None:
