@@ -30,13 +30,15 @@ quickstart: setup data
 	$(BIN)/hwnas search quickstart
 
 # the layer contract and the type checker first: both fail fast and name the offending line
+# one test process per core (pytest-xdist), idle ones stealing queued tests; the slowest listed at the end
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15
 test: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(BIN)/lint-imports

@@ -28,9 +28,10 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# run as a script: its own folder (bad_inputs) and the repository (the tests' PostgreSQL helper) on the path
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 import bad_inputs  # noqa: E402
-import pg_server  # noqa: E402
+from tests import pg_server  # noqa: E402
 
 from nas.search.slots import FINISHED, KEY  # noqa: E402
 from nas.search.storage import storage_from_url  # noqa: E402

@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import gzip
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from nas.core.config import TrainConfig
 from nas.data.splits import Preprocess
 from nas.train.trainer import train
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import pg_server  # noqa: E402  (benchmarks/pg_server.py: shared with benchmarks/reliability.py)
+from tests import pg_server  # shared with benchmarks/reliability.py
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # parallel test processes share the cores: one intra-op thread each, and in the processes they start
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 
 def write_idx(path: Path, array: np.ndarray, *, compress: bool) -> None:
