@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -84,7 +85,7 @@ TARGETS = [
 ]
 
 
-def _targets(rows: list[dict[str, object]]) -> list[str]:
+def _targets(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| target | asks | recipe | drop (points) | size ratio | speedup | met |", "|---|---|---|---|---|---|---|"]
     for target, applies, test, asks in TARGETS:
         for r in rows:
@@ -108,7 +109,7 @@ def _reference_dir() -> Path:
 def train_reference() -> None:
     """Run (or resume) hwnas train on the reference, stage by stage; each is resumable."""
     hwnas = [sys.executable, "-c", "import sys; from nas.cli import main; sys.exit(main(sys.argv[1:]))"]
-    previous = None
+    previous: Path | None = None
     for extra, folder in STAGES:
         init = ["--init-from", str(previous)] if previous is not None else []
         subprocess.run([*hwnas, "train", str(REFERENCE_RUN), "--arch", REFERENCE, *init, *extra], check=True, cwd=ROOT)
@@ -134,7 +135,10 @@ def _describe(stage: Path) -> str:
             f"{100 * m['test_accuracy']:.2f}% measured on its ONNX file ({stage.relative_to(ROOT)})")
 
 
-def main() -> int:
+Row = dict[str, Any]
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="CIFAR-10 (default: the reference config's data.dir, "
                                         "../shared/data/cifar10-jpg.tar.gz)")
@@ -145,24 +149,36 @@ def main() -> int:
                              "reference weights are kept from the earlier run")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rewrite compression.md from the rows measured earlier on the same weights")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    if args.train_reference:
-        train_reference()
-    stage = _latest_stage()
-    weights = stage / "weights.pt"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return parser.parse_args()
+
+
+def _row(name: str, report: dict[str, Any], digest: str, seconds: float) -> Row:
+    c, b = report["compressed"], report["baseline"]
+    return {"recipe": name, "accuracy": round(c["test_accuracy"], 4), "file_bytes": c["file_bytes"],
+            "gzip_bytes": c["gzip_bytes"], "encoded_bytes": report.get("share", {}).get("encoded_bytes"),
+            "sparsity": report.get("sparsity", {}).get("sparsity"), "macs": c["macs"],
+            "latency_ratio": round(report["latency_ratio"], 3),
+            "accuracy_drop_points": round(report["accuracy_drop_points"], 2),
+            "size_ratio": round(report["size_ratio"], 2), "speedup": round(report["speedup"], 2),
+            "baseline_accuracy": b["test_accuracy"], "baseline_latency_ms": round(b["latency_ms"], 4),
+            "latency_ms": round(c["latency_ms"], 4), "seconds": round(seconds, 1), "reference_sha256": digest}
+
+
+def _measure(args: argparse.Namespace, stage: Path, digest: str) -> tuple[list[Row], list[str]]:
+    """Every recipe's row: measured now, or kept from an earlier run on the same weights."""
     cfg = load_run_config(REFERENCE_RUN)  # the data and split hwnas train used (benchmarks/reference/config.yaml)
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=args.data))
     splits = load_splits(cfg, cache_dir=REFERENCE_RUN.parent / ".cache")
     spec = parse(REFERENCE)
     model = build(spec)
-    model.load_state_dict(torch.load(weights, weights_only=True))
+    model.load_state_dict(torch.load(stage / "weights.pt", weights_only=True))
     model.eval()
-    rows, notes = [], []
+    rows: list[Row] = []
+    notes: list[str] = []
     csv = RESULTS / "compression.csv"
-    previous = pd.read_csv(csv).to_dict("records") if csv.exists() else []
+    previous: list[Row] = [{str(k): v for k, v in r.items()} for r in pd.read_csv(csv).to_dict("records")] \
+        if csv.exists() else []
     kept = {str(r["recipe"]): r for r in previous if r.get("reference_sha256") == digest
             and not (args.only and re.search(args.only, str(r["recipe"])))}
     for name, data in RECIPES.items():
@@ -176,40 +192,44 @@ def main() -> int:
             continue
         t0 = time.perf_counter()
         result = compress(model, spec, parse_recipe(data), splits, seed=0)
-        r = result.report
-        c, b = r["compressed"], r["baseline"]
-        rows.append({"recipe": name, "accuracy": round(c["test_accuracy"], 4), "file_bytes": c["file_bytes"],  # type: ignore[index]
-                     "gzip_bytes": c["gzip_bytes"],  # type: ignore[index]
-                     "encoded_bytes": r.get("share", {}).get("encoded_bytes"),  # type: ignore[union-attr]
-                     "sparsity": r.get("sparsity", {}).get("sparsity"),  # type: ignore[union-attr]
-                     "macs": c["macs"], "latency_ratio": round(r["latency_ratio"], 3),  # type: ignore[index,arg-type]
-                     "accuracy_drop_points": round(r["accuracy_drop_points"], 2),  # type: ignore[arg-type]
-                     "size_ratio": round(r["size_ratio"], 2), "speedup": round(r["speedup"], 2),  # type: ignore[arg-type]
-                     "baseline_accuracy": b["test_accuracy"], "baseline_latency_ms": round(b["latency_ms"], 4),  # type: ignore[index]
-                     "latency_ms": round(c["latency_ms"], 4), "seconds": round(time.perf_counter() - t0, 1),  # type: ignore[index]
-                     "reference_sha256": digest})
+        rows.append(_row(name, result.report, digest, time.perf_counter() - t0))
         print(json.dumps(rows[-1]), flush=True)
         pd.DataFrame(rows).to_csv(csv, index=False)  # each finished recipe is kept if the run is interrupted
     order = {name: i for i, name in enumerate(RECIPES)}
     rows.sort(key=lambda r: order.get(str(r["recipe"]), len(order)))
-    table = pd.DataFrame(rows)
-    table.to_csv(csv, index=False)
-    missing = [n for n, d in RECIPES.items() if d is not None and n not in set(table.recipe)]
-    if missing:
-        notes.append(f"- not yet measured on this reference ({len(missing)}): " + "; ".join(missing)
-                     + ". Run `benchmarks/compression.py --only '<name>'` to add them.")
+    return rows, notes
+
+
+def _beside(rows: list[Row]) -> list[str]:
+    """The default int8 recipe beside the best int8 PTQ recipe (size x speed)."""
     default = next((r for r in rows if r["recipe"] == DEFAULT_RECIPE), None)
     ptq = [r for r in rows if str(r["recipe"]).startswith("int8 PTQ")]
     best = max(ptq, key=lambda r: (float(r["speedup"]) * float(r["size_ratio"]), -float(r["accuracy_drop_points"])),
                default=None)
-    beside = []
-    if default is not None and best is not None:
-        beside = ["## Default int8 recipe beside the best", "",
-                  "| | recipe | drop (points) | size ratio | speedup |", "|---|---|---|---|---|",
-                  f"| default (compression.quantize: [static]) | {default['recipe']} | {default['accuracy_drop_points']} "
-                  f"| {default['size_ratio']} | {default['speedup']} |",
-                  f"| best int8 PTQ (size x speed) | {best['recipe']} | {best['accuracy_drop_points']} | "
-                  f"{best['size_ratio']} | {best['speedup']} |", ""]
+    if default is None or best is None:
+        return []
+    return ["## Default int8 recipe beside the best", "",
+            "| | recipe | drop (points) | size ratio | speedup |", "|---|---|---|---|---|",
+            f"| default (compression.quantize: [static]) | {default['recipe']} | {default['accuracy_drop_points']} "
+            f"| {default['size_ratio']} | {default['speedup']} |",
+            f"| best int8 PTQ (size x speed) | {best['recipe']} | {best['accuracy_drop_points']} | "
+            f"{best['size_ratio']} | {best['speedup']} |", ""]
+
+
+def main() -> int:
+    args = _arguments()
+    started = time.perf_counter()
+    if args.train_reference:
+        train_reference()
+    stage = _latest_stage()
+    digest = hashlib.sha256((stage / "weights.pt").read_bytes()).hexdigest()[:16]
+    rows, notes = _measure(args, stage, digest)
+    table = pd.DataFrame(rows)
+    table.to_csv(RESULTS / "compression.csv", index=False)
+    missing = [n for n, d in RECIPES.items() if d is not None and n not in set(table.recipe)]
+    if missing:
+        notes.append(f"- not yet measured on this reference ({len(missing)}): " + "; ".join(missing)
+                     + ". Run `benchmarks/compression.py --only '<name>'` to add them.")
     text = "\n".join([
         "# Compression recipes on a converged MobileNetV2-style CIFAR-10 network", "",
         f"Command: `.venv/bin/python benchmarks/compression.py{' --train-reference' if args.train_reference else ''}"
@@ -225,7 +245,7 @@ def main() -> int:
         "file (compress.sharing.encode); its ONNX still stores fp32 centroid values. QDQ is the portable int8 "
         "format; QOperator (onnxruntime's integer ops) stores no bias scales or zero points.", "",
         table.drop(columns=["reference_sha256"]).to_markdown(index=False), "", "## The issue's targets", "",
-        *_targets(rows), "", *beside, *notes, "",
+        *_targets(rows), "", *_beside(rows), *notes, "",
         f"This invocation: {time.perf_counter() - started:.0f} s" + (
             f" (the recipes matching `{args.only}`; other rows come from earlier runs on the same weights)."
             if args.only else "."), ""])

@@ -175,7 +175,7 @@ def _scatter(key: str, measurements: list[NetworkMeasurement], predicted: tuple[
 
 def _rows(table: pd.DataFrame, runtime: str, precision: str) -> list[NetworkMeasurement]:
     sub = table[(table.runtime == runtime) & (table.precision == precision)]
-    records = [{k: str(v) for k, v in r.items()} for r in sub.to_dict("records")]
+    records = [{str(k): str(v) for k, v in r.items()} for r in sub.to_dict("records")]
     return read_network_rows(records, runtime=runtime, precision=precision)[0]
 
 

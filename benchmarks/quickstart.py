@@ -36,8 +36,8 @@ def verify(run_dir: Path) -> pd.DataFrame:
     raw = load_raw(cfg.data, cache_dir=run_dir.parent / ".cache")
     front = pd.read_csv(run_dir / "front.csv")
     rows = []
-    for row in front.itertuples():
-        path = run_dir / row.onnx_path
+    for row in front.to_dict("records"):  # plain values (itertuples types every cell as any scalar)
+        path = run_dir / str(row["onnx_path"])
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         meta = sess.get_modelmeta().custom_metadata_map
         shape = json.loads(meta["hwnas.input_shape"])
@@ -48,11 +48,11 @@ def verify(run_dir: Path) -> pd.DataFrame:
             x = to_tensor(raw.x_test[start:start + 1000], pre, shape[-1]).numpy()
             logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
             correct += int((logits.argmax(1) == raw.y_test[start:start + 1000]).sum())
-        measured = correct / len(raw.y_test)
-        rows.append({"source": row.source, "trial": row.trial, "arch": row.arch, "recorded_accuracy": row.accuracy,
-                     "remeasured_accuracy": measured, "delta_points": round(100 * (measured - row.accuracy), 3),
-                     "latency_ms": row.latency_ms, "macs": row.macs, "params": row.params,
-                     "peak_memory_mb": row.peak_memory_mb, "loads": True})
+        measured, recorded = correct / len(raw.y_test), float(row["accuracy"])
+        rows.append({"source": row["source"], "trial": row["trial"], "arch": row["arch"], "recorded_accuracy": recorded,
+                     "remeasured_accuracy": measured, "delta_points": round(100 * (measured - recorded), 3),
+                     "latency_ms": row["latency_ms"], "macs": row["macs"], "params": row["params"],
+                     "peak_memory_mb": row["peak_memory_mb"], "loads": True})
     return pd.DataFrame(rows)
 
 
@@ -99,6 +99,7 @@ def main() -> int:
     searched = table[table["source"] == "search"]
     profile = load_profile("cpu")
     lat = profile.latency
+    assert lat is not None  # the bundled cpu profile is a measured one
     trials = pd.read_csv(run_dir / "trials.csv")
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / "quickstart.csv", index=False)

@@ -117,7 +117,8 @@ def bad_input_table(ws: Path) -> list[dict[str, Any]]:
         try:
             out = subprocess.run([sys.executable, "-m", "nas.cli", *argv], cwd=ws, capture_output=True, text=True,
                                  env=ENV, timeout=120)
-            exit_code, err = out.returncode, [line for line in out.stderr.splitlines() if line.strip()]
+            exit_code: int | str = out.returncode
+            err = [line for line in out.stderr.splitlines() if line.strip()]
         except subprocess.TimeoutExpired:
             exit_code, err = "timeout", ["(hung for 120 s)"]
         changed = bad_inputs.changed(before, bad_inputs.snapshot(ws))

@@ -6,8 +6,10 @@ images, each file run in the LiteRT interpreter:
 - ``litert-torch PT2E``: PyTorch 2 export quantization (litert-torch's PT2EQuantizer, symmetric
   per-channel weights, static activations) converted by litert-torch;
 - ``litert-torch + AI Edge Quantizer``: litert-torch's fp32 conversion, then ai-edge-quantizer's
-  static int8 recipe (static_wi8_ai8) calibrated on the same images (what hwnas ships, chosen by
-  this benchmark).
+  static int8 recipe (static_wi8_ai8) calibrated on the same images.
+
+Both routes are hwnas's own (nas.deploy.tflite_int8): neither wins on every network, so an int8
+export makes both and keeps the one with the better validation accuracy.
 
 onnx2tf (ONNX -> TensorFlow -> TFLite) is not measured: it needs TensorFlow (a further ~600 MB),
 which no other part of hwnas needs.
@@ -20,58 +22,32 @@ benchmarks/results/tflite_converters.md and .csv.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from nas.data.splits import Preprocess
+from nas.data.splits import Preprocess, Splits
 from nas.deploy import tflite
 from nas.deploy.artifacts import calibration_images
 from nas.deploy.edgetpu import check_edgetpu
 from nas.deploy.export import DeployInfo
 from nas.search.study import load_run_config, load_splits
 from nas.space.arch import parse
-from nas.space.builder import build, fuse_bn
+from nas.space.builder import build
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def _pt2e_int8(model: torch.nn.Module, info: DeployInfo, calibration: np.ndarray, pre: Preprocess) -> bytes:
-    """PyTorch 2 export quantization with litert-torch's PT2E quantizer (symmetric per-channel
-    weights, static activations), converted by litert-torch (hwnas's int8 route until this
-    benchmark showed it losing 16.6 points on a network with 8-group convolutions)."""
-    from litert_torch import convert
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import move_exported_model_to_eval
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    _, c, h, w = info.input_shape
-    net = tflite._NHWC(fuse_bn(copy.deepcopy(model).eval())).eval()
-    sample = (torch.zeros(1, h, w, c),)
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    graph = prepare_pt2e(torch.export.export(net, sample).module(), quantizer)
-    move_exported_model_to_eval(graph)
-    x = torch.from_numpy(tflite.nhwc_inputs(calibration, pre, h))
-    with torch.no_grad():
-        for i in range(len(x)):
-            graph(x[i:i + 1])
-    graph = convert_pt2e(graph, fold_quantize=False)
-    for module in graph.modules():
-        module.training = False
-    return bytes(convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).model_content())
-
-
-def _measure(name: str, data: bytes, seconds: float, splits: object, pre: Preprocess, resolution: int,
-             n_test: int) -> dict[str, object]:
-    x_test, y_test = splits.x_test[:n_test], splits.y_test[:n_test]  # type: ignore[attr-defined]
+def _measure(name: str, data: bytes, seconds: float, splits: Splits, pre: Preprocess, resolution: int,
+             n_test: int) -> dict[str, Any]:
+    x_test, y_test = splits.x_test[:n_test], splits.y_test[:n_test]
     it = tflite.interpreter(data)
     readiness = check_edgetpu(data)
     latency = tflite.measure_tflite_latency(data, threads=1)
@@ -101,24 +77,25 @@ def main() -> int:
     front = front[front.source == "search"]
     front = front[front.trial.isin(args.trial)] if args.trial else front.head(args.trials)
     rows = []
-    for row in front.itertuples():
-        spec = parse(str(row.arch))
+    for row in front.to_dict("records"):
+        spec = parse(str(row["arch"]))
         model = build(spec)
-        model.load_state_dict(torch.load(run_dir / "trials" / f"{int(row.trial):04d}" / "weights.pt", weights_only=True))
+        model.load_state_dict(torch.load(run_dir / "trials" / f"{int(row['trial']):04d}" / "weights.pt", weights_only=True))
         model.eval()
         info = DeployInfo.for_arch(spec, pre, splits.classes)
         calibration = calibration_images(splits, 256, 0)
         for name, make in (("fp32 (litert-torch)", lambda: tflite.to_tflite(model, info, precision="fp32")),
                            ("int8 litert-torch PT2E",
-                            lambda: _pt2e_int8(model, info, calibration, pre)),
+                            lambda: tflite.to_tflite(model, info, precision="int8", calibration=calibration,
+                                                     preprocess=pre, route="pt2e")),
                            ("int8 litert-torch fp32 + AI Edge Quantizer static_wi8_ai8 (hwnas)",
                             lambda: tflite.to_tflite(model, info, precision="int8", calibration=calibration,
                                                      preprocess=pre))):
             started = time.perf_counter()
             data = make()
             r = _measure(name, data, time.perf_counter() - started, splits, pre, spec.resolution, args.test_images)
-            rows.append({"trial": row.trial, "macs": row.macs, **r})
-            print(f"trial {row.trial} {name}: {100 * float(r['test_accuracy']):.2f}% {r['bytes']} B "  # type: ignore[arg-type]
+            rows.append({"trial": row["trial"], "macs": row["macs"], **r})
+            print(f"trial {row['trial']} {name}: {100 * float(r['test_accuracy']):.2f}% {r['bytes']} B "
                   f"{r['convert_s']} s, Edge TPU ready {r['edgetpu_ready']}", flush=True)
     table = pd.DataFrame(rows)
     fp32 = table[table.route.str.startswith("fp32")].set_index("trial").test_accuracy

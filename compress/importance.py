@@ -10,8 +10,9 @@ from torch import nn
 
 from compress.coupling import Group, channel_groups
 from nas.core.errors import UserError
+from nas.core.vocab import PRUNE_CRITERIA as CRITERIA
 
-CRITERIA = ("l1", "taylor", "bn")
+__all__ = ["CRITERIA", "channel_importance", "slimming_penalty"]
 
 
 def _total(tensors: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -35,15 +35,15 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from nas.core.errors import UserError
+from nas.core.vocab import QUANTIZE_MODES as MODES
+from nas.core.vocab import QUANTIZE_SCALES as SCALES
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                        "percentile": CalibrationMethod.Percentile}
-MODES = ("static", "dynamic", "fp16")
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-SCALES = ("float", "pof2")  # pof2: power-of-two scales (Vitis AI's DPU)
 
 
 class _Batches(CalibrationDataReader):

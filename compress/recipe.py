@@ -23,6 +23,7 @@ from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MO
 from nas.core.config import CompressionSpace
 from nas.core.errors import UserError
 from nas.core.schema import check, from_mapping
+from nas.deploy.tflite_int8 import Int8Options
 
 T = TypeVar("T", bool, int, float, str)  # the types of an Optuna categorical choice
 
@@ -158,6 +159,17 @@ class QuantizeConfig:
               "empty unless mode is static")
         for group, bits in self.weight_bits.items():
             check(bits in BITS, f"quantize.weight_bits.{group}", bits, ", ".join(map(str, BITS)))
+
+
+def tflite_int8_options(recipe: Recipe | None) -> Int8Options:
+    """The recipe's static int8 choices as the int8 TFLite file takes them (one int8 path: what a
+    recipe says about quantization applies to whichever file its target runs); defaults when the
+    recipe quantizes otherwise or not at all."""
+    q = recipe.quantize if recipe is not None else None
+    if q is None or q.mode != "static":
+        return Int8Options()
+    return Int8Options(calibration_images=q.calibration_images, per_channel=q.per_channel,
+                       calibration_method=q.calibration_method, scales=q.scales, qat=q.qat_iters > 0)
 
 
 @dataclass(frozen=True)

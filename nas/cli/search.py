@@ -106,6 +106,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {run_dir / m.path}: {m.bytes} bytes, test accuracy {100 * m.test_accuracy:.2f}% measured on the "
           f"file by {m.runtime}; host latency {m.host_latency_ms:.4f} ms ({m.latency_how})")
     for key, value in m.extra:
+        if key == "int8_route":
+            print(f"int8 route {value}: {m.how}")
         if key == "edgetpu_summary":
             print(f"{value}\ncompile for the Edge TPU with: {compiler_command(run_dir / m.path)}")
     return 0

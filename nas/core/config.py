@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from nas.core.errors import UserError
 from nas.core.schema import check, check_choices, from_mapping, load_yaml
-from nas.core.vocab import ARTIFACT_NAMES, BUDGET_KEYS, OBJECTIVES
+from nas.core.vocab import ARTIFACT_NAMES, BUDGET_KEYS, OBJECTIVES, PRUNE_CRITERIA, QUANTIZE_MODES, QUANTIZE_SCALES
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
 # bounds of a search space: far beyond what trains on one device, low enough never to hang
@@ -269,11 +269,11 @@ class BaselinesConfig:
 class CompressionSpace:
     """Compression knobs searched beside the architecture (see compress.recipe.sample_recipe)."""
 
-    prune_criteria: tuple[str, ...] = ("none",)  # none, l1, taylor, bn
+    prune_criteria: tuple[str, ...] = ("none",)  # none, or vocab.PRUNE_CRITERIA
     prune_ratios: tuple[float, ...] = (0.25, 0.5)  # share of hidden channels removed
     distill: tuple[bool, ...] = (True,)  # fine-tune after pruning with the unpruned model as teacher
     finetune_iters: int = 100
-    quantize: tuple[str, ...] = ("none",)  # none, static, dynamic, fp16
+    quantize: tuple[str, ...] = ("none",)  # none, or vocab.QUANTIZE_MODES
     calibration_images: int = 256
     rank_ratios: tuple[float, ...] = (1.0,)  # low-rank 1x1 convs and linear layers; 1.0: off
     share_bits: tuple[int, ...] = (0,)  # weight sharing + Huffman, bits per layer; 0: off
@@ -281,10 +281,10 @@ class CompressionSpace:
     quantize_scales: str = "float"  # static int8: float, or pof2 (per-tensor power-of-two scales: Vitis AI's DPU)
 
     def __post_init__(self) -> None:
-        check_choices(self.prune_criteria, "compression.prune_criteria", ("none", "l1", "taylor", "bn"))
+        check_choices(self.prune_criteria, "compression.prune_criteria", ("none", *PRUNE_CRITERIA))
         for r in self.prune_ratios:
             check(0 < r < 1, "compression.prune_ratios", r, "numbers between 0 and 1")
-        check_choices(self.quantize, "compression.quantize", ("none", "static", "dynamic", "fp16"))
+        check_choices(self.quantize, "compression.quantize", ("none", *QUANTIZE_MODES))
         check(self.finetune_iters >= 0, "compression.finetune_iters", self.finetune_iters, "integers >= 0")
         check(self.calibration_images >= 1, "compression.calibration_images", self.calibration_images,
               "integers >= 1")
@@ -293,8 +293,8 @@ class CompressionSpace:
         for b in self.share_bits:
             check(0 <= b <= 8, "compression.share_bits", b, "integers from 0 (off) to 8")
         check_choices(self.weight_bits, "compression.weight_bits", (8, 4))
-        check(self.quantize_scales in ("float", "pof2"), "compression.quantize_scales", self.quantize_scales,
-              "float, pof2")
+        check(self.quantize_scales in QUANTIZE_SCALES, "compression.quantize_scales", self.quantize_scales,
+              ", ".join(QUANTIZE_SCALES))
         for name in ("prune_criteria", "prune_ratios", "distill", "quantize", "rank_ratios", "share_bits",
                      "weight_bits"):
             check(bool(getattr(self, name)), f"compression.{name}", getattr(self, name), "a non-empty list")

@@ -12,6 +12,12 @@ BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 
 # Block kinds are not listed here: each is an entry of the table in nas.space.kinds.
 
+# Structured pruning's importance criteria (compress.importance), onnxruntime quantization modes and
+# static int8 scale forms (compress.quantize: pof2, power-of-two scales, is Vitis AI's DPU's).
+PRUNE_CRITERIA = ("l1", "taylor", "bn")
+QUANTIZE_MODES = ("static", "dynamic", "fp16")
+QUANTIZE_SCALES = ("float", "pof2")
+
 # What a search can optimise, and in which direction (Optuna's study directions).
 OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
               "parameters": "minimize", "peak_memory_mb": "minimize"}

@@ -13,6 +13,7 @@ accuracy, size and host latency are the ones the record reports.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -27,6 +28,9 @@ from nas.data.splits import Splits
 from nas.deploy.edgetpu import check_edgetpu
 from nas.deploy.export import DeployInfo
 from nas.deploy.tflite import converter_version, measure_tflite_latency, tflite_accuracy, to_tflite
+from nas.deploy.tflite_int8 import ROUTE_NAMES, Int8Options
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,25 +96,44 @@ class MeasuredFile:
 
 
 def tflite_file(model: nn.Module, info: DeployInfo, kind: ArtifactKind, splits: Splits, *, resolution: int,
-                seed: int, rel_path: str, calibration_count: int = TFLITE_CALIBRATION_IMAGES,
+                seed: int, rel_path: str, int8: Int8Options | None = None,
                 threads: int = 1) -> tuple[bytes, MeasuredFile]:
-    """Convert the float ``model`` to ``kind`` (TFLite fp32 or full-integer int8 calibrated on
-    training images), then measure the file: accuracy and host latency in the LiteRT interpreter,
-    and for int8 the Edge TPU readiness check."""
-    precision = kind.precision or "fp32"
-    calibration = calibration_images(splits, calibration_count, seed) if precision == "int8" else None
-    data = to_tflite(model, info, precision=precision, calibration=calibration, preprocess=splits.preprocess)
+    """Convert the float ``model`` to ``kind`` (TFLite fp32 or full-integer int8), then measure
+    the file: accuracy and host latency in the LiteRT interpreter, and for int8 the Edge TPU
+    readiness check. int8 is made by every route of ``int8`` (default: the default options) on
+    training images, and the file with the best validation accuracy is kept (the first route on
+    a tie); which route, and every route's validation accuracy, go into ``how`` and ``extra``."""
+    if kind.precision != "int8":
+        data = to_tflite(model, info, precision="fp32")
+        return data, _measure(data, kind, splits, resolution, rel_path, threads, converter_version(), ())
+    options = int8 or Int8Options()
+    calibration = calibration_images(splits, options.calibration_images, seed)
+    made = {route: to_tflite(model, info, precision="int8", calibration=calibration, preprocess=splits.preprocess,
+                             route=route, per_channel=options.per_channel) for route in options.routes}
+    val = {route: tflite_accuracy(data, splits.x_val, splits.y_val, preprocess=splits.preprocess,
+                                  resolution=resolution) for route, data in made.items()}
+    route = max(options.routes, key=lambda r: (val[r], -options.routes.index(r)))
+    notes = options.unexpressed()
+    for note in notes:
+        log.info("int8 TFLite: %s", note)
+    how = (f"{converter_version()}, {ROUTE_NAMES[route]} ({version(_ROUTE_PACKAGE[route])}): {options.describe()}; "
+           f"route chosen on validation accuracy ({', '.join(f'{r} {100 * a:.2f}%' for r, a in val.items())})"
+           + "".join(f"; {note}" for note in notes))
+    data = made[route]
+    extra = (("int8_route", route), ("int8_route_val_accuracy", {r: round(a, 6) for r, a in val.items()}),
+             *check_edgetpu(data).to_attrs().items())
+    return data, _measure(data, kind, splits, resolution, rel_path, threads, how, extra)
+
+
+_ROUTE_PACKAGE = {"aiq": "ai-edge-quantizer", "pt2e": "litert-torch"}
+
+
+def _measure(data: bytes, kind: ArtifactKind, splits: Splits, resolution: int, rel_path: str, threads: int,
+             how: str, extra: tuple[tuple[str, Any], ...]) -> MeasuredFile:
     accuracy = {name: tflite_accuracy(data, x, y, preprocess=splits.preprocess, resolution=resolution)
                 for name, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test))}
     latency = measure_tflite_latency(data, threads=threads)
-    how = f"{converter_version()}"
-    extra: tuple[tuple[str, Any], ...] = ()
-    if precision == "int8":
-        how += (f", then AI Edge Quantizer {version('ai-edge-quantizer')} static_wi8_ai8: int8 weights per output "
-                f"channel, int8 activations min-max calibrated on {len(calibration) if calibration is not None else 0} "
-                "training images, int8 input and output")
-        extra = tuple(check_edgetpu(data).to_attrs().items())
-    return data, MeasuredFile(kind.name, rel_path, len(data), latency.runtime, accuracy["val"], accuracy["test"],
-                              latency.median_ms, latency.p90_ms,
-                              f"measured on this host with {latency.runtime}, batch 1, {latency.threads} thread(s), "
-                              f"median of {latency.repeats} runs after {latency.warmup} warm-up", how, extra)
+    return MeasuredFile(kind.name, rel_path, len(data), latency.runtime, accuracy["val"], accuracy["test"],
+                        latency.median_ms, latency.p90_ms,
+                        f"measured on this host with {latency.runtime}, batch 1, {latency.threads} thread(s), "
+                        f"median of {latency.repeats} runs after {latency.warmup} warm-up", how, extra)

@@ -1,21 +1,17 @@
 """LiteRT (TFLite) export of a trained network, fp32 or full-integer int8, with the ONNX files'
 metadata, and the file's accuracy and host latency measured by the LiteRT interpreter.
 
-Conversion is litert-torch's (PyTorch -> LiteRT directly, no TensorFlow). int8 is AI Edge
-Quantizer's full-integer static recipe on that fp32 file: int8 weights (symmetric, per output
-channel) and activations (calibrated on training images), int32 biases, int8 input and output:
-the form the Edge TPU compiler takes. The int8 route was chosen by measurement
-(benchmarks/tflite_converters.py; README "LiteRT export"). The input is NHWC with
-a static batch of 1, as the Edge TPU needs.
+Conversion is litert-torch's (PyTorch -> LiteRT directly, no TensorFlow). int8 is full-integer
+static (int8 weights and activations, int32 biases, int8 input and output: the form the Edge TPU
+compiler takes) by one of two routes, :mod:`nas.deploy.tflite_int8`. The input is NHWC with a
+static batch of 1, as the Edge TPU needs.
 
 litert-torch and ai-edge-litert are the optional extra ``hwnas[tflite]``; without it these
 functions raise a one-line :class:`~nas.core.errors.UserError` saying what to install.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import logging
 import statistics
@@ -36,6 +32,7 @@ from nas.deploy import _optional
 from nas.deploy.contract import CONTRACT_KEY, contract_json
 from nas.deploy.export import DeployInfo
 from nas.deploy.host_latency import LatencyMeasurement
+from nas.deploy.tflite_int8 import INT8_ROUTES, aiq_int8, pt2e_int8
 from nas.space.builder import fuse_bn
 
 log = logging.getLogger(__name__)
@@ -84,9 +81,11 @@ def _quiet() -> None:
 
 
 def to_tflite(model: nn.Module, info: DeployInfo, *, precision: str = "fp32",
-              calibration: np.ndarray | None = None, preprocess: Preprocess | None = None) -> bytes:
+              calibration: np.ndarray | None = None, preprocess: Preprocess | None = None, route: str = "aiq",
+              per_channel: bool = True) -> bytes:
     """Convert ``model`` (BatchNorm folded) to a .tflite file's bytes with ``info`` as metadata.
-    ``int8`` needs ``calibration`` (uint8 NHWC training images) and their ``preprocess``."""
+    ``int8`` needs ``calibration`` (uint8 NHWC training images) and their ``preprocess``, and
+    takes ``route`` (:data:`~nas.deploy.tflite_int8.INT8_ROUTES`) and ``per_channel`` weights."""
     require()
     if precision not in TFLITE_PRECISIONS:
         raise UserError(f"TFLite precision {precision!r} not allowed; allowed: {', '.join(TFLITE_PRECISIONS)}")
@@ -96,7 +95,7 @@ def to_tflite(model: nn.Module, info: DeployInfo, *, precision: str = "fp32",
     sample = (torch.zeros(1, h, w, c),)
     with warnings.catch_warnings():  # torch's pytree deprecation notes, once per exported tensor
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
-        data = _convert(net, sample, precision, calibration, preprocess, h)
+        data = _convert(net, sample, precision, calibration, preprocess, h, route=route, per_channel=per_channel)
     it = interpreter(data)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     contract = info.contract(layout="NHWC", batch=1, input_quantization=_quantization(inp),
@@ -117,28 +116,22 @@ def _quantization(detail: dict[str, Any]) -> tuple[float, int, str] | None:
 
 
 def _convert(net: nn.Module, sample: tuple[torch.Tensor], precision: str, calibration: np.ndarray | None,
-             preprocess: Preprocess | None, resolution: int) -> bytes:
-    """fp32: litert-torch's conversion. int8: that file, then AI Edge Quantizer's full-integer
-    static recipe (int8 weights per channel, int8 activations, int8 input and output) calibrated
-    on ``calibration``: measured more robust than litert-torch's PT2E route, which lost 16.6
-    points on a network with 8-group convolutions where this lost 0.2 (README, "LiteRT export")."""
+             preprocess: Preprocess | None, resolution: int, *, route: str, per_channel: bool) -> bytes:
+    """fp32: litert-torch's conversion. int8: ``route`` on ``calibration`` (uint8 training images)."""
+    if precision == "int8" and route not in INT8_ROUTES:
+        raise UserError(f"int8 TFLite route {route!r} not allowed; allowed: {', '.join(INT8_ROUTES)}")
+    if precision == "int8" and (calibration is None or preprocess is None or not len(calibration)):
+        raise ValueError("int8 TFLite export needs calibration images and their preprocessing")
+    if precision == "int8" and route == "pt2e":
+        assert calibration is not None and preprocess is not None
+        return pt2e_int8(net, sample, nhwc_inputs(calibration, preprocess, resolution), per_channel=per_channel)
     edge = _optional.load("litert_torch").convert(net, sample)
     fp32: bytes = edge.model_content() if hasattr(edge, "model_content") else _bytes_of(edge)
     if precision == "fp32":
         return fp32
-    if calibration is None or preprocess is None or not len(calibration):
-        raise ValueError("int8 TFLite export needs calibration images and their preprocessing")
-    quantizer = _optional.load("ai_edge_quantizer.quantizer").Quantizer(bytearray(fp32))
-    quantizer.load_quantization_recipe(_optional.load("ai_edge_quantizer.recipe").static_wi8_ai8())
-    x = nhwc_inputs(calibration, preprocess, resolution)
-    signature = interpreter(fp32).get_signature_runner()
-    name = next(iter(signature.get_input_details()))
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress bars
-        ranges = quantizer.calibrate({"serving_default": [{name: x[i:i + 1]} for i in range(len(x))]}, num_threads=1)
-        out = quantizer.quantize(ranges).quantized_model
-    if out is None:
-        raise RuntimeError("AI Edge Quantizer returned no model")
-    return bytes(out)
+    assert calibration is not None and preprocess is not None
+    name = next(iter(interpreter(fp32).get_signature_runner().get_input_details()))
+    return aiq_int8(fp32, nhwc_inputs(calibration, preprocess, resolution), name, per_channel=per_channel)
 
 
 def _bytes_of(edge: Any) -> bytes:

@@ -14,6 +14,8 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta, upload_artifact
 
+from nas.search._optuna import storage_of
+
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +48,7 @@ def trial_file(study: optuna.Study, trial: optuna.trial.FrozenTrial, local: Path
     (the trial ran on another machine's worker)."""
     if local.exists() or store is None:
         return local.read_bytes()
-    meta = next((m for m in get_all_artifact_meta(trial, storage=study._storage) if m.filename == local.name), None)
+    meta = next((m for m in get_all_artifact_meta(trial, storage=storage_of(study)) if m.filename == local.name), None)
     if meta is None:
         raise FileNotFoundError(f"{local} is neither in this run folder nor in the artifact store")
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from compress.pipeline import apply_recipe, deployed_weight_mb
-from compress.recipe import Recipe
+from compress.recipe import Recipe, tflite_int8_options
 from nas.core.config import Budgets, SearchConfig, TrainConfig
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
@@ -243,7 +243,8 @@ class _Evaluation:
                                                 + (", then the recipe's quantizer" if self.recipe else ""))
             else:
                 data, measured = tflite_file(compressed if compressed is not None else model, self.info, kind, splits,
-                                             resolution=spec.resolution, seed=self.seed, rel_path=rel)
+                                             resolution=spec.resolution, seed=self.seed, rel_path=rel,
+                                             int8=tflite_int8_options(self.recipe))
                 write_atomic(out / kind.filename, data)
                 files[kind.name] = measured
         primary = files[primary_kind(context.artifacts, self.record.precision).name]

@@ -152,6 +152,11 @@ class CandidateResult:
         return row
 
 
+def failure_attrs(error: str) -> dict[str, Any]:
+    """The attributes of a trial that failed before it had a result (its worker died): its error."""
+    return {"error": error}
+
+
 def result_of(trial: optuna.trial.FrozenTrial) -> CandidateResult | None:
     """The record of a finished or failed trial; None for a trial that stored none (failed before sampling)."""
     if "arch" not in trial.user_attrs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 from compress.pipeline import apply_recipe
 from compress.quantize import quantize
-from compress.recipe import parse_recipe
+from compress.recipe import Recipe, parse_recipe, tflite_int8_options
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
 from nas.data.splits import Splits, to_tensor
@@ -44,22 +45,23 @@ def _load_metrics(folder: Path) -> dict[str, Any]:
     return metrics
 
 
-def _rebuild(metrics: dict[str, Any], run_dir: Path, splits: Splits) -> tuple[Net, bytes | None, DeployInfo]:
-    """The trial's float network (compressed by its recipe, if any) and the recipe's ONNX file."""
-    spec = parse(metrics["arch"])
-    weights = run_dir / str(metrics.get("weights_path"))
+def _rebuild(result: CandidateResult, run_dir: Path,
+             splits: Splits) -> tuple[Net, bytes | None, DeployInfo, Recipe | None]:
+    """The trial's float network (compressed by its recipe, if any), the recipe's ONNX file and
+    the recipe."""
+    spec = parse(result.arch)
+    weights = run_dir / str(result.weights_path)
     if not weights.exists():
         raise UserError(f"{weights} is missing: the trial's trained weights are needed to re-export it")
     model = build(spec)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
     info = DeployInfo.for_arch(spec, splits.preprocess, splits.classes)
-    recipe_json = metrics.get("recipe")
-    if not recipe_json or recipe_json == "none":
-        return model, None, info
-    recipe = parse_recipe(json.loads(recipe_json), where="the trial's recipe")
-    onnx_bytes, compressed, _ = apply_recipe(model, spec, recipe, splits, seed=int(metrics.get("seed", 0)))
-    return compressed, onnx_bytes if recipe.quantize is not None else None, info
+    if not result.recipe or result.recipe == "none":
+        return model, None, info, None
+    recipe = parse_recipe(json.loads(result.recipe), where="the trial's recipe")
+    onnx_bytes, compressed, _ = apply_recipe(model, spec, recipe, splits, seed=result.seed)
+    return compressed, onnx_bytes if recipe.quantize is not None else None, info, recipe
 
 
 def reexport(folder: Path, *, run_dir: Path, fmt: str, precision: str, splits: Splits) -> MeasuredFile:
@@ -68,48 +70,50 @@ def reexport(folder: Path, *, run_dir: Path, fmt: str, precision: str, splits: S
         raise UserError(f"--format {fmt} --precision {precision} not allowed; allowed: --format "
                         f"{'|'.join(FORMATS)} with --precision {'|'.join(PRECISIONS)}")
     metrics = _load_metrics(folder)
-    model, recipe_onnx, info = _rebuild(metrics, run_dir, splits)
-    spec = parse(metrics["arch"])
-    seed = int(metrics.get("seed", 0))
+    result = CandidateResult.from_attrs(metrics)
+    model, recipe_onnx, info, recipe = _rebuild(result, run_dir, splits)
+    spec = parse(result.arch)
     rel = folder.relative_to(run_dir)
     if fmt == "tflite":
         kind = ARTIFACT_KINDS[f"tflite-{precision}"]
-        data, measured = tflite_file(model, info, kind, splits, resolution=spec.resolution, seed=seed,
-                                     rel_path=str(rel / kind.filename))
+        data, measured = tflite_file(model, info, kind, splits, resolution=spec.resolution, seed=result.seed,
+                                     rel_path=str(rel / kind.filename), int8=tflite_int8_options(recipe))
         name = kind.filename
     else:
-        if precision == "int8" and recipe_onnx is not None and json.loads(metrics["recipe"]).get("quantize"):
-            data, how = recipe_onnx, "the trial's recipe (onnxruntime static int8)"
-        elif precision == "int8":
-            calibration = to_tensor(calibration_images(splits, TFLITE_CALIBRATION_IMAGES, seed), splits.preprocess,
-                                    spec.resolution).numpy()
-            data = quantize(to_onnx(model, info), "static", calibration_inputs=calibration)
-            how = (f"onnxruntime static int8 QDQ, per-channel weights, min-max calibration on {len(calibration)} "
-                   "training images")
-        else:
-            data, how = to_onnx(model, info), "torch.onnx (TorchScript exporter)"
         name = "model.onnx" if precision == "fp32" else ONNX_INT8_FILENAME
-        accuracy = {n: onnx_accuracy(data, x, y, preprocess=splits.preprocess, resolution=spec.resolution)
-                    for n, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test))}
-        latency = measure_latency(data, info.input_shape, threads=1, repeats=200)
-        measured = MeasuredFile(f"onnx-{precision}", str(rel / name), len(data), latency.runtime, accuracy["val"],
-                                accuracy["test"], latency.median_ms, latency.p90_ms, latency.describe(), how)
+        data, measured = _onnx_file(model, info, spec.resolution, splits, precision=precision, seed=result.seed,
+                                    recipe_onnx=recipe_onnx, rel_path=str(rel / name))
     write_atomic(folder / name, data)
-    artifacts = dict(metrics.get("artifacts") or {})
     key = measured.kind if fmt == "tflite" else ("onnx" if precision == "fp32" else "onnx-int8")
-    artifacts[key] = measured.to_json()
-    metrics["artifacts"] = artifacts
+    result = replace(result, artifacts={**result.artifacts, key: measured.to_json()})
+    metrics.update(result.to_attrs())  # the record spells its keys; the file's other entries stay
     write_atomic(folder / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n").encode())
-    _rewrite_card(folder, metrics, artifacts)
+    _rewrite_card(folder, result)
     return measured
 
 
-def _rewrite_card(folder: Path, metrics: dict[str, Any], artifacts: dict[str, Any]) -> None:
-    try:
-        result = CandidateResult.from_attrs(metrics)
-    except UserError:
-        return
-    spec = parse(metrics["arch"])
-    (folder / "README.md").write_text(model_card(result, artifacts, input_shape=(1, spec.in_chs, spec.resolution,
-                                                                                  spec.resolution),
-                                                 title=str(folder)))
+def _onnx_file(model: Net, info: DeployInfo, resolution: int, splits: Splits, *, precision: str, seed: int,
+               recipe_onnx: bytes | None, rel_path: str) -> tuple[bytes, MeasuredFile]:
+    """fp32 ONNX, or int8: the recipe's own quantized file when it has one, else static int8."""
+    if precision == "int8" and recipe_onnx is not None:
+        data, how = recipe_onnx, "the trial's recipe (onnxruntime static int8)"
+    elif precision == "int8":
+        calibration = to_tensor(calibration_images(splits, TFLITE_CALIBRATION_IMAGES, seed), splits.preprocess,
+                                resolution).numpy()
+        data = quantize(to_onnx(model, info), "static", calibration_inputs=calibration)
+        how = (f"onnxruntime static int8 QDQ, per-channel weights, min-max calibration on {len(calibration)} "
+               "training images")
+    else:
+        data, how = to_onnx(model, info), "torch.onnx (TorchScript exporter)"
+    accuracy = {n: onnx_accuracy(data, x, y, preprocess=splits.preprocess, resolution=resolution)
+                for n, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test))}
+    latency = measure_latency(data, info.input_shape, threads=1, repeats=200)
+    return data, MeasuredFile(f"onnx-{precision}", rel_path, len(data), latency.runtime, accuracy["val"],
+                              accuracy["test"], latency.median_ms, latency.p90_ms, latency.describe(), how)
+
+
+def _rewrite_card(folder: Path, result: CandidateResult) -> None:
+    spec = parse(result.arch)
+    card = model_card(result, result.artifacts, input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
+                      title=str(folder))
+    write_atomic(folder / "README.md", card.encode())

@@ -26,6 +26,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nas.search._optuna import fail_trial, set_system_attr
+from nas.search.record import failure_attrs
 from nas.search.storage import GRACE_S, HEARTBEAT_S
 
 log = logging.getLogger(__name__)
@@ -110,8 +112,8 @@ def register_worker(storage: optuna.storages.BaseStorage, study_name: str) -> in
 
 def claim(trial: optuna.Trial) -> None:
     """Mark ``trial`` as run by this process."""
-    trial.storage.set_trial_system_attr(trial._trial_id, HOLDER, asdict(Holder.me()))
-    trial.storage.set_trial_system_attr(trial._trial_id, BEAT, time.time())
+    set_system_attr(trial, HOLDER, asdict(Holder.me()))
+    set_system_attr(trial, BEAT, time.time())
 
 
 @contextmanager
@@ -123,7 +125,7 @@ def heartbeat(trial: optuna.Trial, *, interval: float = HEARTBEAT_S) -> Iterator
     def beat() -> None:
         while not done.wait(interval):
             try:
-                trial.storage.set_trial_system_attr(trial._trial_id, BEAT, time.time())
+                set_system_attr(trial, BEAT, time.time())
             except Exception as exc:  # a missed beat is retried; the trial itself goes on
                 log.warning("heartbeat of trial %d failed: %s", trial.number, exc)
 
@@ -160,13 +162,10 @@ def recover_stale(study: optuna.Study, *, grace: float = GRACE_S) -> list[int]:
         reason = stale_reason(trial, now=now, grace=grace)
         if reason is None:
             continue
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, "error", f"WorkerLost: {reason}")
-            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
+        failed = fail_trial(study, trial, failure_attrs(f"WorkerLost: {reason}"))
+        if failed is None:
             continue  # another worker recovered it first
-        again = enqueue_again(study, study._storage.get_trial(trial._trial_id))
+        again = enqueue_again(study, failed)
         log.warning("trial %d failed: %s; %s", trial.number, reason,
                     "enqueued again" if again else f"not enqueued again (lost {MAX_RETRY + 1} times)")
         recovered.append(trial.number)

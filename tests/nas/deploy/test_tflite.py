@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data.splits import Preprocess, to_tensor
+from nas.core.errors import UserError
+from nas.data.splits import Preprocess, Splits, to_tensor
 from nas.deploy.contract import CONTRACT_KEY, apply_contract, parse_contract, read_output
 from nas.deploy.export import DeployInfo, read_metadata, to_onnx
 from nas.deploy.host_latency import session
@@ -18,7 +19,9 @@ from nas.space.builder import build
 tflite = pytest.importorskip("nas.deploy.tflite")
 if not tflite.available():
     pytest.skip("needs the tflite extra (LiteRT)", allow_module_level=True)
-from nas.deploy.edgetpu import check_edgetpu, compiler_command  # noqa: E402  (needs the extra)
+from nas.deploy.artifacts import ARTIFACT_KINDS, tflite_file  # noqa: E402  (needs the extra)
+from nas.deploy.edgetpu import check_edgetpu, compiler_command  # noqa: E402
+from nas.deploy.tflite_int8 import Int8Options  # noqa: E402
 
 IR = "in_c1_r12-stem_k3_s1_c8-ir_r1_k3_s2_e3_c16-ir_r1_k5_s1_e3_c16-head_c32-fc_c10"
 HSWISH = "in_c1_r12-stem_k3_s1_c8-ir_r1_k3_s2_e3_c16_hs1-head_c32-fc_c10"  # HARD_SWISH: not in the op table
@@ -126,3 +129,35 @@ def test_readiness_names_the_op_that_falls_back_and_everything_after(images: np.
 def test_compiler_command_is_the_one_to_run() -> None:
     assert compiler_command("models/0003/model_int8.tflite") == \
         "edgetpu_compiler -s -o models/0003 models/0003/model_int8.tflite"
+
+
+@pytest.mark.parametrize("route, per_channel", [("pt2e", True), ("aiq", False)])
+def test_every_int8_route_is_integer_throughout_and_close_to_fp32(ir_files: dict[str, bytes], images: np.ndarray,
+                                                                  route: str, per_channel: bool) -> None:
+    model, info = _model(IR)
+    data = tflite.to_tflite(model, info, precision="int8", calibration=images, preprocess=PRE, route=route,
+                            per_channel=per_channel)
+    it = tflite.interpreter(data)
+    assert it.get_input_details()[0]["dtype"] == np.int8 and it.get_output_details()[0]["dtype"] == np.int8
+    x = tflite.nhwc_inputs(images, PRE, 12)
+    fp32, int8 = tflite.tflite_logits(ir_files["fp32"], x), tflite.tflite_logits(data, x)
+    assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.85
+    with pytest.raises(UserError, match="int8 TFLite route 'tf' not allowed; allowed: aiq, pt2e"):
+        tflite.to_tflite(model, info, precision="int8", calibration=images, preprocess=PRE, route="tf")
+
+
+def test_the_int8_file_is_the_route_with_the_best_validation_accuracy(images: np.ndarray) -> None:
+    model, info = _model(IR)
+    labels = torch.argmax(model(to_tensor(images, PRE, 12)), 1).numpy().astype(np.int64)  # the float model's answers
+    splits = Splits("t", tuple(f"c{i}" for i in range(10)), images, labels, images[:32], labels[:32], images[32:],
+                    labels[32:], PRE)
+    options = Int8Options(calibration_images=16, calibration_method="entropy")
+    _, measured = tflite_file(model, info, ARTIFACT_KINDS["tflite-int8"], splits, resolution=12, seed=0,
+                              rel_path="m/model_int8.tflite", int8=options)
+    extra = dict(measured.extra)
+    val = extra["int8_route_val_accuracy"]
+    assert set(val) == {"aiq", "pt2e"} and extra["int8_route"] == max(val, key=lambda r: (val[r], r == "aiq"))
+    assert measured.val_accuracy == pytest.approx(val[extra["int8_route"]], abs=1e-6)
+    assert "chosen on validation accuracy" in measured.how and "16 training images" in measured.how
+    assert "calibration entropy: the TFLite int8 routes calibrate min-max only" in measured.how
+    assert "edgetpu_ready" in extra
