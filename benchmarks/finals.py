@@ -85,6 +85,8 @@ def _row(final_dir: Path, splits: Splits) -> dict[str, object]:
             "litert_int8_ms": int8.get("host_latency_ms"), "onnx_bytes": onnx.get("bytes"),
             "tflite_fp32_bytes": fp32.get("bytes"), "tflite_int8_bytes": int8.get("bytes"),
             "edgetpu_ready": int8.get("edgetpu_ready"), "edgetpu_note": int8.get("edgetpu_summary", ""),
+            "int8_route": int8.get("int8_route"),  # the route kept on validation accuracy
+            "int8_route_val_acc": json.dumps(int8.get("int8_route_val_accuracy")) if int8 else None,
             "files": " ".join(sorted(Path(str(f["path"])).name for f in files.values())),
             "resolution": resolution,
             "onnx_acc_if_resize_not_antialiased": plain,
@@ -95,8 +97,9 @@ def _row(final_dir: Path, splits: Splits) -> dict[str, object]:
 def _plot(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     table = table[table.stage == "final"]
-    for row in table.itertuples():
-        ax.plot([row.macs / 1e6] * 2, [100 * row.proxy_onnx_acc, 100 * row.final_onnx_acc], color="0.7", zorder=1)
+    for row in table.to_dict("records"):
+        ax.plot([row["macs"] / 1e6] * 2, [100 * row["proxy_onnx_acc"], 100 * row["final_onnx_acc"]], color="0.7",
+                zorder=1)
     ax.scatter(table.macs / 1e6, 100 * table.proxy_onnx_acc, label="proxy (3 epochs, 20k images): ONNX", marker="o")
     ax.scatter(table.macs / 1e6, 100 * table.final_onnx_acc, label="final: ONNX (onnxruntime)", marker="*", s=120)
     ax.scatter(table.macs / 1e6, 100 * table.final_tflite_int8_acc, label="final: int8 TFLite (LiteRT)", marker="x")
@@ -111,11 +114,9 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, help="overrides final.epochs (the quickstart's: 30)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+def _stages(args: argparse.Namespace) -> tuple[float, float, list[Path]]:
+    """Search (unless the run exists), train the front's finals, export each as TFLite fp32 and
+    int8 where its folder lacks them; the seconds of the first two and the finals' metrics files."""
     search_s = 0.0 if (RUN / "study.db").exists() else _run("search", "quickstart", "--out", str(RUN))
     train = ["train", str(RUN), "--front", "--threads", str(args.threads)]
     train_s = _run(*train, *(["--epochs", str(args.epochs)] if args.epochs else []))
@@ -129,6 +130,15 @@ def main() -> int:
         for precision in ("fp32", "int8"):
             if f"tflite-{precision}" not in have:
                 _run("export", str(RUN), "--trial", trial, *stage, "--format", "tflite", "--precision", precision)
+    return search_s, train_s, finals
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, help="overrides final.epochs (the quickstart's: 30)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    search_s, train_s, finals = _stages(args)
     splits = load_splits(load_run_config(RUN), cache_dir=RUN.parent / ".cache")
     table = pd.DataFrame([_row(m.parent, splits) for m in finals]).sort_values("final_onnx_acc", ascending=False)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -171,7 +181,9 @@ def main() -> int:
         "## Finals", "",
         "`stage`: `final` is `hwnas train --front` with the quickstart's `final` section (30 epochs); "
         "`final-restart` rows continue a final with a warm restart (`hwnas train --trial N --init-from "
-        "models/N/final/weights.pt --stage restart --epochs 15 --lr 0.002`), `epochs` counting both stages.", "",
+        "models/N/final/weights.pt --stage restart --epochs 15 --lr 0.002`), `epochs` counting both stages. "
+        "`int8_route`: the route that made the int8 file, kept per model on validation accuracy over the other "
+        "(`int8_route_val_acc`; nas.deploy.tflite_int8).", "",
         shown.to_markdown(index=False), "",
         "![proxy vs final](finals.png)", "",
     ]

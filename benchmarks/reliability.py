@@ -33,7 +33,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import bad_inputs  # noqa: E402
 from tests import pg_server  # noqa: E402
 
-from nas.search.slots import FINISHED, KEY  # noqa: E402
+from nas.search.slots import FINISHED, candidate_of  # noqa: E402
 from nas.search.storage import storage_from_url  # noqa: E402
 from nas.search.workers import HOLDER  # noqa: E402
 
@@ -95,7 +95,7 @@ def fault_run(storage: str, workers: int, kills: int, trials: int, ws: Path, rng
     assert study is not None
     trials_now = study.get_trials(deepcopy=False)
     finished = [t for t in trials_now if t.state in FINISHED]
-    keys = [t.user_attrs.get(KEY) for t in finished]
+    keys = [candidate_of(t) for t in finished]
     return {"workers": workers, "requested": trials, "kills": sum(signals.values()), **signals, "mid_trial": mid_trial,
             "finished": len(finished), "completed_lost": len(seen_complete - {t.number for t in finished}),
             "duplicates": len(keys) - len(set(keys)), "left_running": sum(t.state == TrialState.RUNNING

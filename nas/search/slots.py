@@ -71,6 +71,12 @@ def counts(study: optuna.Study) -> tuple[int, int, int]:
     return sum(t.state in FINISHED for t in trials), len(failed) - skipped, skipped
 
 
+def candidate_of(trial: optuna.trial.FrozenTrial) -> str | None:
+    """The candidate key a trial claimed (None: it claimed none)."""
+    value = trial.user_attrs.get(KEY)
+    return str(value) if value is not None else None
+
+
 def skipped_reason(trial: optuna.trial.FrozenTrial) -> str | None:
     """Why a trial did not run (duplicate, surplus), or None."""
     reason = trial.user_attrs.get(SKIPPED)
