@@ -7,7 +7,7 @@ tiny search are killed at random moments (seeded) with SIGKILL or SIGTERM and re
 the kills are spent; the surviving workers then finish, and one more worker is started at the
 end (what a user does after a crash). Counted from the study itself: trials requested and
 finished, finished trials that were later lost, candidates evaluated twice, trials left
-RUNNING. Then every case of benchmarks/bad_inputs.py runs as its own ``hwnas`` process: exit
+RUNNING. Then every case of tests/bad_inputs.py runs as its own ``hwnas`` process: exit
 code, lines on stderr, files changed. Writes benchmarks/results/reliability.md and .json.
 """
 from __future__ import annotations
@@ -28,10 +28,9 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-# run as a script: its own folder (bad_inputs) and the repository (the tests' PostgreSQL helper) on the path
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-import bad_inputs  # noqa: E402
-from tests import pg_server  # noqa: E402
+# run as a script: the repository on the path, for the tests' bad-input table and PostgreSQL helper
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import bad_inputs, pg_server  # noqa: E402
 
 from nas.search.slots import FINISHED, candidate_of  # noqa: E402
 from nas.search.storage import storage_from_url  # noqa: E402

@@ -1,15 +1,13 @@
-"""Every case of benchmarks/bad_inputs.py: exit code 2, one line on stderr, no file changed."""
+"""Every case of tests/bad_inputs.py: exit code 2, one line on stderr, no file changed."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from nas.cli import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bad_inputs  # noqa: E402  (benchmarks/bad_inputs.py: the table the reliability benchmark runs too)
+from tests import bad_inputs  # the table the reliability benchmark runs too
 
 pytestmark = pytest.mark.slow
 
