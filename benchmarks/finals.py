@@ -41,6 +41,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUN = ROOT / "runs" / "bench-finals"
 HWNAS = [sys.executable, "-c", "import sys; from nas.cli import main; sys.exit(main(sys.argv[1:]))"]
 MACS_BUDGET = 2_500_000
+# the further stages this benchmark has reported, by folder name (run by hand; see README "Results")
+STAGE_NOTES = {
+    "final-restart": "`final-restart` continues a final with a warm restart (`--init-from models/N/final/weights.pt "
+                     "--stage restart --epochs 15 --lr 0.002`)",
+    "final-long": "`final-long` trains from scratch for twice the epochs with crop and flip (`--stage long --epochs 60 "
+                  "--augment crop,flip`)",
+}
 
 
 def _run(*args: str) -> float:
@@ -180,8 +187,8 @@ def main() -> int:
         "(the reasons of the others, by file, at the end)", "",
         "## Finals", "",
         "`stage`: `final` is `hwnas train --front` with the quickstart's `final` section (30 epochs); "
-        "`final-restart` rows continue a final with a warm restart (`hwnas train --trial N --init-from "
-        "models/N/final/weights.pt --stage restart --epochs 15 --lr 0.002`), `epochs` counting both stages. "
+        "`final-<name>` rows are further `hwnas train --trial N --stage <name>` runs made by hand: "
+        f"{', '.join(STAGE_NOTES.values())}; `epochs` counts a warm restart's first stage too. "
         "`int8_route`: the route that made the int8 file, kept per model on validation accuracy over the other "
         "(`int8_route_val_acc`; nas.deploy.tflite_int8).", "",
         shown.to_markdown(index=False), "",

@@ -8,7 +8,8 @@ import optuna
 import pytest
 import yaml
 
-from compress.recipe import load_recipe, parse_recipe, sample_recipe
+from compress.recipe import load_recipe, parse_recipe, sample_recipe, tflite_int8_options
+from nas.deploy.tflite_int8 import Int8Options
 from nas.core.config import CompressionSpace
 from nas.core.errors import UserError
 
@@ -45,3 +46,19 @@ def test_sample_recipe_covers_every_knob() -> None:
     nothing = {"c.prune": "none", "c.rank_ratio": 1.0, "c.share_bits": 0, "c.quantize": "none"}
     assert sample_recipe(optuna.trial.FixedTrial(nothing), space) is None
     assert parse_recipe(json.loads(recipe.to_json())) == recipe
+
+
+def test_a_recipes_static_int8_choices_reach_the_tflite_file() -> None:
+    recipe = parse_recipe({"quantize": {"mode": "static", "calibration_images": 64, "per_channel": False,
+                                        "calibration_method": "entropy", "qat_iters": 10}})
+    options = tflite_int8_options(recipe)
+    assert (options.calibration_images, options.per_channel, options.calibration_method, options.qat) == \
+        (64, False, "entropy", True)
+    notes = options.unexpressed()
+    assert len(notes) == 2 and notes[0].startswith("calibration entropy") and notes[1].startswith("QAT")
+    assert "per tensor" in options.describe() and "64 training images" in options.describe()
+    # what the TFLite file cannot take from other recipes, it takes from the defaults
+    assert tflite_int8_options(parse_recipe({"quantize": {"mode": "dynamic"}})) == Int8Options()
+    assert tflite_int8_options(None) == Int8Options() and Int8Options().unexpressed() == []
+    with pytest.raises(UserError, match="int8 TFLite route 'tf' not allowed; allowed: aiq, pt2e"):
+        Int8Options(routes=("tf",))
