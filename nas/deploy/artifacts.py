@@ -108,12 +108,20 @@ def tflite_file(model: nn.Module, info: DeployInfo, kind: ArtifactKind, splits: 
         return data, _measure(data, kind, splits, resolution, rel_path, threads, converter_version(), ())
     options = int8 or Int8Options()
     calibration = calibration_images(splits, options.calibration_images, seed)
-    made = {route: to_tflite(model, info, precision="int8", calibration=calibration, preprocess=splits.preprocess,
-                             route=route, per_channel=options.per_channel) for route in options.routes}
+    made, failed = {}, {}
+    for route in options.routes:
+        try:
+            made[route] = to_tflite(model, info, precision="int8", calibration=calibration,
+                                    preprocess=splits.preprocess, route=route, per_channel=options.per_channel)
+        except Exception as exc:  # noqa: BLE001 - converters raise many kinds; another route may convert it
+            failed[route] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+            log.warning("int8 TFLite route %s failed on this network: %s", route, failed[route])
+    if not made:
+        raise RuntimeError(f"no int8 TFLite route converted the network: {failed}")
     val = {route: tflite_accuracy(data, splits.x_val, splits.y_val, preprocess=splits.preprocess,
                                   resolution=resolution) for route, data in made.items()}
-    route = max(options.routes, key=lambda r: (val[r], -options.routes.index(r)))
-    notes = options.unexpressed()
+    route = max(made, key=lambda r: (val[r], -options.routes.index(r)))
+    notes = options.unexpressed() + [f"route {r} failed ({why})" for r, why in failed.items()]
     for note in notes:
         log.info("int8 TFLite: %s", note)
     how = (f"{converter_version()}, {ROUTE_NAMES[route]} ({version(_ROUTE_PACKAGE[route])}): {options.describe()}; "

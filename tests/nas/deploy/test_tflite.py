@@ -19,7 +19,8 @@ from nas.space.builder import build
 tflite = pytest.importorskip("nas.deploy.tflite")
 if not tflite.available():
     pytest.skip("needs the tflite extra (LiteRT)", allow_module_level=True)
-from nas.deploy.artifacts import ARTIFACT_KINDS, tflite_file  # noqa: E402  (needs the extra)
+from nas.deploy import artifacts  # noqa: E402  (needs the extra)
+from nas.deploy.artifacts import ARTIFACT_KINDS, tflite_file  # noqa: E402
 from nas.deploy.edgetpu import check_edgetpu, compiler_command  # noqa: E402
 from nas.deploy.tflite_int8 import Int8Options  # noqa: E402
 
@@ -161,3 +162,21 @@ def test_the_int8_file_is_the_route_with_the_best_validation_accuracy(images: np
     assert "chosen on validation accuracy" in measured.how and "16 training images" in measured.how
     assert "calibration entropy: the TFLite int8 routes calibrate min-max only" in measured.how
     assert "edgetpu_ready" in extra
+
+
+def test_a_route_that_cannot_convert_the_network_leaves_the_other(images: np.ndarray,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def only_aiq(*args: object, route: str = "aiq", **kwargs: object) -> bytes:
+        if route == "pt2e":
+            raise RuntimeError("unsupported op\nmore detail")
+        return tflite.to_tflite(*args, route=route, **kwargs)
+
+    monkeypatch.setattr(artifacts, "to_tflite", only_aiq)
+    model, info = _model(IR)
+    labels = np.zeros(len(images), dtype=np.int64)
+    splits = Splits("t", tuple(f"c{i}" for i in range(10)), images, labels, images[:16], labels[:16], images[16:32],
+                    labels[16:32], PRE)
+    _, measured = tflite_file(model, info, ARTIFACT_KINDS["tflite-int8"], splits, resolution=12, seed=0,
+                              rel_path="m/model_int8.tflite", int8=Int8Options(calibration_images=8))
+    assert dict(measured.extra)["int8_route"] == "aiq"
+    assert "route pt2e failed (RuntimeError: unsupported op)" in measured.how
