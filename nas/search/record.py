@@ -158,12 +158,19 @@ def failure_attrs(error: str) -> dict[str, Any]:
 
 
 def result_of(trial: optuna.trial.FrozenTrial) -> CandidateResult | None:
-    """The record of a finished or failed trial; None for a trial that stored none (failed before sampling)."""
+    """The record of a finished or failed trial; None for a trial that stored none (failed before
+    sampling), and for a running trial whose record is still being written: storages take the
+    attributes one by one, so another worker (writing tables when it finishes) may see part of it."""
     if "arch" not in trial.user_attrs:
         return None
     constraints = {k.removeprefix("constraints:"): v for k, v in trial.system_attrs.items()
                    if k.startswith("constraints:")}
-    return CandidateResult.from_attrs(trial.user_attrs, constraints=constraints)
+    try:
+        return CandidateResult.from_attrs(trial.user_attrs, constraints=constraints)
+    except (KeyError, TypeError, ValueError):
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            return None
+        raise
 
 
 def _required(value: float | None, name: str) -> float:

@@ -62,3 +62,16 @@ def test_result_of_reads_a_stored_trial_with_its_constraints() -> None:
     result = result_of(frozen)
     assert result is not None and result.constraints == {"macs": 0.5} and result.arch == ARCH
     assert result_of(study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)) is None  # failed before sampling
+
+
+def test_a_record_still_being_written_reads_as_none_while_its_trial_runs() -> None:
+    """Storages take attributes one by one: a worker finishing may read another's half-written record."""
+    study = optuna.create_study(directions=["maximize"])
+    trial = study.ask()
+    attrs = FULL.to_attrs()
+    for key in ("arch", "macs"):  # the costs' first key written, the others not yet
+        trial.set_user_attr(key, attrs[key])
+    (running,) = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert result_of(running) is None
+    with pytest.raises(KeyError):  # a finished trial's record is whole: a missing key is an error
+        result_of(study.tell(trial, 0.5))
