@@ -28,7 +28,7 @@ from nas.data.splits import Splits
 from nas.deploy.edgetpu import check_edgetpu
 from nas.deploy.export import DeployInfo
 from nas.deploy.tflite import converter_version, measure_tflite_latency, tflite_accuracy, to_tflite
-from nas.deploy.tflite_int8 import ROUTE_NAMES, Int8Options
+from nas.deploy.tflite_int8 import ROUTE_NAMES, ROUTE_PACKAGES, Int8Options
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +124,13 @@ def tflite_file(model: nn.Module, info: DeployInfo, kind: ArtifactKind, splits: 
     notes = options.unexpressed() + [f"route {r} failed ({why})" for r, why in failed.items()]
     for note in notes:
         log.info("int8 TFLite: %s", note)
-    how = (f"{converter_version()}, {ROUTE_NAMES[route]} ({version(_ROUTE_PACKAGE[route])}): {options.describe()}; "
+    how = (f"{converter_version()}, {ROUTE_NAMES[route]} ({version(ROUTE_PACKAGES[route])}): {options.describe()}; "
            f"route chosen on validation accuracy ({', '.join(f'{r} {100 * a:.2f}%' for r, a in val.items())})"
            + "".join(f"; {note}" for note in notes))
     data = made[route]
     extra = (("int8_route", route), ("int8_route_val_accuracy", {r: round(a, 6) for r, a in val.items()}),
              *check_edgetpu(data).to_attrs().items())
     return data, _measure(data, kind, splits, resolution, rel_path, threads, how, extra)
-
-
-_ROUTE_PACKAGE = {"aiq": "ai-edge-quantizer", "pt2e": "litert-torch"}
 
 
 def _measure(data: bytes, kind: ArtifactKind, splits: Splits, resolution: int, rel_path: str, threads: int,

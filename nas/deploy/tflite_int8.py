@@ -29,6 +29,7 @@ from nas.deploy import _optional
 
 INT8_ROUTES = ("aiq", "pt2e")
 ROUTE_NAMES = {"aiq": "AI Edge Quantizer static int8", "pt2e": "litert-torch PT2E static int8"}
+ROUTE_PACKAGES = {"aiq": "ai-edge-quantizer", "pt2e": "litert-torch"}  # whose version the file's how names
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def block_keys(spec: ArchSpec) -> list[str]:
             stride, cin = (stage.stride, in_chs) if i == 0 else (1, stage.out_chs)
             key = kind.hwnasbench_key(stage, f"H{size}_W{size}_Cin{cin}_Cout{stage.out_chs}", stride)
             if key is None:
-                allowed = [k for k, entry in table().items() if entry.hwnasbench_key(stage, "", 1) is not None]
+                allowed = [k for k, entry in table().items() if entry.in_hwnasbench()]
                 raise UserError(f"block {stage.format()!r} is not in the FBNet space; allowed: {', '.join(allowed)}")
             keys.append(key)
             size //= stride

@@ -147,7 +147,7 @@ class BlockKind:
         return None
 
     def residual(self, block: nn.Module) -> bool:
-        """Whether the block adds its input to its output."""
+        """Whether the block adds its input to its output (asked of blocks that join streams)."""
         return False
 
     def pointwise_input(self, block: nn.Module) -> ConvBnAct | None:
@@ -180,3 +180,8 @@ class BlockKind:
     def hwnasbench_key(self, stage: StageSpec, where: str, stride: int) -> str | None:
         """HW-NAS-Bench's key of one block (``where``: its H, W, Cin, Cout part); None: not in its space."""
         return None
+
+    @classmethod
+    def in_hwnasbench(cls) -> bool:
+        """Whether HW-NAS-Bench's tables name blocks of this kind (the kind gives their keys)."""
+        return cls.hwnasbench_key is not BlockKind.hwnasbench_key

@@ -136,10 +136,6 @@ class FusedInvertedResidualKind(BlockKind):
         se = 1 if isinstance(block.body[1], SqueezeExcite) else None
         return [ChannelGroup(name, block.body, 0, None, None, se, len(block.body) - 1, 1)], []
 
-    def residual(self, block: nn.Module) -> bool:
-        assert isinstance(block, FusedInvertedResidual)
-        return block.residual
-
     def elastic_layers(self, max_in: int, max_out: int, *, max_k: int, max_e: int, stride: int,
                        hswish: bool) -> dict[str, ElasticConvBn]:
         return {"spatial": ElasticConvBn(max_in, max_in * max_e, max_k, stride=stride, hswish=hswish),
