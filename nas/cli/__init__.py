@@ -1,39 +1,23 @@
-"""The ``hwnas`` command line: one module per command group, each registering its commands. The
-only code that prints; user errors exit 2 with one line.
-
->>> build_parser().parse_args(["zoo", "--json"]).json
-True
+"""The ``hwnas`` command line: the parser in ``nas.cli.parser``, one module per command group for
+the handlers (imported when their command runs). The only code that prints; user errors exit 2 with
+one line.
 """
 from __future__ import annotations
 
-import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 
-import optuna
-
-from nas.cli import compression, networks, predict, profile, search, supernet, train
+from nas.cli.parser import build_parser
 from nas.core.errors import UserError
-from nas.search.slots import TrialSkipped
 
 EXIT_USER_ERROR = 2
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware neural architecture search.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log library details")
-    sub = parser.add_subparsers(dest="command", required=True)
-    search.add_commands(sub)
-    compression.add_commands(sub)
-    networks.add_commands(sub)
-    profile.add_commands(sub)
-    train.add_commands(sub)
-    supernet.add_commands(sub)
-    predict.add_commands(sub)
-    return parser
+# TensorFlow (under LiteRT and AI Edge Quantizer) logs through C++ and absl at import and per
+# conversion; quiet unless --verbose. Read by TensorFlow when it loads, so set before any import.
+_QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2"}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -42,18 +26,30 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _not_skipped(record: logging.LogRecord) -> bool:
-    """Optuna logs every failed trial with its traceback; a skipped one (duplicate, surplus) has
-    its own progress line instead."""
-    return not (record.exc_info and isinstance(record.exc_info[1], TrialSkipped))
+def _configure_logging(verbose: bool) -> None:
+    import optuna
+
+    from nas.search.slots import TrialSkipped
+
+    def not_skipped(record: logging.LogRecord) -> bool:
+        """Optuna logs every failed trial with its traceback; a skipped one (duplicate, surplus)
+        has its own progress line instead."""
+        return not (record.exc_info and isinstance(record.exc_info[1], TrialSkipped))
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    optuna.logging.get_logger("optuna").addFilter(not_skipped)
+    if not verbose:
+        for key, value in _QUIET_TF.items():
+            os.environ.setdefault(key, value)
+        for name in ("absl", "tensorflow", "jax"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
-    optuna.logging.get_logger("optuna").addFilter(_not_skipped)
+    _configure_logging(args.verbose)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args))

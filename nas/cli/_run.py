@@ -23,8 +23,6 @@ from nas.search.study import baselines_study_name, find_study, load_run_config
 from nas.space.kinds import check_space
 
 EXIT_INTERRUPTED = 130
-# argparse names the type of add_subparsers() only privately
-Subparsers = argparse._SubParsersAction
 
 
 def load_run(run_dir: Path, storage: str | None) -> tuple[SearchConfig, optuna.Study | None, optuna.Study | None]:

@@ -10,7 +10,6 @@ import torch
 
 from compress.recipe import load_recipe
 from compress.report import compress, summary_line, write_report
-from nas.cli._run import Subparsers
 from nas.core.errors import UserError
 from nas.deploy.export import read_metadata
 from nas.search.record import CandidateResult
@@ -52,15 +51,3 @@ def cmd_compress(args: argparse.Namespace) -> int:
     write_report(result, out, name=name, recipe=recipe)
     print(f"  {summary_line(result.report)}\n  wrote {out}/model.onnx, report.json, report.md")
     return 0
-
-
-def add_commands(sub: Subparsers) -> None:
-    """Register ``compress`` on the ``hwnas`` parser."""
-    p = sub.add_parser("compress", help="apply a compression recipe to a trained model of a run",
-                       description="Prune (with fine-tuning, optionally distilled) and/or quantize a trained trial "
-                                   "and report accuracy, file size, MACs and measured latency before and after.")
-    p.add_argument("model_dir", help="runs/<name>/trials/<n> or runs/<name>/models/<n>")
-    p.add_argument("--recipe", required=True, help="a recipe YAML/JSON file or an inline mapping, e.g. "
-                                                   "'{prune: {criterion: l1, target_macs: 0.5}, quantize: {mode: static}}'")
-    p.add_argument("--name", help="output folder name under MODEL_DIR/compressed (default: recipe-<hash>)")
-    p.set_defaults(func=cmd_compress)

@@ -5,7 +5,6 @@ import argparse
 import json
 from typing import Any
 
-from nas.cli._run import Subparsers
 from nas.core.errors import UserError
 from nas.core.vocab import PRECISIONS
 from nas.cost.costs import count_costs
@@ -88,31 +87,3 @@ def cmd_cost(args: argparse.Namespace) -> int:
     for layer in layers:
         print(f"  {layer['name']:28s} {layer['kind']:8s} {str(layer['out_shape']):18s} {layer['macs']:>12,} MACs")
     return 0
-
-
-def add_commands(sub: Subparsers) -> None:
-    """Register ``zoo`` and ``cost`` on the ``hwnas`` parser."""
-    p = sub.add_parser("zoo", help="list reference architectures with MACs and parameters",
-                       description="List reference families (MobileNetV1/V2, ShuffleNetV1/V2, ResNet-18/34/50/101, "
-                                   "MnasNet-B1, FBNet) as arch strings of the grammar, with fvcore MACs and "
-                                   "parameters.")
-    p.add_argument("--json", action="store_true", help="one JSON object per row")
-    p.add_argument("--classes", type=int, help="classifier outputs (default: 1000; FBNet CIFAR rows: 100)")
-    p.add_argument("--in-channels", type=int, help="input channels (default 3)")
-    p.add_argument("--resolution", type=int, help="input resolution for every row (default: each row's own)")
-    p.set_defaults(func=cmd_zoo)
-    p = sub.add_parser("cost", help="price one architecture on a hardware profile",
-                       description="MACs, parameters, weight and peak activation memory, and latency of an "
-                                   "architecture string or a zoo network, saying how the latency was obtained.")
-    p.add_argument("arch", nargs="?", help="a canonical architecture string")
-    p.add_argument("--zoo", help="a reference family instead: " + ", ".join(f for f in FAMILIES if f != "fbnet"))
-    p.add_argument("--width", type=float)
-    p.add_argument("--resolution", type=int)
-    p.add_argument("--groups", type=int, help="ShuffleNetV1 groups")
-    p.add_argument("--classes", type=int)
-    p.add_argument("--in-channels", type=int)
-    p.add_argument("--profile", default="cpu", help="a bundled profile name or a profile YAML path (default cpu)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--layers", action="store_true", help="add the per-layer table of the deployed graph")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_cost)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from nas.cli._run import Subparsers
 from nas.core.errors import UserError
 from nas.deploy import tflite
 from nas.deploy.contract import apply_contract, parse_contract, read_output
@@ -77,13 +76,3 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{classes[i] if i < len(classes) else i} {100 * probs[i]:.1f}%" for i in top)
         print(f"{path}: {shown}{note}")
     return 0
-
-
-def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("predict", help="classify images with an exported model, following its deploy contract",
-                       description="Prepare each image exactly as the file's hwnas.preprocess metadata says and run "
-                                   "the file (onnxruntime for .onnx, LiteRT for .tflite); print the top classes.")
-    p.add_argument("model", help="an exported .onnx or .tflite file")
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
-    p.add_argument("--top", type=int, default=3, help="how many classes to print (default 3)")
-    p.set_defaults(func=cmd_predict)

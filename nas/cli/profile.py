@@ -10,7 +10,6 @@ from pathlib import Path
 
 import yaml
 
-from nas.cli._run import Subparsers
 from nas.core.config import SpaceConfig, load_search_config
 from nas.core.errors import UserError
 from nas.core.vocab import PRECISIONS
@@ -129,64 +128,3 @@ def cmd_profile_build(args: argparse.Namespace) -> int:
     print(f"wrote {measurements} ({len(data['measurements'])} timings) and {profile}; next: "
           f"hwnas profile calibrate {profile} --measurements {measurements}")
     return 0
-
-
-def add_commands(sub: Subparsers) -> None:
-    """Register ``profile calibrate`` and ``profile build`` on the ``hwnas`` parser."""
-    profile = sub.add_parser("profile", help="hardware profile tools",
-                             description="Hardware profile tools.").add_subparsers(dest="profile_command", required=True)
-    p = profile.add_parser("calibrate", help="fit a predicted profile's latency model to measured latencies",
-                           description="Fit a predicted profile's latency model to per-block latencies "
-                                       "(HW-NAS-Bench's table format; error on a held-out half), to networks timed "
-                                       "by hwnas profile build, or to published whole-network latencies (--networks; "
-                                       "error leave-one-family-out), and write a new profile version with the fit, "
-                                       "a note of data and conditions, and its cross-validated error.")
-    p.add_argument("profile", help="a bundled profile name or a profile YAML path")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--measurements",
-                        help="a file written by hwnas profile build, or a HW-NAS-Bench-style JSON table "
-                             "{metric: {key: ms}}")
-    source.add_argument("--networks",
-                        help="whole-network latencies, a CSV with columns network (a zoo family or an arch string), "
-                             "width, resolution, runtime, precision, latency_ms[, family, source]; rows of another "
-                             "runtime or precision are skipped and counted; error is leave-one-family-out")
-    p.add_argument("--runtime", help="with --networks: the runtime column rows must have (default: the profile's "
-                                     "conditions.runtime)")
-    p.add_argument("--scale-from", choices=PRECISIONS,
-                   help="with --networks: fit --precision as a scaled copy of the model this precision's rows give "
-                        "(when --precision's rows cover too few families to fit the terms)")
-    p.add_argument("--scale-from-runtime", help="with --scale-from: the runtime of those rows (default: --runtime)")
-    p.add_argument("--metric", help="with a HW-NAS-Bench table: which table of the file, e.g. raspi4_latency")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="the precision the measurements were taken at (its peak is used)")
-    p.add_argument("--out", help="where to write the new version (default: over the profile file)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the half/half split")
-    p.add_argument("--measured-on", help="the measurements come from this sibling device (e.g. 'Jetson TX2'); "
-                                         "its fit carries across to the profile's own peak and bandwidth")
-    p.add_argument("--measured-on-peak", type=float, help="the sibling's peak MAC/s at --precision")
-    p.add_argument("--measured-on-bandwidth", type=float, help="the sibling's memory bandwidth, GB/s")
-    p.add_argument("--form", default="auto", choices=["auto", "roofline", "linear"],
-                   help="with a HW-NAS-Bench table: the model form to fit; auto fits both and keeps the one with the "
-                        "lower held-out error (default). profile build files always fit the linear form")
-    p.add_argument("--assume", action="append", metavar="KIND=LIKE",
-                   help="with a HW-NAS-Bench table: a compute kind the table lacks runs with the fitted parameters of "
-                        "one it has (e.g. conv=pwconv); written into the fit note; repeatable")
-    p.set_defaults(func=cmd_profile_calibrate)
-    p = profile.add_parser("build", help="measure this machine with onnxruntime for calibrate",
-                           description="Time a designed set of networks with onnxruntime on this machine (and its "
-                                       "peak MAC rate, bandwidth and layout), write NAME-measurements.json with the "
-                                       "conditions and an uncalibrated profile NAME.yaml; then run calibrate.")
-    p.add_argument("--name", required=True, help="the profile's name")
-    p.add_argument("--out", default=".", help="folder for NAME.yaml and NAME-measurements.json (default: .)")
-    p.add_argument("--n", type=int, default=300, help="networks in the designed set (default 300)")
-    p.add_argument("--precision", action="append", choices=PRECISIONS,
-                   help="precision to measure; repeat for several (default: fp32 and int8)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
-    p.add_argument("--repeats", type=int, default=200, help="timed runs per network; the median counts (default 200)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="passes over the whole set; each network's figure is the median of its passes (default 3)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--space", help="time random networks of this search file's space instead of the generic "
-                                   "designed set (a model for the space you will search)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing NAME.yaml with version 1")
-    p.set_defaults(func=cmd_profile_build)

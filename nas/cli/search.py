@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import optuna_dashboard
 
-from nas.cli._run import EXIT_INTERRUPTED, Subparsers, finish_run, front_text, load_run, prepare_run, with_progress
+from nas.cli._run import EXIT_INTERRUPTED, finish_run, front_text, load_run, prepare_run, with_progress
 from nas.cli.workers import run_workers
 from nas.core.errors import UserError
 from nas.deploy.edgetpu import compiler_command
@@ -22,9 +22,6 @@ from nas.search.run_folder import inside, run_storage
 from nas.search.slots import counts
 from nas.search.storage import redact, storage_from_url
 from nas.search.study import create_run, find_study, load_run_config, load_splits, prepare_search, run_search
-
-_STORAGE_HELP = "Optuna storage URL if the run used one"
-
 
 def cmd_search(args: argparse.Namespace) -> int:
     cfg, run_dir, storage = prepare_run(args)
@@ -123,53 +120,3 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     optuna_dashboard.run_server(storage_from_url(url, heartbeat=False), host=args.host, port=args.port,
                                 artifact_store=store)
     return 0
-
-
-def add_commands(sub: Subparsers) -> None:
-    """Register the run-folder commands on the ``hwnas`` parser."""
-    p = sub.add_parser("search", help="run or resume a search", description="Run or resume a search from a YAML file.")
-    p.add_argument("config", help="a searches/*.yaml path or the name of a bundled search (e.g. quickstart)")
-    p.add_argument("--trials", type=int, help="total number of finished trials wanted (overrides search.trials)")
-    p.add_argument("--storage", help="Optuna storage: an SQLAlchemy URL (sqlite:///..., postgresql://...) or "
-                                     "journal:PATH (default: $HWNAS_STORAGE, else sqlite file study.db in the run "
-                                     "folder); fixed when the run is created")
-    p.add_argument("--out", help="run folder (default: runs/<config name>)")
-    p.add_argument("--workers", type=int, help="start this many local worker processes on the run's storage")
-    p.add_argument("--profile", help="search for this hardware profile instead of search.profile: the run is "
-                                     "named <name>-<profile> (runs/<name>-<profile>); with search.strategy supernet "
-                                     "it reuses the config's trained supernet")
-    p.set_defaults(func=cmd_search)
-    p = sub.add_parser("baselines", help="train handcrafted baselines beside a search",
-                       description="Train and evaluate the config's handcrafted grid (MobileNetV2 width x resolution, "
-                                   "ShuffleNetV1 groups, ShuffleNetV2 widths, fitted to the input size) with the "
-                                   "search's data, training budget and budgets; resumable; shown in front.csv/png.")
-    p.add_argument("config", help="a searches/*.yaml path or the name of a bundled search")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite file study.db in the run folder)")
-    p.add_argument("--out", help="run folder (default: runs/<config name>)")
-    p.add_argument("--ignore-budgets", action="store_true",
-                   help="train over-budget baselines too (recorded as infeasible) instead of rejecting them")
-    p.set_defaults(func=cmd_baselines)
-    p = sub.add_parser("front", help="print the Pareto front of a run", description="Print the Pareto front of a run.")
-    p.add_argument("run_dir")
-    p.add_argument("--storage", help=_STORAGE_HELP)
-    p.set_defaults(func=cmd_front)
-    p = sub.add_parser("export", help="export a completed trial's model files (or another format of them)",
-                       description="Copy a completed trial's files (the kinds its target profile runs) into "
-                                   "models/<trial>/ with arch.txt, metrics.json and README.md. With --format, also "
-                                   "write that format from the trial's weights (recipe re-applied) and measure it "
-                                   "on the file with its runtime (onnxruntime or LiteRT).")
-    p.add_argument("run_dir")
-    p.add_argument("--trial", type=int, required=True)
-    p.add_argument("--final", nargs="?", const="", metavar="STAGE",
-                   help="the trial's final model (hwnas train) instead; STAGE for a final-STAGE folder")
-    p.add_argument("--format", choices=("onnx", "tflite"), help="write this format too")
-    p.add_argument("--precision", choices=("fp32", "int8"), help="with --format: fp32 (default) or full-integer int8")
-    p.add_argument("--storage", help=_STORAGE_HELP)
-    p.set_defaults(func=cmd_export)
-    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a run",
-                       description="Serve optuna-dashboard for a run's study (bound to localhost by default).")
-    p.add_argument("run_dir")
-    p.add_argument("--storage", help=_STORAGE_HELP)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.set_defaults(func=cmd_dashboard)

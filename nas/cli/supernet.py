@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas.cli._run import EXIT_INTERRUPTED, Subparsers
+from nas.cli._run import EXIT_INTERRUPTED
 from nas.core.config import load_search_config
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
@@ -102,24 +102,3 @@ def cmd_supernet_info(args: argparse.Namespace) -> int:
     print(f"a random subnetwork: {space.random(rng).format()}")
     print(json.dumps({k: v for k, v in sn.meta.items() if k != "history"}, indent=2))
     return 0
-
-
-def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("supernet", help="train or inspect a weight-sharing supernet over a search space",
-                       description="A once-for-all/BigNAS supernet over a config's space "
-                                   f"({', '.join(elastic_kinds())} blocks: elastic depth, width, expansion, kernel and resolution), searched with "
-                                   "search.strategy: supernet.")
-    commands = p.add_subparsers(dest="supernet_command", required=True)
-    t = commands.add_parser("train", help="train (or resume) the supernet of a config",
-                            description="Train the supernet with the sandwich rule and in-place distillation; "
-                                        "resumable (checkpoint every epoch and every supernet.checkpoint_minutes).")
-    t.add_argument("config", help="a searches/*.yaml path or the name of a bundled search (e.g. supernet)")
-    t.add_argument("--out", help="folder for supernet.pt, checkpoint.pt, training.json "
-                                 "(default: runs/<name>-supernet)")
-    t.add_argument("--epochs", type=int, help="overrides supernet.epochs")
-    t.add_argument("--restart", action="store_true", help="drop the checkpoint and train from scratch")
-    t.add_argument("--print-every", type=int, default=20, help="progress line every N steps (default 20)")
-    t.set_defaults(func=cmd_supernet_train)
-    i = commands.add_parser("info", help="describe a supernet file", description="Describe a supernet file.")
-    i.add_argument("path", help="a supernet.pt, or a config whose default supernet to describe")
-    i.set_defaults(func=cmd_supernet_info)

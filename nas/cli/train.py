@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nas.cli._run import EXIT_INTERRUPTED, Subparsers, load_run
-from nas.core.config import AUGMENTS, FinalConfig
+from nas.cli._run import EXIT_INTERRUPTED, load_run
+from nas.core.config import FinalConfig
 from nas.core.errors import UserError
+from nas.core.vocab import SUPERNET_FINAL_INIT
 from nas.hardware.profiles import load_profile
 from nas.search.finals import (
-    SUPERNET_FINAL_INIT,
     FinalJob,
     arch_job,
     final_metrics_path,
@@ -149,37 +149,3 @@ def cmd_train(args: argparse.Namespace) -> int:
             shown[col] = (shown[col] * 100).round(2)
         print(shown.to_string(index=False))
     return 0
-
-
-def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("train", help="train chosen trials to convergence (resumable)",
-                       description="Train trials of a run (or arch strings) to convergence on the whole training "
-                                   "split with augmentation, with their compression recipe; export and measure the "
-                                   "files into models/<trial>/final/ and write finals.csv. A checkpoint is written "
-                                   "every epoch: the same command after a kill resumes.")
-    p.add_argument("run_dir", help="a run folder written by hwnas search")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--trial", type=int, nargs="+", help="trial numbers of the search")
-    which.add_argument("--front", action="store_true", help="every feasible Pareto-optimal trial of the search")
-    which.add_argument("--arch", nargs="+", help="arch strings to train with the run's data (models/arch-<hash>/)")
-    p.add_argument("--epochs", type=int, help="overrides final.epochs")
-    p.add_argument("--train-subset", help="all (default) or a number of training images; overrides final.train_subset")
-    p.add_argument("--lr", type=float, help="overrides final.lr")
-    p.add_argument("--batch-size", type=int, help="overrides final.batch_size")
-    p.add_argument("--optimizer", help="adamw or sgd; overrides final.optimizer")
-    p.add_argument("--schedule", help="onecycle, cosine or constant; overrides final.schedule")
-    p.add_argument("--weight-decay", type=float, help="overrides final.weight_decay")
-    p.add_argument("--label-smoothing", type=float, help="overrides final.label_smoothing")
-    p.add_argument("--augment", help=f"auto, none, or a comma list of {', '.join(AUGMENTS)}; overrides final.augment")
-    p.add_argument("--threads", type=int, help="torch threads; overrides final.threads")
-    p.add_argument("--device", help="auto, cpu or cuda; overrides final.device")
-    p.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (e.g. models/<trial>/final/"
-                   "weights.pt) instead of random ones: a warm restart or a fine-tune; needs --stage")
-    p.add_argument("--init", choices=("scratch", "inherited"),
-                   help="trials of a supernet search: start from random weights (scratch) or fine-tune their "
-                        f"inherited weights (inherited); default {SUPERNET_FINAL_INIT} (benchmarks/results/supernet.md "
-                        "compares them). Other trials always start from scratch")
-    p.add_argument("--stage", help="name of this training stage: results go to models/<trial>/final-STAGE/")
-    p.add_argument("--restart", action="store_true", help="drop checkpoints and finished finals of these models first")
-    p.add_argument("--storage", help="Optuna storage URL if the run used one")
-    p.set_defaults(func=cmd_train)

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from nas.core.errors import UserError
 from nas.core.schema import check, check_choices, from_mapping, load_yaml
-from nas.core.vocab import ARTIFACT_NAMES, BUDGET_KEYS, OBJECTIVES, PRUNE_CRITERIA, QUANTIZE_MODES, QUANTIZE_SCALES
+from nas.core.vocab import ARTIFACT_NAMES, AUGMENTS, BUDGET_KEYS, OBJECTIVES, PRUNE_CRITERIA, QUANTIZE_MODES, QUANTIZE_SCALES
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
 # bounds of a search space: far beyond what trains on one device, low enough never to hang
@@ -130,7 +130,6 @@ class TrainConfig:
         check(self.device in ("auto", "cpu", "cuda"), f"{self.SECTION}.device", self.device, "auto, cpu, cuda")
 
 
-AUGMENTS = ("crop", "flip")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ PRUNE_CRITERIA = ("l1", "taylor", "bn")
 QUANTIZE_MODES = ("static", "dynamic", "fp16")
 QUANTIZE_SCALES = ("float", "pof2")
 
+# Training augmentations of final.augment, and how a supernet search's finals start by default
+# (from random weights, or fine-tuned from their inherited ones; benchmarks/results/supernet.md).
+AUGMENTS = ("crop", "flip")
+SUPERNET_FINAL_INIT = "scratch"
+
 # What a search can optimise, and in which direction (Optuna's study directions).
 OBJECTIVES = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
               "parameters": "minimize", "peak_memory_mb": "minimize"}

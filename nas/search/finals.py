@@ -81,7 +81,6 @@ def front_trials(study: optuna.Study) -> list[int]:
 # ("inherited") or from random weights ("scratch"), whichever benchmarks/supernet.py found better:
 # from scratch, 88.15% mean test accuracy against 87.91% fine-tuned (2 front trials, 2 epochs on all
 # 54,000 quickstart training images, 2026-12-03); a margin within noise, so both stay offered.
-SUPERNET_FINAL_INIT = "scratch"
 
 
 def inherited_start(job: FinalJob, run_dir: Path, init: str) -> Path | None:

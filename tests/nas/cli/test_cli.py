@@ -1,13 +1,18 @@
 """What the CLI itself owns: parsing, help, exit codes, one-line errors, and what it prints."""
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import nas
 from nas.cli import main
+from nas.cli.parser import build_parser
 from nas.cost.costs import count_costs
 from nas.space.arch import parse
 from nas.space.zoo import mobilenet_v2
@@ -15,12 +20,39 @@ from tests.conftest import tiny_config
 
 
 @pytest.mark.parametrize("command", [[], ["search"], ["front"], ["export"], ["dashboard"], ["compress"], ["cost"],
-                                     ["profile", "build"], ["profile", "calibrate"], ["train"], ["predict"]])
+                                     ["profile", "build"], ["profile", "calibrate"], ["train"], ["predict"],
+                                     ["baselines"], ["zoo"], ["supernet", "train"], ["supernet", "info"]])
 def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
     assert info.value.code == 0
     assert "usage: hwnas" in capsys.readouterr().out
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += _parsers(child)
+    return found
+
+
+def test_every_option_and_argument_has_help_text() -> None:
+    missing = [f"{parser.prog} {action.dest}" for parser in _parsers(build_parser()) for action in parser._actions
+               if not isinstance(action, argparse._SubParsersAction) and not action.help]
+    assert not missing, missing
+
+
+def test_help_imports_no_heavy_library_and_version_prints() -> None:
+    # --help answers in well under a second because the parser loads no handler: checked by what is
+    # imported, not by a clock (benchmarks/cli_startup.py times it)
+    code = ("import sys; from nas.cli.parser import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'optuna', 'onnx', 'numpy', 'pandas', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    version = subprocess.run([sys.executable, "-m", "nas.cli", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"hwnas {nas.__version__}"
 
 
 @pytest.mark.parametrize("argv, message", [
