@@ -14,6 +14,7 @@ from nas.core.config import SearchConfig, load_search_config
 from nas.core.errors import UserError
 from nas.hardware.profiles import load_profile
 from nas.search.artifacts import open_store
+from nas.search.budget_scan import explain_empty_front
 from nas.search.on_supernet import supernet_path
 from nas.search.progress import Progress
 from nas.search.report import write_outputs
@@ -78,6 +79,12 @@ def finish_run(cfg: SearchConfig, run_dir: Path, storage: str) -> None:
           f"models: {run_dir / 'models'}; all trials: {run_dir / 'trials.csv'}")
     if len(front):
         print(front_text(front))
+    if n_search == 0 and (run_dir / "trials.csv").is_file():
+        trials = pd.read_csv(run_dir / "trials.csv")
+        searched = trials[trials["baseline"].isna()] if "baseline" in trials else trials
+        why = explain_empty_front(searched, dataclasses.asdict(cfg.search.budgets))
+        if why:
+            print(why)
 
 
 def with_progress(progress: Progress, storage: str, what: str, run: Callable[..., object]) -> bool:

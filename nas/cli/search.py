@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from pathlib import Path
 
 import optuna
 import optuna_dashboard
 
 from nas.cli._run import EXIT_INTERRUPTED, finish_run, front_text, load_run, prepare_run, with_progress
-from nas.cli.workers import run_workers
+from nas.cli.workers import BUDGETS_CHECKED_ENV, run_workers
+from nas.core.config import SearchConfig
 from nas.core.errors import UserError
+from nas.core.vocab import BUDGET_KEYS
+from nas.data.splits import Splits
 from nas.deploy.edgetpu import compiler_command
-from nas.hardware.profiles import load_profile
+from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.search.artifacts import open_store, store_path
 from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
+from nas.search.budget_scan import scan_budgets
 from nas.search.progress import Progress
 from nas.search.reexport import reexport
 from nas.search.report import export_trial_files, front_table
@@ -26,6 +31,8 @@ from nas.search.study import create_run, find_study, load_run_config, load_split
 def cmd_search(args: argparse.Namespace) -> int:
     cfg, run_dir, storage = prepare_run(args)
     profile, splits = prepare_search(cfg, run_dir)  # everything checked before the run folder is written
+    if not os.environ.get(BUDGETS_CHECKED_ENV):
+        check_budgets(cfg, profile, splits)
     if args.workers is not None:
         if args.workers < 1:
             raise UserError(f"--workers {args.workers} not allowed; allowed: integers >= 1")
@@ -49,6 +56,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finish_run(cfg, run_dir, storage)
     return 0
+
+
+def check_budgets(cfg: SearchConfig, profile: HardwareProfile, splits: Splits) -> None:
+    """Print where each budget falls in the space on the target; an impossible one stops the
+    search before any training with the floor and its cause."""
+    if not any(getattr(cfg.search.budgets, key) is not None for key in BUDGET_KEYS):
+        return
+    print(f"hwnas search {cfg.name}: pricing the space on {profile.tag} against the budgets ...", flush=True)
+    scan = scan_budgets(cfg, profile, splits)
+    impossible = scan.impossible(cfg.search.budgets)
+    if impossible is not None:
+        raise UserError(impossible)
+    for line in scan.notes(cfg.search.budgets):
+        print(line, flush=True)
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:

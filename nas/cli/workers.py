@@ -16,6 +16,9 @@ from typing import IO
 from nas.core.config import SearchConfig
 from nas.search.run_folder import STORAGE_ENV
 
+# set for the workers this command starts: the parent has already priced the budgets
+BUDGETS_CHECKED_ENV = "HWNAS_BUDGETS_CHECKED"
+
 
 def _relay(stream: IO[str], prefix: str) -> None:
     for line in stream:
@@ -30,7 +33,7 @@ def worker_command(config: str, run_dir: Path, cfg: SearchConfig, profile: str |
 def run_workers(n: int, config: str, run_dir: Path, cfg: SearchConfig, storage: str,
                 profile: str | None = None) -> int:
     """Start ``n`` workers and wait for them; the largest exit code (130 when interrupted)."""
-    env = {**os.environ, STORAGE_ENV: storage}
+    env = {**os.environ, STORAGE_ENV: storage, BUDGETS_CHECKED_ENV: "1"}  # checked once, here
     procs = [subprocess.Popen(worker_command(config, run_dir, cfg, profile), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True) for _ in range(n)]
     relays = [threading.Thread(target=_relay, args=(p.stdout, f"[w{i}] "), daemon=True) for i, p in enumerate(procs)]
