@@ -44,7 +44,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     cfg = load_run_config(run_dir)
     spec = parse(arch)
     model = build(spec)
-    model.load_state_dict(torch.load(weights, map_location="cpu"))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     print(f"hwnas compress {model_dir}: {arch}\n  recipe {recipe.to_json()}", flush=True)
     splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
     result = compress(model.eval(), spec, recipe, splits, seed=cfg.seed)

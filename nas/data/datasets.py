@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from nas.core.errors import UserError
+from nas.core.progress import Ticker, note
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,14 @@ def load_cifar10_batches(directory: Path) -> RawDataset:
 
 def _read_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
-    images, labels = [], []
-    for label, cls in enumerate(classes):
-        files = sorted(p for p in (directory / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    listed = [(label, sorted(p for p in (directory / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+              for label, cls in enumerate(classes)]
+    ticker = Ticker(f"decoding {directory}", sum(len(files) for _, files in listed), every_s=10.0, indent="  ")
+    for label, files in listed:
         for file in files:
+            ticker.update(len(labels))
             try:
                 with Image.open(file) as img:
                     images.append(np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img))
@@ -195,6 +200,7 @@ def load_image_folder(path: Path, *, cache_dir: Path) -> RawDataset:
     if path.is_file():
         root = cache_dir / f"imagefolder-{key}"
         if not root.exists():
+            note("  extracting %s (first use) ...", path)
             with tarfile.open(path) as tar:
                 tar.extractall(root, filter="data")
         tops = [p for p in root.iterdir() if p.is_dir()]
@@ -202,6 +208,7 @@ def load_image_folder(path: Path, *, cache_dir: Path) -> RawDataset:
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise UserError(f"image folder {path} needs train/<class>/ and test/<class>/ subfolders")
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    note("  reading image folder %s (first use; the decoded arrays are cached in %s)", path, cache_dir)
     x_train, y_train = _read_split(root / "train", classes)
     x_test, y_test = _read_split(root / "test", classes)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,12 @@ def primary_kind(chosen: Sequence[ArtifactKind], precision: str) -> ArtifactKind
     return next((k for k in chosen if k.precision in (None, precision)), chosen[0])
 
 
+def not_written(kind: ArtifactKind, exc: BaseException) -> str:
+    """One line saying that ``kind``'s file could not be made, and the converter's reason."""
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return f"{kind.filename} not written: {type(exc).__name__}" + (f": {first}" if first else "")
+
+
 def calibration_images(splits: Splits, count: int, seed: int) -> np.ndarray:
     """uint8 training images for int8 calibration (the same draw as the ONNX quantizer's)."""
     rng = np.random.default_rng(seed)

@@ -10,6 +10,7 @@ tests pass fakes. The latency source is chosen once per search (:mod:`nas.hardwa
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -24,10 +25,12 @@ from compress.recipe import Recipe, tflite_int8_options
 from nas.core.config import Budgets, SearchConfig, TrainConfig
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
+from nas.core.progress import note
 from nas.core.vocab import BUDGET_KEYS
 from nas.cost.costs import ModelCosts, count_costs
 from nas.data.splits import Preprocess, Splits
-from nas.deploy.artifacts import ARTIFACT_KINDS, ArtifactKind, MeasuredFile, kinds, primary_kind, tflite_file
+from nas.deploy.artifacts import (ARTIFACT_KINDS, ArtifactKind, MeasuredFile, kinds, not_written, primary_kind,
+                                  tflite_file)
 from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.deploy.host_latency import LatencyMeasurement
 from nas.deploy.tflite import require as require_tflite
@@ -39,6 +42,8 @@ from nas.space.arch import ArchSpec
 from nas.space.builder import Net, build
 from nas.train.teacher import teacher_logits
 from nas.train.trainer import train
+
+log = logging.getLogger(__name__)
 
 
 class Trainer(Protocol):
@@ -218,6 +223,14 @@ class _Evaluation:
         self.context.source.before_training(predicted, None)  # raises when the target cannot price the result
         return onnx_bytes, pruned, predicted
 
+    def _onnx_file(self, kind: ArtifactKind, rel: str, onnx_bytes: bytes, host: LatencyMeasurement) -> MeasuredFile:
+        splits, resolution = self.context.splits, self.spec.resolution
+        accuracy = {name: onnx_accuracy(onnx_bytes, x, y, preprocess=splits.preprocess, resolution=resolution)
+                    for name, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test))}
+        return MeasuredFile(kind.name, rel, len(onnx_bytes), host.runtime, accuracy["val"], accuracy["test"],
+                            host.median_ms, host.p90_ms, host.describe(), "torch.onnx (TorchScript exporter)"
+                            + (", then the recipe's quantizer" if self.recipe else ""))
+
     def judge(self, model: Net, onnx_bytes: bytes | None, predicted: Mapping[str, PredictedLatency],
               compressed: Net | None = None) -> None:
         """Export every artifact kind, then take accuracy and latency from the files themselves:
@@ -230,24 +243,27 @@ class _Evaluation:
         torch.save(model.state_dict(), out / "weights.pt")  # the trained dense network, for hwnas compress
         host = context.measure(onnx_bytes, spec, context.source.host)  # the file on this host, whatever the target
         files: dict[str, MeasuredFile] = {}
+        primary_of = primary_kind(context.artifacts, self.record.precision)
+        unwritten = []
         for kind in context.artifacts:
+            note("    exporting and measuring %s", kind.filename)
             rel = str(Path(self.files.rel) / kind.filename)
             if kind.format == "onnx":
-                accuracy = {name: onnx_accuracy(onnx_bytes, x, y, preprocess=splits.preprocess,
-                                                resolution=spec.resolution)
-                            for name, x, y in (("val", splits.x_val, splits.y_val),
-                                               ("test", splits.x_test, splits.y_test))}
-                files[kind.name] = MeasuredFile(kind.name, rel, len(onnx_bytes), host.runtime, accuracy["val"],
-                                                accuracy["test"], host.median_ms, host.p90_ms,
-                                                host.describe(), "torch.onnx (TorchScript exporter)"
-                                                + (", then the recipe's quantizer" if self.recipe else ""))
-            else:
-                data, measured = tflite_file(compressed if compressed is not None else model, self.info, kind, splits,
-                                             resolution=spec.resolution, seed=self.seed, rel_path=rel,
+                files[kind.name] = self._onnx_file(kind, rel, onnx_bytes, host)
+                continue
+            try:
+                data, measured = tflite_file(compressed if compressed is not None else model, self.info, kind,
+                                             splits, resolution=spec.resolution, seed=self.seed, rel_path=rel,
                                              int8=tflite_int8_options(self.recipe))
-                write_atomic(out / kind.filename, data)
-                files[kind.name] = measured
-        primary = files[primary_kind(context.artifacts, self.record.precision).name]
+            except Exception as exc:  # noqa: BLE001 - a converter's failure costs that file, not the trial
+                if kind is primary_of:
+                    raise
+                unwritten.append(not_written(kind, exc))
+                log.warning("%s", unwritten[-1])
+                continue
+            write_atomic(out / kind.filename, data)
+            files[kind.name] = measured
+        primary = files[primary_of.name]
         latency = context.source.of_artifact(predicted, host)
         how = context.source.how(host)
         mine = predicted.get(context.source.profile.name)
@@ -268,6 +284,7 @@ class _Evaluation:
                     artifact=primary.path, artifact_runtime=primary.runtime,
                     artifacts={k: f.to_json() for k, f in files.items()},
                     edgetpu_ready=readiness.get("edgetpu_ready"), edgetpu_summary=readiness.get("edgetpu_summary"),
+                    export_errors="; ".join(unwritten) or None,
                     infeasible_reason=None if feasible else describe_violations(violations, values,
                                                                                 context.cfg.search.budgets),
                     seconds=self.elapsed())

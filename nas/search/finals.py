@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ def train_final(job: FinalJob, *, cfg: SearchConfig, final: FinalConfig, profile
     """Train ``job`` to convergence (resuming its checkpoint), compress it with its recipe, export
     it, measure the files, and write ``metrics.json``; returns those metrics."""
     files = TrialFiles(run_dir, job.rel_dir)
+    created = not files.dir.exists()
     files.dir.mkdir(parents=True, exist_ok=True)
     checkpoint = files.dir / "checkpoint.pt"
     if restart:
@@ -134,6 +136,8 @@ def train_final(job: FinalJob, *, cfg: SearchConfig, final: FinalConfig, profile
         record = evaluate(job.spec, job.recipe, context, seed=job.seed, files=files, gate=False)
     except CandidateFailed as exc:
         cause = exc.__cause__
+        if isinstance(cause, UserError) and created and not checkpoint.exists():
+            shutil.rmtree(files.dir, ignore_errors=True)  # refused before a first epoch: leave nothing behind
         if isinstance(cause, (UserError, KeyboardInterrupt)):
             raise cause from None
         if isinstance(cause, FloatingPointError):  # diverged: the user's schedule, not a bug

@@ -59,6 +59,8 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> str:
     r = result_of(trial)
     if trial.state == optuna.trial.TrialState.COMPLETE and r is not None:
         status = "feasible" if r.feasible else f"INFEASIBLE ({r.infeasible_reason})"
+        if r.export_errors:
+            status += f"  ({r.export_errors})"
         if flagged_at_chance(trial):
             status += "  WARNING: accuracy at chance level (training budget too small?)"
         macs = r.costs.macs if r.costs else 0

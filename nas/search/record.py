@@ -29,7 +29,7 @@ RECORD_VERSION = 2
 TABLE_COLUMNS = ("baseline", "arch", "test_accuracy", "val_accuracy", "macs", "parameters", "latency_ms",
                  "latency_kind", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes", "feasible",
                  "rejected_before_training", "infeasible_reason", "error", "onnx_path", "seconds", "seed",
-                 "profile", "profile_version", "artifact", "artifact_runtime", "edgetpu_ready")
+                 "profile", "profile_version", "artifact", "artifact_runtime", "edgetpu_ready", "export_errors")
 _PRED = "latency_ms_pred_"
 _HOST = "latency_ms_meas_cpu"
 _HOST_P90 = "latency_p90_ms_meas_cpu"
@@ -40,7 +40,7 @@ _SCALARS: dict[str, int | None] = {
     "onnx_path": None, "weights_path": None, "file_bytes": None, "feasible": None,
     "rejected_before_training": None, "infeasible_reason": None, "train_seconds": 2, "compress_seconds": 2,
     "seconds": 3, "error": None, "artifact": None, "artifact_runtime": None, "edgetpu_ready": None,
-    "edgetpu_summary": None,
+    "edgetpu_summary": None, "export_errors": None,
 }
 
 
@@ -89,6 +89,7 @@ class CandidateResult:
     artifacts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # every file by kind, with figures
     edgetpu_ready: bool | None = None  # the int8 TFLite file passes the Edge TPU readiness check
     edgetpu_summary: str | None = None
+    export_errors: str | None = None  # files of the trial's kinds a converter could not make, one reason each
 
     def objective(self, name: str) -> float:
         """The value of one search objective (``accuracy`` is the validation accuracy)."""

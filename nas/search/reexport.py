@@ -21,7 +21,7 @@ from compress.recipe import Recipe, parse_recipe, tflite_int8_options
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
 from nas.data.splits import Splits, to_tensor
-from nas.deploy.artifacts import ARTIFACT_KINDS, TFLITE_CALIBRATION_IMAGES, MeasuredFile, calibration_images, tflite_file
+from nas.deploy.artifacts import ARTIFACT_KINDS, TFLITE_CALIBRATION_IMAGES, MeasuredFile, calibration_images, not_written, tflite_file
 from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.deploy.host_latency import measure_latency
 from nas.search.model_card import model_card
@@ -76,8 +76,11 @@ def reexport(folder: Path, *, run_dir: Path, fmt: str, precision: str, splits: S
     rel = folder.relative_to(run_dir)
     if fmt == "tflite":
         kind = ARTIFACT_KINDS[f"tflite-{precision}"]
-        data, measured = tflite_file(model, info, kind, splits, resolution=spec.resolution, seed=result.seed,
-                                     rel_path=str(rel / kind.filename), int8=tflite_int8_options(recipe))
+        try:
+            data, measured = tflite_file(model, info, kind, splits, resolution=spec.resolution, seed=result.seed,
+                                         rel_path=str(rel / kind.filename), int8=tflite_int8_options(recipe))
+        except Exception as exc:  # noqa: BLE001 - converters raise many kinds; the user gets one line
+            raise UserError(not_written(kind, exc) + " (the folder's other files are unchanged)") from None
         name = kind.filename
     else:
         name = "model.onnx" if precision == "fp32" else ONNX_INT8_FILENAME

@@ -29,6 +29,7 @@ from torch import nn
 
 from nas.core.config import FinalConfig, TrainConfig
 from nas.core.errors import UserError
+from nas.core.progress import Ticker
 from nas.data.splits import Preprocess, to_tensor
 from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import soft_loss
@@ -94,6 +95,15 @@ def _subset(images: np.ndarray, labels: np.ndarray, soft: np.ndarray | None, sub
     return images[keep], labels[keep], soft[keep] if soft is not None else None
 
 
+def _batch_loss(logits: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module, soft: torch.Tensor | None,
+                cfg: TrainConfig) -> torch.Tensor:
+    """The label loss, mixed with distillation from the teacher's logits ``soft`` when given."""
+    loss: torch.Tensor = loss_fn(logits, labels)
+    if soft is None or cfg.distill is None:
+        return loss
+    return cfg.distill.alpha * soft_loss(logits, soft, cfg.distill.temperature) + (1 - cfg.distill.alpha) * loss
+
+
 def _sha256(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -145,7 +155,8 @@ class FinalTrainer:
         if not self.checkpoint.exists():
             return None
         try:
-            state: dict[str, Any] = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+            # tensors, numbers and strings only: a run folder is shared, and a file in it must never run code
+            state: dict[str, Any] = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as exc:  # a checkpoint is only ever replaced whole, so this is outside damage
             raise UserError(f"{self.checkpoint}: not a readable checkpoint ({type(exc).__name__}); "
                             "delete it to start this model's training over") from None
@@ -195,6 +206,9 @@ class FinalTrainer:
         y_all = torch.from_numpy(labels)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         began = time.perf_counter()
+        # within an epoch, a line every 30 s; each epoch's end is the caller's EpochReport
+        ticker = Ticker("final training step", (cfg.epochs - start_epoch) * steps_per_epoch, every_s=30.0,
+                        indent="  ")
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
             rng = np.random.default_rng([seed, epoch])  # the same order and augmentation after a resume
@@ -204,16 +218,16 @@ class FinalTrainer:
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 batch = augment_batch(images[idx], augment, rng) if augment else images[idx]
                 x = to_tensor(batch, preprocess, resolution).to(device, memory_format=torch.channels_last)
-                logits = model(x)
-                loss = loss_fn(logits, y_all[idx].to(device))
-                if soft is not None and cfg.distill is not None:
-                    loss = (cfg.distill.alpha * soft_loss(logits, soft[idx].to(device), cfg.distill.temperature)
-                            + (1 - cfg.distill.alpha) * loss)
+                loss = _batch_loss(model(x), y_all[idx].to(device), loss_fn,
+                                   soft[idx].to(device) if soft is not None else None, cfg)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 total += float(loss.detach()) * len(idx)
+                seen = min(len(labels), (step + 1) * cfg.batch_size)
+                ticker.update((epoch - start_epoch) * steps_per_epoch + step + 1,
+                              f"epoch {epoch + 1}/{cfg.epochs}, loss {total / seen:.3f}")
             mean_loss = total / len(labels)
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {mean_loss}); "

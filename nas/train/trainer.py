@@ -10,6 +10,7 @@ from torch import nn
 
 from nas.core.errors import UserError
 from nas.core.config import TrainConfig
+from nas.core.progress import Ticker
 from nas.data.splits import Preprocess, to_tensor
 from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import soft_loss
@@ -28,9 +29,12 @@ def pick_device(name: str) -> torch.device:
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
                total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and total_steps >= 3:
+        # each of its two phases needs a step: a quarter warm-up, or 2 steps of a short schedule
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
-                                                   pct_start=0.25)
+                                                   pct_start=max(0.25, 2 / total_steps))
+    if cfg.schedule == "onecycle":
+        log.info("onecycle needs 3 steps or more; %d step(s) train at constant lr %g", total_steps, cfg.lr)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -75,14 +79,16 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
     scheduler = make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     epoch_losses = []
+    ticker = Ticker("training step", cfg.epochs * steps_per_epoch, indent="    ")
     for epoch in range(cfg.epochs):
         order = torch.from_numpy(rng.permutation(len(y_all)))
-        total = 0.0
+        total, correct, seen = 0.0, 0, 0
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = x_all[idx].to(device, memory_format=torch.channels_last)
+            y = y_all[idx].to(device)
             logits = model(x)
-            loss = loss_fn(logits, y_all[idx].to(device))
+            loss = loss_fn(logits, y)
             if soft is not None and distill is not None:
                 loss = (distill.alpha * soft_loss(logits, soft[idx].to(device), distill.temperature)
                         + (1 - distill.alpha) * loss)
@@ -91,6 +97,9 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
             optimizer.step()
             scheduler.step()
             total += float(loss.detach()) * len(idx)
+            correct, seen = correct + int((logits.detach().argmax(1) == y).sum()), seen + len(idx)
+            ticker.update(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{cfg.epochs}, loss "
+                          f"{total / seen:.3f}, train acc {100 * correct / seen:.1f}%", force=step == steps_per_epoch - 1)
         epoch_losses.append(total / len(y_all))
         if not math.isfinite(epoch_losses[-1]):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {epoch_losses[-1]})")

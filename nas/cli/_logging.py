@@ -1,0 +1,42 @@
+"""Where the library's log records go for a command: progress (``hwnas.progress``) to stdout,
+everything else at WARNING unless ``--verbose``; TensorFlow's and absl's noise quiet. Imported when
+a command runs (it loads Optuna), never for ``--help``."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import optuna
+
+from nas.core.progress import PROGRESS
+from nas.search.slots import TrialSkipped
+
+# TensorFlow (under LiteRT and AI Edge Quantizer) logs through C++ and absl at import and per
+# conversion; read when it loads, so set before any import of it.
+_QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2"}
+
+
+def _not_skipped(record: logging.LogRecord) -> bool:
+    """Optuna logs every failed trial with its traceback; a skipped one (duplicate, surplus) has
+    its own progress line instead."""
+    return not (record.exc_info and isinstance(record.exc_info[1], TrialSkipped))
+
+
+def configure(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    optuna.logging.get_logger("optuna").addFilter(_not_skipped)
+    if not any(getattr(h, "hwnas_progress", False) for h in PROGRESS.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.hwnas_progress = True  # type: ignore[attr-defined]
+        PROGRESS.addHandler(handler)
+    PROGRESS.setLevel(logging.INFO)
+    PROGRESS.propagate = False
+    if not verbose:
+        for key, value in _QUIET_TF.items():
+            os.environ.setdefault(key, value)
+        for name in ("absl", "tensorflow", "jax"):
+            logging.getLogger(name).setLevel(logging.ERROR)
