@@ -23,16 +23,20 @@ def _not_skipped(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], TrialSkipped))
 
 
+class _PrintProgress(logging.Handler):
+    """Prints a progress record to whatever ``sys.stdout`` is now (a test's capture included)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stdout, flush=True)
+
+
 def configure(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
     optuna.logging.get_logger("optuna").addFilter(_not_skipped)
-    if not any(getattr(h, "hwnas_progress", False) for h in PROGRESS.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.hwnas_progress = True  # type: ignore[attr-defined]
-        PROGRESS.addHandler(handler)
+    if not any(isinstance(h, _PrintProgress) for h in PROGRESS.handlers):
+        PROGRESS.addHandler(_PrintProgress())
     PROGRESS.setLevel(logging.INFO)
     PROGRESS.propagate = False
     if not verbose:

@@ -150,3 +150,45 @@ def test_export_onnx_int8_is_measured_on_its_file(run_dir: Path, capsys: pytest.
         onnx_accuracy(folder / "model_int8.onnx", splits.x_test, splits.y_test, preprocess=splits.preprocess,
                       resolution=resolution), abs=1e-5)
     assert np.isfinite(entry["host_latency_ms"])
+
+
+def test_a_short_schedule_trains_whatever_its_step_count(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 1 epoch of 4 steps made OneCycleLR divide by zero; every step count now trains
+    for subset in ("50", "100", "200"):
+        assert main(["train", str(run_dir), "--trial", "0", "--epochs", "1", "--train-subset", subset,
+                     "--stage", f"short{subset}"]) == 0, capsys.readouterr().err
+        assert (run_dir / "models" / "0000" / f"final-short{subset}" / "metrics.json").is_file()
+
+
+def test_a_refused_init_from_leaves_nothing_behind(run_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"conv.weight": torch.zeros(3, 3)}, foreign)
+    assert main(["train", str(run_dir), "--trial", "0", "--init-from", str(foreign), "--stage", "warm"]) == 2
+    err = capsys.readouterr().err
+    assert "not weights of this architecture" in err and err.count("\n") == 1 and "\x1b" not in err
+    assert not (run_dir / "models" / "0000" / "final-warm").exists()
+
+
+class _Payload:
+    """Unpickling this creates a file: what a checkpoint placed in a shared run folder could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_never_runs_code(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "pwned"
+    folder = run_dir / "models" / "0000" / "final-evil"
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 1, "payload": _Payload(marker)}, folder / "checkpoint.pt")
+    torch.load(folder / "checkpoint.pt", weights_only=False)  # the payload works when unpickled freely
+    assert marker.exists()
+    marker.unlink()
+    assert main(["train", str(run_dir), "--trial", "0", "--epochs", "1", "--stage", "evil"]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable checkpoint" in err and err.count("\n") == 1 and "\x1b" not in err
+    assert not marker.exists()

@@ -45,6 +45,9 @@ def test_search_writes_every_output(tmp_path: Path, idx_dir: Path, capsys: pytes
     assert main(["search", str(_config_file(tmp_path, idx_dir)), "--out", str(run)]) == 0
     printed = capsys.readouterr().out
     assert "[  3/3]" in printed and "ETA" in printed and f"front: {run / 'front.csv'}" in printed
+    # inside each trial: its training, step by step at each epoch's end, with loss and ETA
+    assert printed.count("training step") >= 9 and "epoch 3/3, loss " in printed and "train acc" in printed
+    assert "exporting and measuring model.onnx" in printed
     for name in ("study.db", "trials.csv", "front.csv", "front.png", "config.yaml"):
         assert (run / name).stat().st_size > 0, name
     trials = pd.read_csv(run / "trials.csv")

@@ -10,6 +10,7 @@ import pytest
 from compress.recipe import parse_recipe
 from nas.core.config import SearchConfig, parse_search_config
 from nas.data.splits import Splits
+from nas.deploy.artifacts import kinds
 from nas.deploy.export import read_metadata
 from nas.deploy.host_latency import LatencyMeasurement
 from nas.hardware.profiles import HardwareProfile, load_profile
@@ -95,3 +96,23 @@ def test_a_failure_keeps_what_was_computed(setup: tuple[SearchConfig, Splits], t
     record = info.value.record
     assert record.error == "FloatingPointError: training diverged" and record.costs is not None
     assert isinstance(info.value.__cause__, FloatingPointError)
+
+
+def test_a_tflite_file_the_converter_cannot_make_costs_that_file_only(setup: tuple[SearchConfig, Splits],
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("Constant buffer 2 specified an out of range offset.\nmore detail")
+
+    monkeypatch.setattr("nas.search.evaluate.tflite_file", broken)
+    context = replace(_context(setup), artifacts=kinds(("onnx", "tflite-fp32")))
+    result = evaluate(parse(ARCH), None, context, seed=0, files=TrialFiles(tmp_path, "trials/0000"))
+    assert result.export_errors == ("model_fp32.tflite not written: ValueError: Constant buffer 2 specified an out of "
+                                    "range offset.")
+    assert (tmp_path / "trials/0000/model.onnx").is_file() and not (tmp_path / "trials/0000/model_fp32.tflite").exists()
+    assert set(result.artifacts) == {"onnx"} and result.val_accuracy is not None
+    # when the failing file is the one the trial reports, the trial fails (recorded, the search goes on)
+    context = replace(context, artifacts=kinds(("tflite-fp32", "onnx")))
+    with pytest.raises(CandidateFailed) as failed:
+        evaluate(parse(ARCH), None, context, seed=0, files=TrialFiles(tmp_path, "trials/0001"))
+    assert "Constant buffer 2" in (failed.value.record.error or "")
