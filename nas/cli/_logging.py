@@ -17,10 +17,13 @@ from nas.search.slots import TrialSkipped
 _QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2"}
 
 
-def _not_skipped(record: logging.LogRecord) -> bool:
-    """Optuna logs every failed trial with its traceback; a skipped one (duplicate, surplus) has
-    its own progress line instead."""
-    return not (record.exc_info and isinstance(record.exc_info[1], TrialSkipped))
+def _not_shown_elsewhere(record: logging.LogRecord) -> bool:
+    """Optuna logs every failed trial with its traceback, then "failed with value None". A skipped
+    trial (duplicate, surplus) and a failed one have their own progress line instead, and an
+    interrupt its one line from the command."""
+    if record.exc_info and isinstance(record.exc_info[1], (TrialSkipped, KeyboardInterrupt)):
+        return False
+    return not record.getMessage().endswith("failed with value None.")
 
 
 class _PrintProgress(logging.Handler):
@@ -34,7 +37,10 @@ def configure(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    optuna.logging.get_logger("optuna").addFilter(_not_skipped)
+    # records of optuna.study._optimize and the like reach the handlers of the "optuna" logger
+    # without passing that logger's own filters: filter at the handlers
+    for handler in optuna.logging.get_logger("optuna").handlers:
+        handler.addFilter(_not_shown_elsewhere)
     if not any(isinstance(h, _PrintProgress) for h in PROGRESS.handlers):
         PROGRESS.addHandler(_PrintProgress())
     PROGRESS.setLevel(logging.INFO)

@@ -93,6 +93,7 @@ def with_progress(progress: Progress, storage: str, what: str, run: Callable[...
         run(callbacks=(lambda s, t: print(progress.line(s, t), flush=True),),
             on_start=lambda n, arch: print(progress.start_line(n, arch), flush=True))
     except KeyboardInterrupt:
-        print(f"interrupted; finished {what} are kept in {redact(storage)}. Run the same command to resume.")
+        print(f"interrupted; finished {what} are kept in {redact(storage)}. Run the same command to resume "
+              "(the interrupted candidate runs first).")
         return False
     return True

@@ -23,7 +23,7 @@ from nas.search.budget_scan import scan_budgets
 from nas.search.progress import Progress
 from nas.search.reexport import reexport
 from nas.search.report import export_trial_files, front_table
-from nas.search.run_folder import inside, run_storage
+from nas.search.run_folder import STORAGE_ENV, default_storage, inside, run_storage
 from nas.search.slots import counts
 from nas.search.storage import redact, storage_from_url
 from nas.search.study import create_run, find_study, load_run_config, load_splits, prepare_search, run_search
@@ -47,7 +47,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     def ready(study: optuna.Study, worker: int) -> None:
         progress.already_done = counts(study)[0]
-        print(f"hwnas search {cfg.name}: worker {worker}, {cfg.search.trials} trials ({progress.already_done} already "
+        # a worker index means something where workers share a storage, not on a lone run resumed
+        who = f"worker {worker}, " if storage != default_storage(run_dir) or os.environ.get(STORAGE_ENV) else ""
+        print(f"hwnas search {cfg.name}: {who}{cfg.search.trials} trials ({progress.already_done} already "
               f"finished), profile {cfg.search.profile}, objectives {', '.join(cfg.search.objectives)}, run folder "
               f"{run_dir}, storage {redact(storage)}", flush=True)
 

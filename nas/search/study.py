@@ -30,7 +30,7 @@ from nas.search.on_supernet import inheriting, open_supernet
 from nas.search.run_folder import check_run_dir, clean_orphans, default_storage, save_storage
 from nas.search.slots import FINISHED, counts
 from nas.search.storage import redact, retrying, storage_from_url
-from nas.search.workers import recover_stale, register_worker, worker_seed
+from nas.search.workers import recover_stale, register_worker, requeue_interrupted, worker_seed
 from nas.train.trainer import pick_device, train
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def start_worker(cfg: SearchConfig, run_dir: Path, storage: str) -> tuple[optuna
     """Join the run's study as a new worker (creating the run if new); fail and re-enqueue the
     trials of dead workers, and clean their files."""
     study, worker = create_run(cfg, run_dir, storage, join=True)
-    recovered = recover_stale(study)
+    recovered = recover_stale(study) + requeue_interrupted(study)
     removed = clean_orphans(run_dir, study)
     log.info("worker %d on study %s: recovered trials %s, removed %d leftover files", worker, cfg.name, recovered,
              len(removed))

@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.search._optuna import fail_trial, set_system_attr
-from nas.search.record import failure_attrs
+from nas.search.record import failure_attrs, result_of
 from nas.search.storage import GRACE_S, HEARTBEAT_S
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,26 @@ def stale_reason(trial: optuna.trial.FrozenTrial, *, now: float, grace: float = 
     if last is not None and now - float(last) > grace:
         return f"no heartbeat for {now - float(last):.0f} s (grace {grace:.0f} s)"
     return None
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Enqueue again the candidates of trials a Ctrl-C or SIGTERM stopped (recorded as failed
+    with a KeyboardInterrupt), once each: a resumed search runs them first (Optuna's queue comes
+    before the sampler), and they count once, since failed trials do not count."""
+    trials = study.get_trials(deepcopy=False)
+    done = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    queued = []
+    for trial in trials:
+        if trial.state != TrialState.FAIL or trial.number in done:
+            continue
+        record = result_of(trial)
+        if record is None or not (record.error or "").startswith("KeyboardInterrupt"):
+            continue
+        if enqueue_again(study, trial):
+            queued.append(trial.number)
+    if queued:
+        log.info("interrupted trials %s enqueued to run first", queued)
+    return queued
 
 
 def recover_stale(study: optuna.Study, *, grace: float = GRACE_S) -> list[int]:

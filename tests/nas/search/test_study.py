@@ -81,6 +81,22 @@ def test_failing_trial_is_recorded_and_search_goes_on(tmp_path: Path, idx_dir: P
     assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2 and trainer.calls == 3
 
 
+def test_an_interrupted_candidate_runs_first_on_resume_and_counts_once(tmp_path: Path, idx_dir: Path) -> None:
+    cfg = _cfg(idx_dir, trials=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, tmp_path / "run", trainer=FakeTrainer(fail_on={1: KeyboardInterrupt()}))
+    resumed = FakeTrainer()
+    trials = run_search(cfg, tmp_path / "run", trainer=resumed).trials
+    interrupted = result_of(trials[0])
+    assert trials[0].state == optuna.trial.TrialState.FAIL and interrupted is not None
+    assert (interrupted.error or "").startswith("KeyboardInterrupt")
+    rerun = result_of(trials[1])
+    assert trials[1].params == trials[0].params and rerun is not None and rerun.arch == interrupted.arch
+    assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2 and resumed.calls == 2
+    # enqueued once: a third start does not run it again
+    assert len(run_search(cfg, tmp_path / "run", trainer=never_trains).trials) == 3
+
+
 def test_same_seed_same_architectures(tmp_path: Path, idx_dir: Path) -> None:
     archs = []
     for seed, name in ((0, "a"), (0, "b"), (1, "c")):
