@@ -65,7 +65,12 @@ def front_text(front: pd.DataFrame) -> str:
     shown = front[["source", "trial", "name", "accuracy", "latency_ms", "macs", "params", "peak_memory_mb",
                    "arch"]].copy()
     shown["accuracy"] = (shown["accuracy"] * 100).round(2)
-    return shown.to_string(index=False)
+    extrapolated = front["latency_caveat"].notna() if "latency_caveat" in front else front["trial"] < 0
+    if not extrapolated.any():
+        return shown.to_string(index=False)
+    shown["latency_ms"] = [f"{v:.4g}{'*' if e else ''}" for v, e in zip(shown["latency_ms"], extrapolated)]
+    return (shown.to_string(index=False) + "\n* latency EXTRAPOLATED: predicted outside the profile's calibration "
+            "(front.csv's latency_caveat says how); check it on the device")
 
 
 def finish_run(cfg: SearchConfig, run_dir: Path, storage: str) -> None:

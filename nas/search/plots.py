@@ -17,6 +17,9 @@ from nas.core.files import write_atomic  # noqa: E402
 def _axes(front: pd.DataFrame, profile: str) -> tuple[tuple[str, str], ...]:
     kind = front["latency_kind"].iloc[0] if len(front) else "measured"
     how = "measured, onnxruntime on this host" if kind == "measured" else f"predicted, profile {profile}"
+    caveats = front["latency_caveat"].notna() if "latency_caveat" in front else pd.Series(dtype=bool)
+    if caveats.any():
+        how += f"; EXTRAPOLATED for {int(caveats.sum())} of {len(front)} points, hollow"
     return ("macs", "MACs (fvcore, batch 1)"), ("latency_ms", f"latency ms ({how})")
 
 
@@ -43,8 +46,10 @@ def plot_front(trials: pd.DataFrame, front: pd.DataFrame, *, budgets: dict[str, 
                         transform=ax.get_xaxis_transform(), label=f"{what} rejected before training")
         ordered = searched.sort_values(x)
         if len(ordered):
-            ax.scatter(ordered[x], ordered["accuracy"] * 100, s=45, color="tab:blue", zorder=3,
-                       label="Pareto front (all objectives)")
+            # a point whose latency the profile extrapolates is drawn hollow on both panels
+            hollow = ordered["latency_caveat"].notna() if "latency_caveat" in ordered else ordered["trial"] < 0
+            ax.scatter(ordered[x], ordered["accuracy"] * 100, s=45, zorder=3, label="Pareto front (all objectives)",
+                       facecolors=["none" if h else "tab:blue" for h in hollow], edgecolors="tab:blue")
             for _, row in ordered.iterrows():
                 ax.annotate(str(int(row["trial"])), (row[x], row["accuracy"] * 100), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from nas.search.record import result_of
+from nas.search.record import CandidateResult, result_of
 from nas.search.slots import FINISHED, counts, flagged_at_chance, skipped_reason
 
 
@@ -55,6 +55,12 @@ def _acc(value: float | None) -> str:
     return f"acc {100 * (value or 0.0):.1f}%"
 
 
+def _pred(r: CandidateResult) -> str:
+    if r.latency_kind != "predicted":
+        return ""
+    return " (pred, EXTRAPOLATED)" if r.latency_caveat else " (pred)"
+
+
 def _outcome(trial: optuna.trial.FrozenTrial) -> str:
     r = result_of(trial)
     if trial.state == optuna.trial.TrialState.COMPLETE and r is not None:
@@ -65,7 +71,7 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> str:
             status += "  WARNING: accuracy at chance level (training budget too small?)"
         macs = r.costs.macs if r.costs else 0
         return (f"{_acc(r.test_accuracy)} (val {100 * (r.val_accuracy or 0.0):.1f}%)  lat {r.latency_ms or 0.0:.3f} ms"
-                f"{' (pred)' if r.latency_kind == 'predicted' else ''}  MACs {macs / 1e6:.2f}M  {status}")
+                f"{_pred(r)}  MACs {macs / 1e6:.2f}M  {status}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         return f"rejected before training: {r.infeasible_reason if r else '?'}"
     if skipped_reason(trial) is not None:

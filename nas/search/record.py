@@ -91,6 +91,14 @@ class CandidateResult:
     edgetpu_summary: str | None = None
     export_errors: str | None = None  # files of the trial's kinds a converter could not make, one reason each
 
+    @property
+    def latency_caveat(self) -> str | None:
+        """Why the search's latency is an extrapolation (EXTRAPOLATED ...), when it is predicted."""
+        if self.latency_kind != "predicted":
+            return None
+        mine = self.predicted.get(self.profile)
+        return mine.caveat if mine is not None else None
+
     def objective(self, name: str) -> float:
         """The value of one search objective (``accuracy`` is the validation accuracy)."""
         if name == "accuracy":

@@ -24,8 +24,8 @@ from nas.space.arch import parse
 log = logging.getLogger(__name__)
 
 FRONT_COLUMNS = ["source", "trial", "name", "arch", "accuracy", "val_accuracy", "macs", "params", "latency_ms",
-                 "latency_kind", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes", "feasible",
-                 "dominated_by_front", "artifact", "onnx_path"]
+                 "latency_kind", "latency_caveat", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes",
+                 "feasible", "dominated_by_front", "artifact", "onnx_path"]
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
@@ -56,7 +56,8 @@ def _front_row(t: optuna.trial.FrozenTrial, source: str) -> dict[str, object]:
     c = r.costs
     return {"source": source, "trial": t.number, "name": r.baseline or "", "arch": r.arch,
             "accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy, "macs": c.macs, "params": c.params,
-            "latency_ms": r.latency_ms, "latency_kind": r.latency_kind, "peak_memory_mb": round(c.memory_mb, 6),
+            "latency_ms": r.latency_ms, "latency_kind": r.latency_kind,
+            "latency_caveat": r.latency_caveat, "peak_memory_mb": round(c.memory_mb, 6),
             "weight_mb": c.weight_mb, "peak_activation_mb": c.peak_activation_mb, "file_bytes": r.file_bytes,
             "feasible": r.feasible, "dominated_by_front": False,
             "artifact": str(model_dir(r, t.number) / Path(r.artifact or "model.onnx").name),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 
+from nas.cli._run import front_text
 from nas.core.config import SearchConfig, parse_search_config
 from nas.core.errors import UserError
 from nas.deploy.edgetpu import check_edgetpu
@@ -126,6 +128,11 @@ def test_search_targeting_a_predicted_profile(tmp_path: Path, idx_dir: Path) -> 
     assert (r.host_latency_ms or 0) > 0 and r.profile == "raspberry-pi4"
     assert r.profile_version == load_profile("raspberry-pi4").version
     assert t.values is not None and t.values[1] == pytest.approx(r.latency_ms, rel=1e-3)  # the objective: the prediction
+    # a tiny network lies far below the Pi's calibration networks: the caveat travels to the front
+    assert (r.latency_caveat or "").startswith("EXTRAPOLATED")
+    front = pd.read_csv(tmp_path / "run" / "front.csv")
+    assert front.loc[0, "latency_caveat"] == r.latency_caveat
+    assert "EXTRAPOLATED" in front_text(front) and f"{r.latency_ms:.4g}*" in front_text(front)
     # a latency budget on a predicted profile is gated on the prediction, before any training
     gated = _cfg(idx_dir, trials=1, profile="raspberry-pi4", budgets={"latency_ms": 1e-6})
     (t,) = run_search(gated, tmp_path / "gated", trainer=never_trains).trials
