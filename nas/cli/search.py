@@ -20,9 +20,10 @@ from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.search.artifacts import open_store, store_path
 from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
 from nas.search.budget_scan import scan_budgets
+from nas.search.dashboard_storage import UserStudies
 from nas.search.progress import Progress
 from nas.search.reexport import reexport
-from nas.search.report import export_trial_files, front_table
+from nas.search.report import KEEP_MARK, export_trial_files, front_table
 from nas.search.run_folder import STORAGE_ENV, default_storage, inside, run_storage
 from nas.search.slots import counts
 from nas.search.storage import redact, storage_from_url
@@ -119,6 +120,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError(str(exc.args[0])) from None
         print(f"exported trial {args.trial}: {path} (with arch.txt, metrics.json and README.md)")
         folder = path.parent
+        (folder / KEEP_MARK).touch()  # kept when the trial is not (or no longer) on the front
     if args.format is None:
         return 0
     splits = load_splits(load_run_config(run_dir), cache_dir=run_dir.parent / ".cache")
@@ -140,6 +142,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     store = open_store(run_dir, cfg.search.artifact_store)
     print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {redact(url)}, trial files from "
           f"{store_path(run_dir, cfg.search.artifact_store)} (Ctrl-C to stop)", flush=True)
-    optuna_dashboard.run_server(storage_from_url(url, heartbeat=False), host=args.host, port=args.port,
+    optuna_dashboard.run_server(UserStudies(storage_from_url(url, heartbeat=False)), host=args.host, port=args.port,
                                 artifact_store=store)
     return 0

@@ -33,11 +33,22 @@ def open_store(run_dir: Path, configured: str | None) -> FileSystemArtifactStore
     return FileSystemArtifactStore(str(path))
 
 
+# what a browser should do with a trial's files (Python's table calls .pt a SNES page table)
+_MIMETYPES = {".onnx": "application/octet-stream", ".tflite": "application/octet-stream",
+              ".pt": "application/octet-stream", ".json": "application/json", ".md": "text/markdown",
+              ".txt": "text/plain", ".png": "image/png", ".csv": "text/csv"}
+
+
+def mimetype(path: Path) -> str:
+    """The content type a trial file is served with (the dashboard's downloads)."""
+    return _MIMETYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
 def upload_trial_files(trial: optuna.Trial, folder: Path, store: FileSystemArtifactStore) -> list[str]:
     """Upload every file of a trial's folder (model files, weights); returns their names."""
     names = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        upload_artifact(study_or_trial=trial, file_path=str(path), artifact_store=store)
+        upload_artifact(study_or_trial=trial, file_path=str(path), artifact_store=store, mimetype=mimetype(path))
         names.append(path.name)
     return names
 

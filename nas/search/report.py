@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import optuna
@@ -27,6 +28,7 @@ FRONT_COLUMNS = ["source", "trial", "name", "arch", "accuracy", "val_accuracy", 
                  "latency_kind", "latency_caveat", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes",
                  "feasible", "dominated_by_front", "artifact", "onnx_path"]
 COMPLETE = optuna.trial.TrialState.COMPLETE
+KEEP_MARK = ".exported-by-hand"  # in a model folder: the user asked for it, so it stays off the front too
 
 
 def trials_table(study: optuna.Study | None) -> pd.DataFrame:
@@ -145,6 +147,26 @@ def _profile_tag(*studies: optuna.Study | None) -> str:
     return ""
 
 
+def drop_stale_models(run_dir: Path, current: set[str]) -> list[str]:
+    """Remove the model folders of trials no longer on the front (``models/0003``,
+    ``models/baseline-x``), so models/ holds the current front; a folder holding what a user made
+    from it (``final*/`` by hwnas train, ``compressed/`` by hwnas compress) or that the user
+    exported by hand (:data:`KEEP_MARK`, written by hwnas export) is kept, and so are ``arch-*`` folders. Returns the names removed."""
+    removed = []
+    for folder in sorted((run_dir / "models").glob("*")):
+        name = folder.name
+        if not folder.is_dir() or name in current or not (name.isdigit() or name.startswith("baseline-")):
+            continue
+        if (folder / KEEP_MARK).exists() or any(p.is_dir() and (p.name.startswith("final") or p.name == "compressed")
+                                                 for p in folder.iterdir()):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)  # another worker may be removing it too
+        removed.append(name)
+    if removed:
+        log.info("models no longer on the front removed: %s", ", ".join(removed))
+    return removed
+
+
 def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: optuna.Study | None,
                   baselines: optuna.Study | None = None, store: FileSystemArtifactStore | None = None) -> pd.DataFrame:
     """trials.csv, baselines.csv, front.csv, front.png (with the finals of finals.csv when
@@ -156,10 +178,12 @@ def write_outputs(run_dir: Path, *, budgets: dict[str, float | None], search: op
         write_csv(run_dir / "baselines.csv", base_trials)
     front = front_table(search, baselines)
     write_csv(run_dir / "front.csv", front)
+    current = set()
     for row in front.itertuples():
         study = search if row.source == "search" else baselines
         assert study is not None  # the row came from it
-        export_trial_files(study, run_dir, int(str(row.trial)), store)
+        current.add(export_trial_files(study, run_dir, int(str(row.trial)), store).parent.name)
+    drop_stale_models(run_dir, current)
     title = search.study_name if search else baselines.study_name if baselines else run_dir.name
     finals = pd.read_csv(run_dir / "finals.csv") if (run_dir / "finals.csv").exists() else None
     plot_front(trials, front, budgets=budgets, path=run_dir / "front.png", title=title, baseline_trials=base_trials,

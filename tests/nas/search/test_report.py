@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.search.report import export_trial_files, front_table, trials_table, write_outputs
+from nas.search.report import KEEP_MARK, drop_stale_models, export_trial_files, front_table, trials_table, write_outputs
 from tests.nas.search.test_record import FULL
 
 
@@ -61,3 +61,15 @@ def test_front_trials_are_exported_with_arch_and_metrics(tmp_path: Path) -> None
     assert (tmp_path / "models" / "0001" / "arch.txt").read_text().strip() == FULL.arch
     with pytest.raises(KeyError, match="trial 5 has no exported model; allowed: completed trials \\[0, 1\\]"):
         export_trial_files(study, tmp_path, 5)
+
+
+def test_models_hold_the_current_front_and_what_the_user_made(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    for name in ("0000", "0001", "0002", "0003", "baseline-mbv2", "arch-1a2b"):
+        (models / name).mkdir(parents=True)
+        (models / name / "model.onnx").write_bytes(b"x")
+    (models / "0002" / "final").mkdir()  # trained by hwnas train
+    (models / "0003" / KEEP_MARK).touch()  # exported by hand
+    removed = drop_stale_models(tmp_path, {"0001"})
+    assert removed == ["0000", "baseline-mbv2"]
+    assert sorted(p.name for p in models.iterdir()) == ["0001", "0002", "0003", "arch-1a2b"]
