@@ -21,6 +21,7 @@ from nas.search.artifacts import open_store, store_path
 from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
 from nas.search.budget_scan import scan_budgets
 from nas.search.dashboard_storage import UserStudies
+from nas.search.deploy_steps import target_of
 from nas.search.progress import Progress
 from nas.search.reexport import reexport
 from nas.search.report import KEEP_MARK, export_trial_files, front_table
@@ -123,14 +124,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         (folder / KEEP_MARK).touch()  # kept when the trial is not (or no longer) on the front
     if args.format is None:
         return 0
-    splits = load_splits(load_run_config(run_dir), cache_dir=run_dir.parent / ".cache")
+    run_cfg = load_run_config(run_dir)
+    splits = load_splits(run_cfg, cache_dir=run_dir.parent / ".cache")
     m = reexport(folder, run_dir=run_dir, fmt=args.format, precision=args.precision or "fp32", splits=splits)
     print(f"wrote {run_dir / m.path}: {m.bytes} bytes, test accuracy {100 * m.test_accuracy:.2f}% measured on the "
           f"file by {m.runtime}; host latency {m.host_latency_ms:.4f} ms ({m.latency_how})")
     for key, value in m.extra:
         if key == "int8_route":
             print(f"int8 route {value}: {m.how}")
-        if key == "edgetpu_summary":
+        if key == "edgetpu_summary" and target_of(run_cfg.search.profile) == "edgetpu":  # other targets: moot
             print(f"{value}\ncompile for the Edge TPU with: {compiler_command(run_dir / m.path)}")
     return 0
 

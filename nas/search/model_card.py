@@ -1,10 +1,11 @@
-"""``README.md`` of a model folder: what each file is, its figures (measured on that file, by the
-runtime named), the deploy contract, and the commands that take the file onto its device.
+"""``README.md`` of a model folder: the commands that take its files onto the target first
+(:mod:`nas.search.deploy_steps`), then what each file is, its figures (measured on that file, by the
+runtime named), and the deploy contract.
 
 >>> card = model_card(CandidateResult(arch="a", seed=0, profile="jetson-nano", profile_version="3",
 ...                                   precision="fp32"), {"onnx": {"path": "trials/0001/model.onnx", "bytes": 10,
 ...                   "runtime": "onnxruntime", "test_accuracy": 0.9}}, input_shape=(1, 1, 20, 20))
->>> "trtexec --onnx=model.onnx --fp16" in card
+>>> "trtexec --onnx=model.onnx --fp16" in card and card.index("## Deploy on jetson-nano") < card.index("| file")
 True
 """
 from __future__ import annotations
@@ -13,9 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nas.deploy import tflite
 from nas.deploy.artifacts import ARTIFACT_KINDS
-from nas.deploy.contract import CONTRACT_KEY
-from nas.deploy.edgetpu import compiler_command
+from nas.deploy.contract import CONTRACT_KEY, parse_contract
+from nas.deploy.export import read_metadata as read_onnx_metadata
+from nas.search.deploy_steps import deploy_section, target_of
 from nas.search.record import CandidateResult
 
 
@@ -23,37 +26,24 @@ def _fmt(value: Any, scale: float = 1.0, digits: int = 2, unit: str = "") -> str
     return "-" if value is None else f"{value * scale:.{digits}f}{unit}"
 
 
-def _device_commands(result: CandidateResult, files: Mapping[str, Mapping[str, Any]],
-                     input_shape: tuple[int, ...]) -> list[str]:
-    lines = []
-    shape = "x".join(str(d) for d in input_shape)
-    if "onnx" in files and result.profile.startswith("jetson-nano"):
-        lines += ["TensorRT engine on the Jetson Nano (fp16, batch 1), built on the device:", "",
-                  f"    trtexec --onnx=model.onnx --fp16 --shapes=input:{shape} --saveEngine=model_fp16.plan", ""]
-    if "onnx" in files and result.profile.startswith("zynq"):
-        lines += ["Zynq DPU: `model.onnx` is the int8 QDQ file of the search's static int8 recipe (onnxruntime's "
-                  "quantizer, float scales). Vitis AI's DPU takes power-of-two scales: quantize the fp32 network "
-                  "with `vai_q_onnx.quantize_static(..., calibrate_method=PowerOfTwoMethod.MinMSE)`, then compile "
-                  "with `vai_c_xir -x model.xmodel -a /opt/vitis_ai/compiler/arch/DPUCZDX8G/ZCU102/arch.json "
-                  "-o out -n net`.", ""]
-    if "tflite-int8" in files:
-        info = files["tflite-int8"]
-        lines += ["Edge TPU: compile the int8 file on an x86-64 Linux machine with the Coral compiler "
-                  "(not run here; hwnas checked the documented op and dtype rules:", "",
-                  f"    {info.get('edgetpu_summary', 'not checked')}", "",
-                  "):", "", f"    {compiler_command('model_int8.tflite', '.')}", ""]
-    if "onnx" in files and not result.profile.startswith(("jetson-nano", "zynq")):
-        lines += ["CPU: run `model.onnx` with onnxruntime (`hwnas predict model.onnx image.png` applies the "
-                  "contract and runs it).", ""]
-    if any(k.startswith("tflite") for k in files):
-        lines += ["Raspberry Pi / ARM CPUs: run the .tflite file with LiteRT (`pip install ai-edge-litert`; "
-                  "`from ai_edge_litert.interpreter import Interpreter`) or TFLite's benchmark_model.", ""]
-    return lines
+def card_contract(folder: Path, profile: str) -> dict[str, Any] | None:
+    """The deploy contract of the file the target's steps use (a .tflite file for the Pi, else
+    model.onnx), read from the file in ``folder``; None when there is none to read."""
+    names = (["model_int8.tflite", "model_fp32.tflite"] if target_of(profile) == "pi" else []) + ["model.onnx"]
+    for name in names:
+        path = folder / name
+        if not path.is_file() or (path.suffix == ".tflite" and not tflite.available()):
+            continue
+        metadata = read_onnx_metadata(path) if path.suffix == ".onnx" else tflite.read_metadata(path)
+        return parse_contract(metadata, str(path))
+    return None
 
 
 def model_card(result: CandidateResult, files: Mapping[str, Mapping[str, Any]], *,
-               input_shape: tuple[int, ...], title: str = "") -> str:
-    """The README of a model folder holding ``files`` (kind -> figures, as in the trial record)."""
+               input_shape: tuple[int, ...], title: str = "", contract: Mapping[str, Any] | None = None) -> str:
+    """The README of a model folder holding ``files`` (kind -> figures, as in the trial record):
+    the target's deployment steps first (with ``contract``, the exact preprocessing), then the
+    figures of every file, then the deploy contract."""
     rows = []
     for kind, f in files.items():
         name = ARTIFACT_KINDS[kind].filename if kind in ARTIFACT_KINDS else Path(str(f.get("path", kind))).name
@@ -61,16 +51,16 @@ def model_card(result: CandidateResult, files: Mapping[str, Mapping[str, Any]], 
                     f"{f.get('bytes', '-')} | {_fmt(f.get('host_latency_ms'), 1, 4)} |")
     predicted = (f"{result.latency_ms:.4g} ms, {result.latency_kind} ({result.latency_how})"
                  if result.latency_ms is not None else "-")
-    lines = [f"# {title or 'hwnas model'}", "", f"Architecture: `{result.arch}`", "",
-             f"Recipe: `{result.recipe or 'none'}`; precision {result.precision}; target profile "
-             f"{result.profile}@{result.profile_version}", "",
-             f"Target latency: {predicted}", "",
+    lines = [f"# {title or 'hwnas model'}", "", f"Target profile {result.profile}@{result.profile_version}; "
+             f"target latency {predicted}", "",
+             *deploy_section(result.profile, files, input_shape, contract),
+             "## Figures", "", f"Architecture: `{result.arch}`", "",
+             f"Recipe: `{result.recipe or 'none'}`; precision {result.precision}", "",
              "| file | accuracy measured by | test accuracy | bytes | host latency ms (that runtime, batch 1) |",
              "|---|---|---|---|---|", *rows, "",
              "Every accuracy above was measured by running that file in the runtime named, on the test split.", "",
              "## Feeding the model", "",
              f"Each file carries the deploy contract as JSON metadata `{CONTRACT_KEY}` (source size, resize method "
              "and antialiasing, mean, std, channel order, layout, dtype, input and output quantization). "
-             "`hwnas predict FILE IMAGE` is the reference implementation of it.", "",
-             "## On the device", "", *_device_commands(result, files, input_shape)]
+             "`hwnas predict FILE IMAGE` is the reference implementation of it."]
     return "\n".join(lines).rstrip() + "\n"

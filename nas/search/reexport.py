@@ -24,7 +24,7 @@ from nas.data.splits import Splits, to_tensor
 from nas.deploy.artifacts import ARTIFACT_KINDS, TFLITE_CALIBRATION_IMAGES, MeasuredFile, calibration_images, not_written, tflite_file
 from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.deploy.host_latency import measure_latency
-from nas.search.model_card import model_card
+from nas.search.model_card import card_contract, model_card
 from nas.search.record import CandidateResult
 from nas.space.arch import parse
 from nas.space.builder import Net, build
@@ -118,5 +118,5 @@ def _onnx_file(model: Net, info: DeployInfo, resolution: int, splits: Splits, *,
 def _rewrite_card(folder: Path, result: CandidateResult) -> None:
     spec = parse(result.arch)
     card = model_card(result, result.artifacts, input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
-                      title=str(folder))
+                      title=str(folder), contract=card_contract(folder, result.profile))
     write_atomic(folder / "README.md", card.encode())

@@ -16,7 +16,7 @@ import pandas as pd
 
 from nas.core.files import write_atomic
 from nas.search.artifacts import trial_file
-from nas.search.model_card import model_card
+from nas.search.model_card import card_contract, model_card
 from nas.search.plots import plot_front
 from nas.search.record import TABLE_COLUMNS, CandidateResult, result_of
 from nas.search.slots import flagged_at_chance, skipped_reason
@@ -123,6 +123,7 @@ def export_trial_files(study: optuna.Study, run_dir: Path, number: int,
     write_atomic(target / "arch.txt", (result.arch + "\n").encode())
     spec = parse(result.arch)
     card = model_card(result, files, input_shape=(1, spec.in_chs, spec.resolution, spec.resolution),
+                      contract=card_contract(target, result.profile),
                       title=f"{study.study_name}, trial {number}")
     write_atomic(target / "README.md", card.encode())
     metrics = {"trial": number, "params": trial.params, **result.to_attrs(), "artifacts": files,

@@ -2,11 +2,15 @@
 reference predict: each checked on converted files run by the LiteRT interpreter."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nas.core.errors import UserError
 from nas.data.splits import Preprocess, Splits, to_tensor
@@ -23,6 +27,7 @@ from nas.deploy import artifacts  # noqa: E402  (needs the extra)
 from nas.deploy.artifacts import ARTIFACT_KINDS, tflite_file  # noqa: E402
 from nas.deploy.edgetpu import check_edgetpu, compiler_command  # noqa: E402
 from nas.deploy.tflite_int8 import Int8Options  # noqa: E402
+from nas.search.deploy_steps import litert_snippet  # noqa: E402
 
 IR = "in_c1_r12-stem_k3_s1_c8-ir_r1_k3_s2_e3_c16-ir_r1_k5_s1_e3_c16-head_c32-fc_c10"
 HSWISH = "in_c1_r12-stem_k3_s1_c8-ir_r1_k3_s2_e3_c16_hs1-head_c32-fc_c10"  # HARD_SWISH: not in the op table
@@ -180,3 +185,27 @@ def test_a_route_that_cannot_convert_the_network_leaves_the_other(images: np.nda
                               rel_path="m/model_int8.tflite", int8=Int8Options(calibration_images=8))
     assert dict(measured.extra)["int8_route"] == "aiq"
     assert "route pt2e failed (RuntimeError: unsupported op)" in measured.how
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_pi_readme_snippet_feeds_the_file_as_hwnas_predict_does(ir_files: dict[str, bytes], precision: str,
+                                                                    tmp_path: Path) -> None:
+    """The LiteRT code a Raspberry Pi model's README gives, run as written on an image of another
+    size than the source, computes what the deploy contract's reference computes."""
+    path = tmp_path / f"model_{precision}.tflite"
+    path.write_bytes(ir_files[precision])
+    contract = parse_contract(tflite.read_metadata(path), str(path))
+    image = np.random.default_rng(1).integers(0, 256, (23, 19), dtype=np.uint8)
+    Image.fromarray(image, mode="L").save(tmp_path / "image.png")
+    printed, namespace = io.StringIO(), {"IMAGE": str(tmp_path / "image.png")}
+    with contextlib.redirect_stdout(printed):
+        exec(litert_snippet(str(path), contract, threads=1), namespace)  # noqa: S102
+    it = tflite.interpreter(path)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.set_tensor(inp["index"], apply_contract(image, contract))
+    it.invoke()
+    expected = read_output(it.get_tensor(out["index"]), contract)
+    assert int(printed.getvalue()) == int(expected.argmax())
+    # the same input to the last rounding step: fp32 to float error, int8 within one output step
+    step = out["quantization"][0] or 1e-4
+    np.testing.assert_allclose(namespace["logits"], expected, rtol=0, atol=step * 1.01)
