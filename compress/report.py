@@ -95,4 +95,14 @@ def write_report(result: Compressed, out: Path, *, name: str, recipe: Recipe) ->
         lines.append(f"| {label} | {100 * row['test_accuracy']:.2f}% | {row['file_bytes']:,} | {row['macs']:,} | "
                      f"{row['latency_ms']:.4f} |")
     lines += ["", f"Latency: {r['latency_how']}.", ""]
+    target = r.get("target") or {}
+    for f in (target.get("files") or {}).values():
+        lines.append(f"Target file `{Path(f['path']).name}`: test accuracy {100 * f['test_accuracy']:.2f}% measured "
+                     f"on the file by {f['runtime']}, {f['bytes']:,} bytes.")
+    lines += [f"Not written: {line}" for line in target.get("unwritten") or []]
+    if target.get("latency"):
+        lat = target["latency"]
+        lines.append(f"Target latency on {lat['profile']}: {lat['before_ms']:.4g} -> {lat['after_ms']:.4g} ms at "
+                     f"{lat['precision']} ({lat['how']})" + (f"; {lat['caveat']}" if lat["caveat"] else "") + ".")
+    lines.append("")
     (out / "report.md").write_text("\n".join(lines))

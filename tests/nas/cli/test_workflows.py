@@ -21,6 +21,7 @@ from nas.data.datasets import load_idx_dataset
 from nas.data.splits import split
 from nas.deploy.export import onnx_accuracy, read_metadata
 from nas.deploy.host_latency import session
+from nas.deploy.tflite import available as tflite_available
 from nas.hardware.profile_build import FORMAT, load_measurements
 from nas.hardware.profiles import load_profile
 from nas.search.record import result_of
@@ -261,3 +262,27 @@ def test_search_with_compression_knobs_reports_the_compressed_file(tmp_path: Pat
         else:
             assert r.costs.weight_mb == pytest.approx(r.costs.params / 1e6, rel=0.2)
     assert any(recipe.quantize and recipe.quantize.weight_bits for recipe in recipes)  # some 4-bit group
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not tflite_available(), reason="needs the tflite extra (LiteRT)")
+def test_compress_a_model_folder_of_a_tflite_target(tmp_path: Path, idx_dir: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A Raspberry Pi run's models/<n> holds .tflite files only: compress takes it, writes the
+    target's int8 file from the compressed network and reports the Pi's predicted latency."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(idx_dir, trials=1, profile="raspberry-pi4")))
+    run = tmp_path / "run"
+    assert main(["search", str(cfg), "--out", str(run)]) == 0
+    model_dir = next((run / "models").iterdir())
+    assert not (model_dir / "model.onnx").exists() and (model_dir / "model_int8.tflite").exists()
+    capsys.readouterr()
+    recipe = "{prune: {criterion: l1, ratio: 0.5, finetune_iters: 2, batch_size: 16}, quantize: {mode: static}}"
+    assert main(["compress", str(model_dir), "--recipe", recipe, "--name", "r"]) == 0
+    out = capsys.readouterr().out
+    assert "target latency" in out and "predicted by raspberry-pi4@" in out and "model_int8.tflite" in out
+    report = json.loads((model_dir / "compressed" / "r" / "report.json").read_text())
+    lat = report["target"]["latency"]
+    assert lat["after_ms"] < lat["before_ms"]  # half the channels at int8 is cheaper on the Pi's model
+    assert (model_dir / "compressed" / "r" / "model_int8.tflite").stat().st_size > 0
+    assert set(report["target"]["files"]) == {"tflite-int8"}
