@@ -181,8 +181,9 @@ def interpreter(model: str | Path | bytes, *, threads: int = 1) -> Any:
     require()
     Interpreter = _optional.load("ai_edge_litert.interpreter").Interpreter
     content = model if isinstance(model, bytes) else Path(model).read_bytes()
-    it = Interpreter(model_content=content, num_threads=threads)
-    it.allocate_tensors()
+    with _optional.native_stderr_to_log():  # LiteRT announces its XNNPACK delegate on stderr
+        it = Interpreter(model_content=content, num_threads=threads)
+        it.allocate_tensors()
     return it
 
 
