@@ -101,16 +101,17 @@ def artifact_kinds(cfg: SearchConfig, profile: HardwareProfile) -> tuple[Artifac
 
 
 def artifact_precision(cfg: SearchConfig, profile: HardwareProfile) -> str:
-    """The precision a candidate's latency is priced at before compression: the search's own
-    where the target runs it (compressed trials are then priced at their recipe's precision);
-    int8 on an int8-only device (the Edge TPU, a DPU), which requires every trial to be exported
-    as static int8, so a search that would train fp32 models for it is refused in one line."""
+    """The precision a candidate's latency is priced at before compression: int8 on a device
+    that runs it when every trial is exported as static int8 (``compression.quantize: [static]``);
+    else the search's own where the target runs it (compressed trials are then priced at their
+    recipe's precision). An int8-only device (the Edge TPU, a DPU) requires every trial to be
+    exported as static int8, so a search that would train fp32 models for it is refused in one line."""
     device = profile.device
+    quantize = cfg.compression.quantize if cfg.compression is not None else ("none",)
+    if device is not None and "int8" in device.macs_per_s and tuple(quantize) == ("static",):
+        return "int8"  # every trial ships as int8: gate on what ships
     if device is None or cfg.search.precision in device.macs_per_s:
         return cfg.search.precision
-    quantize = cfg.compression.quantize if cfg.compression is not None else ("none",)
-    if "int8" in device.macs_per_s and tuple(quantize) == ("static",):
-        return "int8"
     raise UserError(f"profile {profile.tag} runs {', '.join(device.macs_per_s)} only and this search would export "
                     f"{cfg.search.precision} models (compression.quantize: [{', '.join(quantize)}]); set "
                     f"compression.quantize: [static] so every trial is exported as int8")
