@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from results_page import record_run
 from compress.recipe import parse_recipe
 from compress.report import compress
 from nas.search.study import load_run_config, load_splits
@@ -255,4 +256,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    record_run("compression")  # the date benchmarks/results_page.py shows
+    sys.exit(code)

@@ -39,6 +39,7 @@ from nas.hardware.network_fit import (  # noqa: E402
     score,
     spec_of,
 )
+from results_page import record_run  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "published_latency_calibration.csv"
@@ -253,4 +254,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    record_run("device_latency")  # the date benchmarks/results_page.py shows
+    sys.exit(code)

@@ -23,6 +23,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pandas as pd
 
+from results_page import record_run
 from nas.core.config import load_search_config
 from nas.data.splits import Preprocess, load_raw, to_tensor
 from nas.hardware.profiles import load_profile
@@ -130,4 +131,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    record_run("quickstart")  # the date benchmarks/results_page.py shows
+    sys.exit(code)

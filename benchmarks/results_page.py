@@ -70,11 +70,13 @@ def _finals() -> str:
 
 def _compression() -> str:
     rows = [r for r in _csv("compression") if r["recipe"] != "baseline"]
-    fastest = max(rows, key=lambda r: float(r["speedup"]))
-    smallest = max(rows, key=lambda r: float(r["size_ratio"]))
-    return (f"{len(rows)} recipes; fastest {fastest['recipe']}: {float(fastest['speedup']):.2f}x, "
-            f"{float(fastest['accuracy_drop_points']):+.2f} points; smallest {smallest['recipe']}: "
-            f"{float(smallest['size_ratio']):.2f}x, {float(smallest['accuracy_drop_points']):+.2f} points")
+    close = [r for r in rows if float(r["accuracy_drop_points"]) <= 1.0] or rows
+    fastest = max(close, key=lambda r: float(r["speedup"]))
+    smallest = max(close, key=lambda r: float(r["size_ratio"]))
+    return (f"{len(rows)} recipes; within 1 point of the baseline's accuracy, fastest {fastest['recipe']}: "
+            f"{float(fastest['speedup']):.2f}x (drop {float(fastest['accuracy_drop_points']):.2f} points); smallest "
+            f"{smallest['recipe']}: {float(smallest['size_ratio']):.2f}x (drop "
+            f"{float(smallest['accuracy_drop_points']):.2f} points)")
 
 
 def _reliability() -> str:

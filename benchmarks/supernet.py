@@ -48,6 +48,7 @@ from nas.supernet.inherit import accuracy, recalibrate_bn  # noqa: E402
 from nas.supernet.space import SupernetSpace  # noqa: E402
 from nas.supernet.store import load_supernet  # noqa: E402
 from nas.train.trainer import train  # noqa: E402
+from results_page import record_run  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -389,3 +390,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    record_run("supernet")  # the date benchmarks/results_page.py shows

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from results_page import record_run
 from nas.data.splits import Preprocess, Splits
 from nas.deploy import tflite
 from nas.deploy.artifacts import calibration_images
@@ -120,4 +121,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    record_run("tflite_converters")  # the date benchmarks/results_page.py shows
+    sys.exit(code)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from results_page import record_run
 from nas.cost.costs import count_costs
 from nas.space.zoo import (
     efficientnet_edgetpu,
@@ -88,4 +89,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    record_run("zoo_fidelity")  # the date benchmarks/results_page.py shows
+    sys.exit(code)
