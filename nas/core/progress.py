@@ -2,8 +2,11 @@
 logger: library code reports here, and the CLI prints this logger's records to stdout (the rest of
 the library's logging stays quiet unless ``--verbose``).
 
->>> ticker = Ticker("decoding", total=4, every_s=0.0)
->>> ticker.update(2)  # logged as "decoding 2/4, 0:00 elapsed, ETA 0:00"
+>>> clock(75), clock(3725)
+('1:15', '1:02:05')
+
+``Ticker("decoding", total=4).update(2)`` logs ``decoding 2/4, 0:00 elapsed, ETA 0:00`` (at most
+every ``every_s`` seconds).
 """
 from __future__ import annotations
 

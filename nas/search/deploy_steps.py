@@ -63,10 +63,14 @@ def _pi(files: Mapping[str, Any], contract: Mapping[str, Any] | None) -> list[st
     if name is None:
         return ["No .tflite file in this folder: `hwnas export RUN --trial N --format tflite --precision int8` "
                 "writes one.", ""]
-    lines = [f"Copy `{name}` to the Pi, `pip install ai-edge-litert numpy pillow`, then (IMAGE is an image path; "
-             f"{PI_THREADS} threads, one per core):", ""]
-    if contract is not None:
-        lines += ["```python", f'IMAGE = "image.png"', litert_snippet(name, contract), "```", ""]
+    if contract is None:
+        lines = [f"Copy `{name}` to the Pi, `pip install ai-edge-litert`, and run it with LiteRT's `Interpreter` "
+                 f"({PI_THREADS} threads), preparing each image as the file's `hwnas.preprocess` contract says "
+                 "(`hwnas predict` is the reference).", ""]
+    else:
+        lines = [f"Copy `{name}` to the Pi, `pip install ai-edge-litert numpy pillow`, then (IMAGE is an image path; "
+                 f"{PI_THREADS} threads, one per core):", "", "```python", 'IMAGE = "image.png"',
+                 litert_snippet(name, contract), "```", ""]
     lines += [f"Timing on the Pi: TFLite's `benchmark_model --graph={name} --num_threads={PI_THREADS}`.", ""]
     return lines
 

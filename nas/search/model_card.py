@@ -10,6 +10,7 @@ True
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from nas.deploy.contract import CONTRACT_KEY, parse_contract
 from nas.deploy.export import read_metadata as read_onnx_metadata
 from nas.search.deploy_steps import deploy_section, target_of
 from nas.search.record import CandidateResult
+
+log = logging.getLogger(__name__)
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
@@ -34,8 +37,11 @@ def card_contract(folder: Path, profile: str) -> dict[str, Any] | None:
         path = folder / name
         if not path.is_file() or (path.suffix == ".tflite" and not tflite.available()):
             continue
-        metadata = read_onnx_metadata(path) if path.suffix == ".onnx" else tflite.read_metadata(path)
-        return parse_contract(metadata, str(path))
+        try:
+            metadata = read_onnx_metadata(path) if path.suffix == ".onnx" else tflite.read_metadata(path)
+            return parse_contract(metadata, str(path))
+        except Exception as exc:  # noqa: BLE001 - the card then goes without the snippet, saying why
+            log.warning("%s: no deploy contract read (%s: %s)", path, type(exc).__name__, exc)
     return None
 
 
