@@ -6,8 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
-
 from compress.recipe import load_recipe
 from compress.report import compress, summary_line, write_report
 from nas.core.errors import UserError
@@ -19,6 +17,7 @@ from nas.search.run_folder import inside
 from nas.search.study import load_run_config, load_splits
 from nas.space.arch import parse
 from nas.space.builder import build
+from nas.train.weights import load_into
 
 
 def _trained_model_files(model_dir: Path) -> tuple[Path, Path, str]:
@@ -53,7 +52,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     cfg = load_run_config(run_dir)
     spec = parse(arch)
     model = build(spec)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    load_into(model, weights, "the weights.pt of a trained trial")
     print(f"hwnas compress {model_dir}: {arch}\n  recipe {recipe.to_json()}", flush=True)
     splits = load_splits(cfg, cache_dir=run_dir.parent / ".cache")
     result = compress(model.eval(), spec, recipe, splits, seed=cfg.seed)

@@ -16,6 +16,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -139,20 +140,41 @@ def load_idx_dataset(name: str, directory: Path, *, download_ok: bool = False, b
                       y_test.astype(np.int64), classes)
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes, numbers and numpy arrays, and nothing that names other code:
+    the CIFAR-10 batches are pickles, and a pickle can call any function it names."""
+
+    # array constructors of numpy's pickles (protocols 2-5), and the bytes decoder of protocol 2
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never does")
+        return super().find_class(module, name)
+
+
 def load_cifar10_batches(directory: Path) -> RawDataset:
     """CIFAR-10 in the official python layout (data_batch_1..5, test_batch, batches.meta).
 
-    These files are pickles, as published; only read ones you trust.
+    These files are pickles, as published; they are read with an unpickler that builds arrays,
+    dicts and lists only (:class:`_ArraysOnly`), so a planted file is refused, not run.
     """
     root = directory / "cifar-10-batches-py" if (directory / "cifar-10-batches-py").is_dir() else directory
     def read(name: str) -> tuple[np.ndarray, np.ndarray]:
         path = root / name
         if not path.exists():
             raise UserError(f"CIFAR-10 batch {path} not found; expected data_batch_1..5 and test_batch")
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        return x, np.asarray(batch[b"labels"], dtype=np.int64)
+        try:
+            with open(path, "rb") as f:
+                batch = _ArraysOnly(f, encoding="bytes").load()
+            data, labels = batch[b"data"], batch[b"labels"]
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {str(exc)[:120]}); "
+                            "allowed: the official cifar-10-batches-py files") from None
+        x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(labels, dtype=np.int64)
     train = [read(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read("test_batch")
     return RawDataset("cifar10", np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),

@@ -13,8 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from compress.pipeline import apply_recipe
 from compress.quantize import quantize
 from compress.recipe import Recipe, parse_recipe, tflite_int8_options
@@ -28,6 +26,7 @@ from nas.search.model_card import card_contract, model_card
 from nas.search.record import CandidateResult
 from nas.space.arch import parse
 from nas.space.builder import Net, build
+from nas.train.weights import load_into
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def _rebuild(result: CandidateResult, run_dir: Path,
     if not weights.exists():
         raise UserError(f"{weights} is missing: the trial's trained weights are needed to re-export it")
     model = build(spec)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    load_into(model, weights, "the weights.pt of this trial")
     model.eval()
     info = DeployInfo.for_arch(spec, splits.preprocess, splits.classes)
     if not result.recipe or result.recipe == "none":

@@ -93,3 +93,27 @@ def test_image_folder_needs_splits(tmp_path: Path) -> None:
     (tmp_path / "flat" / "cat").mkdir(parents=True)
     with pytest.raises(UserError, match="needs train/<class>/ and test/<class>/"):
         load_image_folder(tmp_path / "flat", cache_dir=tmp_path / "cache")
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batches_of_any_protocol_read_and_a_planted_one_never_runs(tmp_path: Path, protocol: int) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (2, 3072), dtype=np.uint8), b"labels": [0, 1]}
+        (root / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    assert load_cifar10_batches(tmp_path).x_train.shape == (10, 32, 32, 3)
+    marker = tmp_path / "ran"
+    (root / "test_batch").write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}, protocol=protocol))
+    with pytest.raises(UserError, match="not a CIFAR-10 python batch .*UnpicklingError: it names (io|builtins).open"):
+        load_cifar10_batches(tmp_path)
+    assert not marker.exists()
