@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from optuna.trial import BaseTrial
 
 from compress.lowbit import BITS
@@ -22,7 +21,7 @@ from compress.prune import CRITERIA, SCOPES
 from compress.quantize import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, MODES, SCALES
 from nas.core.config import CompressionSpace
 from nas.core.errors import UserError
-from nas.core.schema import check, from_mapping
+from nas.core.schema import check, from_mapping, load_yaml, parse_yaml
 from nas.deploy.tflite_int8 import Int8Options
 
 T = TypeVar("T", bool, int, float, str)  # the types of an Optuna categorical choice
@@ -238,9 +237,6 @@ def load_recipe(text_or_path: str) -> Recipe:
     if path.suffix in (".yaml", ".yml", ".json") and not path.is_file():
         raise UserError(f"recipe file {path} not found; give a file or an inline mapping like "
                         "'{quantize: {mode: static}}'")
-    text = path.read_text() if path.is_file() else text_or_path
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"recipe is not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
-    return parse_recipe(data, where=str(path) if path.is_file() else "recipe")
+    is_file = len(text_or_path) < 4096 and path.is_file()
+    data = load_yaml(path) if is_file else parse_yaml(text_or_path, "recipe")
+    return parse_recipe(data, where=str(path) if is_file else "recipe")

@@ -134,6 +134,23 @@ def _argv(*args: str) -> Setup:
     return lambda ws: [a.replace("WS", str(ws)).replace("RUN", str(ws / "runs" / "tiny")) for a in args]
 
 
+BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9 if p else ['lol'] * 9)}]\n"
+               for p, c in zip(["", *"abcdef"], "abcdefg")) + "name: *g\n"
+
+
+def _garbage_model(ws: Path) -> list[str]:
+    (ws / "garbage.onnx").write_bytes(bytes(range(256)) * 4)
+    return ["predict", str(ws / "garbage.onnx"), str(ws / "images" / "test" / "a" / "0.png")]
+
+
+def _huge_image(ws: Path) -> list[str]:
+    """A PNG of 20,000 x 20,000 pixels (2.2 times Pillow's limit), a few kB on disk."""
+    path = ws / "huge.png"
+    if not path.exists():
+        Image.new("1", (20_000, 20_000)).save(path, optimize=True)
+    return ["predict", str(ws / "runs" / "tiny" / "trials" / "0000" / "model.onnx"), str(path)]
+
+
 def _arch(tail: str) -> str:
     return f"in_c1_r16-stem_k3_s1_c8-{tail}-head_c32-fc_c10"
 
@@ -187,6 +204,10 @@ CONFIG_CASES = [
     Case("data.val_fraction 0", _cfg(data__val_fraction=0)),
     Case("compression.quantize int4", _cfg(compression={"quantize": ["int4"]})),
     Case("final.epochs -1", _cfg(final={"epochs": -1})),
+    Case("YAML alias bomb under name", _search(BOMB)),
+    Case("YAML nested 20,000 deep", _search("a: " + "[" * 20_000 + "]" * 20_000 + "\n")),
+    Case("config over 1 MB", _search("# " + "x" * 1_100_000 + "\n")),
+    Case("name ending in a newline", _cfg(name="tiny\n")),
 ]
 
 DATA_CASES = [
@@ -235,6 +256,11 @@ ARG_CASES = [
     Case("cost: --width -1", _argv("cost", "--zoo", "mobilenet_v2", "--width", "-1")),
     Case("cost: unknown profile", _argv("cost", "--zoo", "mobilenet_v2", "--profile", "nope")),
     Case("cost: unknown zoo network", _argv("cost", "--zoo", "alexnet9")),
+    Case("cost: Arabic-Indic digit", _argv("cost", _arch("ir_r1_k3_s1_e1_c\u0668"))),
+    Case("cost: fullwidth digit", _argv("cost", _arch("ir_r1_k\uff13_s1_e1_c8"))),
+    Case("--workers 100000", lambda ws: _cfg()(ws) + ["--workers", "100000"]),
+    Case("predict: not a model file", _garbage_model),
+    Case("predict: image over Pillow's pixel limit", _huge_image),
 ]
 
 RUN_CASES = [
@@ -247,13 +273,13 @@ RUN_CASES = [
     Case("export: not a run folder", _argv("export", "WS/idx", "--trial", "0")),
     Case("front: not a run folder", _argv("front", "WS")),
     Case("dashboard: not a run folder", _argv("dashboard", "WS/idx")),
-    Case("compress: --name leaves the model folder", _argv("compress", "RUN/models/0000", "--recipe",
+    Case("compress: --name leaves the model folder", _argv("compress", "RUN/trials/0000", "--recipe",
                                                             "WS/recipe.yaml", "--name", "../../x")),
     Case("train: unknown trial", _argv("train", "RUN", "--trial", "999")),
     Case("train: --epochs 0", _argv("train", "RUN", "--trial", "0", "--epochs", "0")),
     Case("train: --lr inf", _argv("train", "RUN", "--trial", "0", "--lr", "inf")),
     Case("predict: model file missing", _argv("predict", "WS/nope.onnx", "WS/images/test/a/0.png")),
-    Case("predict: corrupt image", _argv("predict", "RUN/models/0000/model.onnx", "WS/corrupt.png")),
+    Case("predict: corrupt image", _argv("predict", "RUN/trials/0000/model.onnx", "WS/corrupt.png")),
 ]
 
 CASES = CONFIG_CASES + DATA_CASES + ARG_CASES + RUN_CASES

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from nas.core.errors import UserError
+from nas.core.errors import UserError, plain
 from nas.deploy import tflite
 from nas.deploy.contract import apply_contract, parse_contract, read_output
 from nas.deploy.export import read_metadata as onnx_metadata
@@ -25,9 +25,9 @@ def _image(path: Path, channel_order: str) -> np.ndarray:
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("L" if channel_order == "gray" else "RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UserError(f"{path}: not a readable image ({type(exc).__name__}); allowed: PNG, JPEG or any format "
-                        "Pillow reads") from None
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise UserError(f"{path}: not a readable image ({type(exc).__name__}: {plain(str(exc))[:100]}); allowed: "
+                        "PNG, JPEG or any format Pillow reads, within its pixel limit") from None
 
 
 def _runner(model: Path) -> tuple[dict[str, str], Callable[[np.ndarray], np.ndarray]]:
@@ -55,7 +55,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if model.suffix not in SUFFIXES or not model.is_file():
         raise UserError(f"{model}: not a model file; allowed: an exported .onnx or .tflite file")
-    metadata, run = _runner(model)
+    try:
+        metadata, run = _runner(model)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime and LiteRT raise their own kinds for a foreign file
+        raise UserError(f"{model}: not a model file {'onnxruntime' if model.suffix == '.onnx' else 'LiteRT'} can "
+                        f"load ({type(exc).__name__}: {plain(str(exc))[:120]}); allowed: a file hwnas exported") from None
     try:
         contract = parse_contract(metadata, str(model))
     except ValueError as exc:

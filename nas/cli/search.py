@@ -36,8 +36,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not os.environ.get(BUDGETS_CHECKED_ENV):
         check_budgets(cfg, profile, splits)
     if args.workers is not None:
-        if args.workers < 1:
-            raise UserError(f"--workers {args.workers} not allowed; allowed: integers >= 1")
+        most = 4 * (os.cpu_count() or 1)  # each worker holds the data and a model (about 300 MB here)
+        if not 1 <= args.workers <= most:
+            raise UserError(f"--workers {args.workers} not allowed; allowed: 1 to {most} (4 per CPU core of this "
+                            "machine; more workers on other machines join through a shared --storage)")
         create_run(cfg, run_dir, storage)
         print(f"hwnas search {cfg.name}: {args.workers} workers on {redact(storage)}, {cfg.search.trials} trials, "
               f"run folder {run_dir}", flush=True)

@@ -20,7 +20,7 @@ from nas.core.vocab import ARTIFACT_NAMES, AUGMENTS, BUDGET_KEYS, OBJECTIVES, PR
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "image-folder")
 # bounds of a search space: far beyond what trains on one device, low enough never to hang
 MAX_RESOLUTION, MAX_CHS, MAX_REPEATS = 1024, 16384, 64
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: "tiny\n" is not a name
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,7 @@ class SearchConfig:
     supernet: SupernetConfig = field(default_factory=SupernetConfig)  # hwnas supernet train
 
     def __post_init__(self) -> None:
-        check(bool(_SAFE_NAME.match(self.name)), "name", self.name,
+        check(bool(_SAFE_NAME.fullmatch(self.name)), "name", self.name,
               "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the run folder)")
         check(0 <= self.seed < 2**32, "seed", self.seed, "integers from 0 to 2**32 - 1")
         check(self.search.strategy != "supernet" or self.train.distill is None, "train.distill", self.train.distill,

@@ -24,23 +24,72 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="DataclassInstance")
 
 
+# Bounds on what a config or recipe file may hold: its size, and the values it expands to (YAML
+# aliases share one node many times: nine levels of nine aliases are 9**9 values) and their depth.
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 50
+
+
 def load_yaml(path: Path) -> Any:
     """The YAML content of ``path``; a syntax error is a one-line UserError naming the file and the place."""
-
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror}); allowed: a readable YAML file") from None
+    if size > MAX_YAML_BYTES:
+        raise UserError(f"{path}: {size:,} bytes; allowed: YAML files up to {MAX_YAML_BYTES:,} bytes")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); allowed: a UTF-8 YAML file") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror}); allowed: a readable YAML file") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text -> data, bounded (:data:`MAX_YAML_BYTES`, :data:`MAX_YAML_VALUES` after aliases,
+    :data:`MAX_YAML_DEPTH`); anything wrong is a one-line UserError naming ``where``."""
+    if len(text) > MAX_YAML_BYTES:
+        raise UserError(f"{where}: {len(text):,} characters; allowed: YAML up to {MAX_YAML_BYTES:,}")
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise UserError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply to read; allowed: up to {MAX_YAML_DEPTH} levels") from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise UserError(f"{path}: {str(exc).split(';')[0]}") from None
+        raise UserError(f"{where}: {str(exc).split(';')[0]}") from None
+    _bounded(data, where)
+    return data
+
+
+def _bounded(data: Any, where: str) -> None:
+    """Refuse data that expands to more than MAX_YAML_VALUES values or nests deeper than
+    MAX_YAML_DEPTH, counting each shared (aliased) node every time it is used, without expanding it."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > MAX_YAML_DEPTH:
+            raise UserError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels; allowed: up to {MAX_YAML_DEPTH}")
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_YAML_VALUES:
+                raise UserError(f"{where}: expands to more than {MAX_YAML_VALUES:,} values (YAML aliases?); "
+                                f"allowed: up to {MAX_YAML_VALUES:,}")
+        sizes[id(node)] = total
+        return total
+
+    size(data, 0)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -59,7 +108,9 @@ class _StrictLoader(yaml.SafeLoader):
 def check(condition: bool, where: str, value: object, allowed: str) -> None:
     """Raise a one-line UserError unless ``condition`` holds."""
     if not condition:
-        raise UserError(f"{where}: {value!r} not allowed; allowed: {allowed}")
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise UserError(f"{where}: {shown} not allowed; allowed: {allowed}")
 
 
 def check_choices(values: Iterable[object], where: str, allowed: Iterable[object]) -> None:

@@ -194,7 +194,8 @@ def _read_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.nda
             try:
                 with Image.open(file) as img:
                     images.append(np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img))
-            except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for corrupt and truncated files
+            # Pillow's errors for corrupt and truncated files, and for images over its pixel limit
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
                 raise UserError(f"{file}: not a readable image ({type(exc).__name__}: {str(exc)[:80]}); allowed: "
                                 f"complete image files only (remove or fix it)") from None
             labels.append(label)

@@ -66,12 +66,22 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# query parameters that carry a secret (libpq's and the drivers' spellings)
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword")
+
+
+def _without_secret_query(url: Any, replacement: str | None) -> Any:
+    query = {k: (replacement if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in url.query.items()}
+    return url.set(query={k: v for k, v in query.items() if v is not None})
+
+
 def redact(url: str) -> str:
-    """The URL as shown to users: any password replaced by ``***``."""
+    """The URL as shown to users: any password (``user:pw@`` or ``?password=``) replaced by ``***``."""
     if url.startswith("journal:"):
         return url
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        shown = _without_secret_query(make_url(url), "***").render_as_string(hide_password=True)
+        return shown.replace("%2A%2A%2A", "***")
     except sqlalchemy.exc.ArgumentError:
         return url.split("@")[-1] if "@" in url else url
 
@@ -81,7 +91,8 @@ def stored_form(url: str) -> str:
     comes from the URL given each time, or libpq's ``PGPASSWORD`` / ``~/.pgpass`` for PostgreSQL."""
     if url.startswith("journal:"):
         return url
-    return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
+    bare = _without_secret_query(make_url(url), None)
+    return bare._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -36,7 +36,8 @@ from nas.space.spec import StageSpec, format_tokens
 
 __all__ = ["ArchError", "ArchSpec", "StageSpec", "feature_size", "format_part", "parse", "stage_inputs", "validate"]
 
-_TOKEN = re.compile(r"^([a-z]+)(\d+)$")
+_TOKEN = re.compile(r"([a-z]+)([0-9]+)")  # ASCII digits only; fullmatch: no trailing newline
+MAX_ARCH_CHARS = 10_000
 # Upper bounds of the numbers in tokens: far beyond any network that trains on one device, low
 # enough that pricing or building a string never hangs or exhausts memory. ("in", "r") is the
 # input resolution; "r" elsewhere counts repeats. A kind bounds its own tokens (BlockKind.limits).
@@ -122,7 +123,7 @@ def _parse_part(part: str) -> tuple[str, dict[str, int]]:
     allowed = (*required, *optional)
     values: dict[str, int] = {}
     for token in tokens:
-        match = _TOKEN.match(token)
+        match = _TOKEN.fullmatch(token)
         if match is None:
             raise ArchError(f"malformed token {token!r} in {part!r}; expected <key><integer>")
         key, number = match.group(1), match.group(2)
@@ -159,7 +160,14 @@ def _parse_part(part: str) -> tuple[str, dict[str, int]]:
 
 def parse(text: str) -> ArchSpec:
     """Parse a canonical architecture string; raise :class:`ArchError` naming what is wrong."""
-    parts = text.strip().split("-")
+    text = text.strip()
+    if len(text) > MAX_ARCH_CHARS:
+        raise ArchError(f"architecture of {len(text):,} characters; allowed: up to {MAX_ARCH_CHARS:,}")
+    odd = next((ch for ch in text if not (ch.isascii() and (ch.isalnum() or ch in "_-"))), None)
+    if odd is not None:
+        raise ArchError(f"character {odd!r} (U+{ord(odd):04X}) in architecture {text[:60]!r}; allowed: ASCII "
+                        "letters, digits 0-9, '_' and '-'")
+    parts = text.split("-")
     parsed = [_parse_part(p) for p in parts]
     kinds = [k for k, _ in parsed]
     has_head = len(kinds) >= 2 and kinds[-2] == "head"

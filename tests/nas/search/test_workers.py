@@ -106,6 +106,10 @@ def test_storage_urls_are_checked_and_kept_without_password(tmp_path: Path) -> N
     assert normalize_url("postgresql://u:pw@h:5432/db").startswith("postgresql+psycopg://")
     assert stored_form("postgresql+psycopg://u:pw@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
     assert "pw" not in redact("postgresql+psycopg://u:pw@h/db")
+    # libpq's ?password= form too: shown as ***, not kept in the run folder
+    query = "postgresql+psycopg://u@h/db?password=s3cret&sslmode=require"
+    assert redact(query) == "postgresql+psycopg://u@h/db?password=***&sslmode=require"
+    assert stored_form(query) == "postgresql+psycopg://u@h/db?sslmode=require"
     for bad, match in (("foo://x", "scheme 'foo' not allowed"), ("not a url", "not a storage URL"),
                        ("sqlite://", "in-memory"), (f"journal:{tmp_path}", "needs a file path")):
         with pytest.raises(UserError, match=match):
