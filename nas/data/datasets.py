@@ -208,13 +208,28 @@ def _read_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.nda
     return (x[..., None] if x.ndim == 3 else x), np.asarray(labels, dtype=np.int64)
 
 
+def _content_key(path: Path) -> str:
+    """A key of what ``path`` holds: for a folder, every file's relative path, size and
+    modification time (a replaced image changes it, even when the folder's own time does not);
+    for an archive, its size and modification time."""
+    digest = hashlib.sha1(str(path.resolve()).encode())
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            stat = file.stat()
+            digest.update(f"\0{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    else:
+        stat = path.stat()
+        digest.update(f":{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
 def load_image_folder(path: Path, *, cache_dir: Path) -> RawDataset:
     """``train/<class>/*`` and ``test/<class>/*`` images, from a folder or a .tar.gz of one.
 
-    Decoded arrays are cached as .npz in ``cache_dir`` keyed by the source's path, size and mtime.
+    Decoded arrays are cached as .npz in ``cache_dir`` keyed by the source's content listing
+    (:func:`_content_key`), so an image replaced, added or removed is read again.
     """
-    stat = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = _content_key(path)
     cached = cache_dir / f"imagefolder-{key}.npz"
     if cached.exists():
         z = np.load(cached)

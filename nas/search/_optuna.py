@@ -7,10 +7,12 @@ do not expose (they expose the per-study ``number``); a ``Study`` does not expos
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
 
@@ -43,3 +45,10 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, user_attrs: Mapping[str,
     except optuna.exceptions.UpdateFinishedTrialError:
         return None
     return storage.get_trial(trial_id(trial))
+
+
+def journal_lock(lock: BaseJournalFileLock) -> AbstractContextManager[None]:
+    """Hold a journal file's lock, as Optuna's writers do while they append a record: checking
+    and repairing the file under it cannot cut a record being written (``get_lock_file`` is
+    module-private in ``optuna.storages.journal._file``; the lock objects are public)."""
+    return get_lock_file(lock)

@@ -40,9 +40,23 @@ def default_storage(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
+# what a run folder holds before its config.yaml is written (workers starting together)
+_RUN_ENTRIES = {"study.db", "study.db-journal", "study.db-wal", "study.db-shm", STORAGE_FILE, "artifacts", "trials",
+                "baselines", "models", "config.yaml"}
+
+
 def check_run_dir(run_dir: Path) -> None:
+    """A run folder is new, empty, or written by hwnas: a folder of other files is refused, so
+    --out never writes over a user's files."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} is a file; allowed: a folder (new or written by hwnas)")
+    if not run_dir.is_dir() or (run_dir / "config.yaml").exists():
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in _RUN_ENTRIES and not p.name.startswith("."))
+    if foreign:
+        raise UserError(f"{run_dir} is a folder of other files ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}), not a hwnas run; allowed: a new or empty folder, "
+                        "or a run folder")
 
 
 def run_storage(run_dir: Path, given: str | None) -> str:
@@ -55,6 +69,9 @@ def run_storage(run_dir: Path, given: str | None) -> str:
     exists = (run_dir / "config.yaml").exists()
     saved = saved_file.read_text().strip() if saved_file.exists() else None
     if given is None:
+        if exists and not saved and not (run_dir / "study.db").exists():
+            raise UserError(f"{run_dir} holds a run (config.yaml) but not its study.db; restore it from a copy, or "
+                            "use --out for a new run folder (nothing is started over silently)")
         return saved if saved else default_storage(run_dir)
     url = normalize_url(given)
     if exists:

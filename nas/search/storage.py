@@ -13,7 +13,9 @@ and ``journal:PATH`` (Optuna's journal file, shared by workers on one file syste
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import os
 import random
 import time
 import warnings
@@ -23,10 +25,11 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
 
 from nas.core.errors import UserError
+from nas.search._optuna import journal_lock
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,51 @@ def retrying(what: str, url: str, action: Any) -> Any:
     raise AssertionError("unreachable")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite(path: Path) -> None:
+    """Refuse an SQLite file that is empty or not SQLite (a new file is created by SQLite itself):
+    opening it would write a fresh schema, and the run would start over without a word."""
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise UserError(f"storage {path}: cannot read it ({exc.strerror})") from None
+    if not head:
+        raise UserError(f"storage {path} is empty (0 bytes), not a study database; restore it from a copy, or "
+                        "remove it and use --out for a new run folder")
+    if head != SQLITE_HEADER:
+        raise UserError(f"storage {path} is not an SQLite database (it starts {head[:8]!r}); allowed: the "
+                        "study.db hwnas wrote, or a new path")
+
+
+def check_journal(path: Path) -> None:
+    """Check a journal file while holding its lock: a last record cut mid-line (a writer killed,
+    a disk that filled) is dropped, with a warning, before anything is appended after it; a
+    record that is not JSON elsewhere is refused in one line naming the line."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        log.warning("journal %s: dropped its last record, cut after %d bytes (not a whole line)", path,
+                    len(data) - end)
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+            fh.flush()
+            os.fsync(fh.fileno())
+    for number, line in enumerate(data[:end].splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise UserError(f"journal {path}: line {number} is not an Optuna journal record ({line[:40]!r}); "
+                            "restore the file from a copy")
+
+
 def storage_from_url(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL (see the module docstring).
 
@@ -146,5 +194,11 @@ def storage_from_url(url: str, *, heartbeat: bool = True) -> optuna.storages.Bas
         path = Path(url.removeprefix("journal:"))
         if not path.parent.is_dir():
             raise UserError(f"storage {url!r}: folder {path.parent} does not exist; allowed: {ALLOWED}")
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        lock = JournalFileSymlinkLock(str(path))  # the lock Optuna's writers hold while they append
+        if path.exists():
+            with journal_lock(lock):
+                check_journal(path)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    if url.startswith("sqlite:///"):
+        check_sqlite(Path(url.removeprefix("sqlite:///")))
     return retrying("cannot create the Optuna schema in", url, lambda: _rdb(url, heartbeat))

@@ -87,6 +87,11 @@ def test_image_folder_and_tarball(tmp_path: Path) -> None:
     np.testing.assert_array_equal(packed.x_train, raw.x_train)
     cached = load_image_folder(tmp_path / "set.tar.gz", cache_dir=tmp_path / "cache2")
     np.testing.assert_array_equal(cached.x_test, raw.x_test)
+    # an image replaced in place (same name, the folder's own time unchanged) is read again
+    replaced = next((tmp_path / "set" / "test" / "cat").iterdir())
+    Image.fromarray(np.full((6, 6, 3), 7, np.uint8)).save(replaced)
+    again = load_image_folder(tmp_path / "set", cache_dir=tmp_path / "cache")
+    assert (again.x_test == 7).all(axis=(1, 2, 3)).sum() == 1 and len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
 
 def test_image_folder_needs_splits(tmp_path: Path) -> None:
