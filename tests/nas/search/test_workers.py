@@ -125,6 +125,7 @@ def test_a_runs_storage_is_fixed_at_creation(tmp_path: Path, monkeypatch: pytest
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("name: x\n")
+    (run / "study.db").touch()  # a run's own storage file (run_storage checks only that it is there)
     assert run_storage(run, None) == default_storage(run)
     with pytest.raises(UserError, match="was created with storage sqlite"):
         run_storage(run, f"journal:{tmp_path / 'other.log'}")
