@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
+from typing import NoReturn
 
 from nas import __version__
 from nas.core.vocab import AUGMENTS, PRECISIONS, SUPERNET_FINAL_INIT
@@ -31,8 +32,16 @@ def _handler(module: str, name: str) -> Handler:
     return run
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage mistake is one line (the README's promise) naming the
+    command's --help, not the usage block and then the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"hwnas: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware neural architecture search.")
+    parser = _OneLineParser(prog="hwnas", description="Hardware-aware neural architecture search.")
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log library details")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -38,6 +38,18 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     return found
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["export", "runs/x", "--trial", "1e3"], "hwnas export: argument --trial: invalid int value: '1e3'"),
+    (["nope"], "argument command: invalid choice: 'nope'"),
+    (["train", "runs/x"], "hwnas train: one of the arguments --trial --front --arch is required"),
+])
+def test_usage_mistakes_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("hwnas: error: ") and message in err
+
+
 def test_every_option_and_argument_has_help_text() -> None:
     missing = [f"{parser.prog} {action.dest}" for parser in _parsers(build_parser()) for action in parser._actions
                if not isinstance(action, argparse._SubParsersAction) and not action.help]
