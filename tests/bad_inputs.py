@@ -228,6 +228,11 @@ DATA_CASES = [
         lambda r: (r / "train" / "a" / "note.png").write_text("hello")), dataset="image-folder")),
     Case("images: no test folder", _data(_images_then(lambda r: shutil.rmtree(r / "test")),
                                          dataset="image-folder")),
+    Case("images: a test class not in train", _data(_images_then(
+        lambda r: shutil.copytree(r / "test" / "a", r / "test" / "c")), dataset="image-folder")),
+    Case("images: a class folder linking outside", _data(_images_then(
+        lambda r: os.symlink("/etc", r / "train" / "c")), dataset="image-folder")),
+    Case("images: one training image per class", _data(lambda r: make_images(r, n=1), dataset="image-folder")),
 ]
 
 
@@ -259,6 +264,7 @@ ARG_CASES = [
     Case("cost: Arabic-Indic digit", _argv("cost", _arch("ir_r1_k3_s1_e1_c\u0668"))),
     Case("cost: fullwidth digit", _argv("cost", _arch("ir_r1_k\uff13_s1_e1_c8"))),
     Case("--workers 100000", lambda ws: _cfg()(ws) + ["--workers", "100000"]),
+    Case("--out of 300 characters", lambda ws: _cfg()(ws)[:3] + [str(ws / "runs" / ("x" * 300))]),
     Case("predict: not a model file", _garbage_model),
     Case("predict: image over Pillow's pixel limit", _huge_image),
 ]

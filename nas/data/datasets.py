@@ -208,6 +208,27 @@ def _read_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.nda
     return (x[..., None] if x.ndim == 3 else x), np.asarray(labels, dtype=np.int64)
 
 
+def _class_folders(root: Path) -> list[str]:
+    """The class names of an image folder: the same folders under train/ and test/, none of them
+    (nor the splits) a link leaving ``root``."""
+    base = root.resolve()
+    found = {}
+    for part in ("train", "test"):
+        for folder in (root / part).iterdir():
+            if folder.is_symlink() and base not in folder.resolve().parents:
+                raise UserError(f"{folder} links outside the image folder ({folder.resolve()}); allowed: class "
+                                f"folders inside {root}")
+        found[part] = {p.name for p in (root / part).iterdir() if p.is_dir()}
+    for part, other in (("test", "train"), ("train", "test")):
+        extra = sorted(found[part] - found[other])
+        if extra:
+            raise UserError(f"class folder{'s' if len(extra) > 1 else ''} {', '.join(extra[:3])} in {root / part} "
+                            f"but not in {root / other}; allowed: the same class folders in train/ and test/")
+    if len(found["train"]) < 2:
+        raise UserError(f"{root / 'train'} has {len(found['train'])} class folder(s); allowed: 2 or more")
+    return sorted(found["train"])
+
+
 def _content_key(path: Path) -> str:
     """A key of what ``path`` holds: for a folder, every file's relative path, size and
     modification time (a replaced image changes it, even when the folder's own time does not);
@@ -245,10 +266,14 @@ def load_image_folder(path: Path, *, cache_dir: Path) -> RawDataset:
         root = tops[0] if len(tops) == 1 and not (root / "train").is_dir() else root
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise UserError(f"image folder {path} needs train/<class>/ and test/<class>/ subfolders")
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    classes = _class_folders(root)
     note("  reading image folder %s (first use; the decoded arrays are cached in %s)", path, cache_dir)
     x_train, y_train = _read_split(root / "train", classes)
     x_test, y_test = _read_split(root / "test", classes)
+    counts = np.bincount(y_train, minlength=len(classes))
+    if counts.min() < 2:  # checked before caching: a refused folder leaves nothing behind
+        raise UserError(f"class {classes[int(counts.argmin())]!r} has {int(counts.min())} training image(s); "
+                        "allowed: at least 2 per class (one is held out for validation)")
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(cached, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=np.array(classes))
     return RawDataset(path.name, x_train, y_train, x_test, y_test, tuple(classes))

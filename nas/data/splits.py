@@ -74,6 +74,10 @@ def split(raw: RawDataset, *, val_fraction: float, seed: int) -> Splits:
     val_idx: list[np.ndarray] = []
     for cls in np.unique(raw.y_train):
         members = np.flatnonzero(raw.y_train == cls)
+        if len(members) - max(1, round(len(members) * val_fraction)) < 1:
+            raise UserError(f"class {raw.classes[int(cls)]!r} has {len(members)} training image(s): holding out "
+                            f"data.val_fraction {val_fraction} leaves none to train on; allowed: at least 2 images "
+                            "per class in the training split")
         rng.shuffle(members)
         val_idx.append(members[: max(1, round(len(members) * val_fraction))])
     val = np.sort(np.concatenate(val_idx))

@@ -48,6 +48,10 @@ _RUN_ENTRIES = {"study.db", "study.db-journal", "study.db-wal", "study.db-shm", 
 def check_run_dir(run_dir: Path) -> None:
     """A run folder is new, empty, or written by hwnas: a folder of other files is refused, so
     --out never writes over a user's files."""
+    long = next((part for part in run_dir.parts if len(part.encode()) > 255), None)
+    if long is not None:
+        raise UserError(f"run folder name {long[:40]}... is {len(long.encode())} bytes; allowed: up to 255 per "
+                        "folder name")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} is a file; allowed: a folder (new or written by hwnas)")
     if not run_dir.is_dir() or (run_dir / "config.yaml").exists():
