@@ -20,9 +20,30 @@ def server_bin() -> Path | None:
     return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
 
 
+class Server:
+    """A running temporary server that a test may stop (as in a crash: ``-m immediate``) and start again."""
+
+    def __init__(self, pg_ctl: list[str], data: Path, options: str, log: Path, url: str) -> None:
+        self.pg_ctl, self.data, self.options, self.log, self.url = pg_ctl, data, options, log, url
+
+    def start(self) -> None:
+        subprocess.run([*self.pg_ctl, "-D", str(self.data), "-o", self.options, "-l", str(self.log), "-w", "start"],
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run([*self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"], capture_output=True)
+
+
 @contextmanager
 def temporary_server() -> Iterator[str]:
     """Start a server (trust authentication, user ``hwnas``); yields ``postgresql://hwnas@127.0.0.1:PORT``."""
+    with controllable_server() as server:
+        yield server.url
+
+
+@contextmanager
+def controllable_server() -> Iterator[Server]:
+    """As :func:`temporary_server`, yielding the :class:`Server` itself."""
     bindir = server_bin()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL server programs not found (apt-get install postgresql)")
@@ -38,13 +59,12 @@ def temporary_server() -> Iterator[str]:
     subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "hwnas"], check=True,
                    capture_output=True)
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
-                    "start"], check=True, capture_output=True)
+    server = Server([*as_user, str(bindir / "pg_ctl")], data, options, root / "log", f"postgresql://hwnas@127.0.0.1:{port}")
+    server.start()
     try:
-        yield f"postgresql://hwnas@127.0.0.1:{port}"
+        yield server
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -23,7 +23,9 @@ def _not_shown_elsewhere(record: logging.LogRecord) -> bool:
     interrupt its one line from the command."""
     if record.exc_info and isinstance(record.exc_info[1], (TrialSkipped, KeyboardInterrupt)):
         return False
-    return not record.getMessage().endswith("failed with value None.")
+    message = record.getMessage()
+    # a database error during an outage: hwnas's storage says it once in a line and retries
+    return not (message.endswith("failed with value None.") or message.startswith("Caught an error from sqlalchemy"))
 
 
 class _PrintProgress(logging.Handler):

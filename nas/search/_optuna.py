@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
@@ -52,3 +53,10 @@ def journal_lock(lock: BaseJournalFileLock) -> AbstractContextManager[None]:
     and repairing the file under it cannot cut a record being written (``get_lock_file`` is
     module-private in ``optuna.storages.journal._file``; the lock objects are public)."""
     return get_lock_file(lock)
+
+
+def cached(storage: optuna.storages.RDBStorage) -> BaseStorage:
+    """An RDB storage behind Optuna's trial cache, as ``optuna.create_study(storage=RDBStorage)``
+    would wrap it itself (``_CachedStorage``); hwnas wraps the cached storage once more
+    (:class:`nas.search.resilient_storage.ResilientStorage`), which Optuna no longer recognises."""
+    return _CachedStorage(storage)

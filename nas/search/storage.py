@@ -29,13 +29,15 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
 
 from nas.core.errors import UserError
-from nas.search._optuna import journal_lock
+from nas.search._optuna import cached, journal_lock
+from nas.search.resilient_storage import ResilientStorage, ride_out
 
 log = logging.getLogger(__name__)
 
 ALLOWED = "sqlite:///PATH, postgresql://USER@HOST:PORT/DB (pip install 'hwnas[postgres]'), mysql+DRIVER://... or journal:PATH"
 HEARTBEAT_S, GRACE_S = 20, 60
 _RETRIES = 8  # schema and study creation when several workers start together
+_REACHED: set[str] = set()  # storages this process has used: an error there is an outage, not a typo
 
 
 def _driver(scheme: str) -> str:
@@ -109,6 +111,8 @@ def _rdb(url: str, heartbeat: bool) -> optuna.storages.RDBStorage:
     if url.startswith("sqlite"):
         # several workers on one SQLite file wait for its lock instead of failing at once
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:  # after a database restart, pooled connections are dead: test each before use
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     if not heartbeat:
         return optuna.storages.RDBStorage(url, **kwargs)
     with warnings.catch_warnings():
@@ -121,10 +125,14 @@ def _rdb(url: str, heartbeat: bool) -> optuna.storages.RDBStorage:
 
 def retrying(what: str, url: str, action: Any) -> Any:
     """Run ``action()``, retrying the races of workers that start together (two creating one
-    schema or one study); an unreachable or misconfigured database is a one-line UserError."""
+    schema or one study); an unreachable or misconfigured database is a one-line UserError, at
+    once the first time, and after riding out an outage once this process has reached it."""
+    reached = url in _REACHED
     for attempt in range(_RETRIES):
         try:
-            return action()
+            result = ride_out(action, redact(url)) if reached else action()
+            _REACHED.add(url)
+            return result
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError) as exc:
             if attempt == _RETRIES - 1:
                 raise UserError(f"{what} {redact(url)}: {_first_line(exc)}") from None
@@ -198,7 +206,8 @@ def storage_from_url(url: str, *, heartbeat: bool = True) -> optuna.storages.Bas
         if path.exists():
             with journal_lock(lock):
                 check_journal(path)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+        return ResilientStorage(optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock)), url)
     if url.startswith("sqlite:///"):
         check_sqlite(Path(url.removeprefix("sqlite:///")))
-    return retrying("cannot create the Optuna schema in", url, lambda: _rdb(url, heartbeat))
+    rdb = retrying("cannot create the Optuna schema in", url, lambda: _rdb(url, heartbeat))
+    return ResilientStorage(cached(rdb), redact(url))

@@ -22,6 +22,7 @@ from nas.core.vocab import OBJECTIVES
 from nas.data.splits import Splits, load_raw, split
 from nas.hardware.latency_source import latency_source
 from nas.hardware.profiles import HardwareProfile, load_profile
+from nas.search._optuna import storage_of
 from nas.search.artifacts import open_store
 from nas.search.callbacks import ChanceGuard, OutputsCallback, StopRule
 from nas.search.evaluate import EvalContext, Trainer, artifact_kinds, artifact_precision
@@ -192,9 +193,17 @@ def run_search(cfg: SearchConfig, run_dir: Path, *, storage: str | None = None, 
         store = open_store(run_dir, cfg.search.artifact_store)
         objective = Objective(context, run_dir, on_start=on_start, total=cfg.search.trials, store=store)
         baselines = find_study(cfg, storage, baselines_study_name(cfg))
-        study.optimize(objective, n_trials=20 * cfg.search.trials + 50, catch=(Exception,), gc_after_trial=True,
-                       callbacks=[*callbacks, StopRule(cfg.search.trials),
-                                  OutputsCallback(run_dir, cfg.search.budgets, baselines, store), ChanceGuard()])
+        try:
+            study.optimize(objective, n_trials=20 * cfg.search.trials + 50, catch=(Exception,), gc_after_trial=True,
+                           callbacks=[*callbacks, StopRule(cfg.search.trials),
+                                      OutputsCallback(run_dir, cfg.search.budgets, baselines, store), ChanceGuard()])
+        except Exception:
+            # a storage that stayed down: Optuna's clean-up touches it again and may fail otherwise on the
+            # way out (an UnboundLocalError in its _run_trial); the outage is the one line to show
+            gave_up = getattr(storage_of(study), "gave_up", None)
+            if gave_up is not None:
+                raise gave_up from None
+            raise
     return study
 
 

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from nas.search.slots import KEY, SKIPPED
 from nas.search.storage import storage_from_url
 from nas.search.workers import HOLDER
+from tests import pg_server
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -102,3 +103,39 @@ def test_the_workers_option_starts_local_workers(tmp_path: Path, idx_dir: Path) 
     assert "[w0]" in out.stdout and "[w1]" in out.stdout and "worker 1" in out.stdout
     _check(f"sqlite:///{(run / 'study.db').resolve()}", 6)
     assert (run / "front.png").exists()
+
+
+def test_workers_ride_out_a_postgresql_outage(tmp_path: Path, idx_dir: Path) -> None:
+    """The server stops as in a crash while 2 workers search, and starts again 10 s later: both
+    workers wait (one notice each way), then finish the exact trials, nothing left RUNNING."""
+    if pg_server.server_bin() is None:
+        if os.environ.get("HWNAS_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL server programs not found (apt-get install postgresql)")
+        pytest.skip("PostgreSQL server programs not installed; .ci/run installs them")
+    pytest.importorskip("psycopg")
+    with pg_server.controllable_server() as server:
+        storage = pg_server.create_database(server.url, "outage")
+        run, config, log = tmp_path / "run", _config(tmp_path, idx_dir), tmp_path / "workers.log"
+        procs = [_worker(config, run, storage, 6, log) for _ in range(2)]
+        _wait_for_a_running_trial(storage)
+        server.stop()
+        time.sleep(10)
+        server.start()
+        codes = [p.wait(timeout=900) for p in procs]
+        text = log.read_text()
+        assert codes == [0, 0], text[-3000:]
+        assert "unreachable" in text and "reachable again" in text and "Traceback" not in text
+        _check(storage, 6)
+
+
+def _wait_for_a_running_trial(storage: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name="tiny", storage=storage_from_url(storage, heartbeat=False))
+            if any(KEY in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+                return
+        except KeyError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no trial started")
