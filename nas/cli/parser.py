@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from nas import __version__
+from nas.core.errors import plain
 from nas.core.vocab import AUGMENTS, PRECISIONS, SUPERNET_FINAL_INIT
 
 # argparse names the type of add_subparsers() only privately
@@ -37,7 +38,7 @@ class _OneLineParser(argparse.ArgumentParser):
     command's --help, not the usage block and then the error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"hwnas: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"hwnas: error: {self.prog}: {plain(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
