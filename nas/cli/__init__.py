@@ -4,6 +4,7 @@ one line.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import signal
 import sys
@@ -14,6 +15,7 @@ from nas.cli.parser import build_parser
 from nas.core.errors import UserError, plain
 
 EXIT_USER_ERROR = 2
+_ENVIRONMENT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -30,6 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except UserError as exc:
         print(f"hwnas: error: {plain(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRORS:
+            raise
+        # the machine, not hwnas: a full disk, a read-only or forbidden folder; what finished is kept
+        print(f"hwnas: error: cannot write {exc.filename or 'a file'}: {exc.strerror}; free space or use a "
+              "writable folder, then run the same command", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -7,6 +7,7 @@ b'x'
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -27,8 +28,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over
     ``path`` (so power loss too leaves one whole file)."""
     tmp = path.with_name(f".{path.name}.{tmp_tag()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a read-only folder, an interrupt: no half-written file stays
+        with contextlib.suppress(OSError):  # on a read-only file system even a missing file cannot be unlinked
+            tmp.unlink(missing_ok=True)
+        raise

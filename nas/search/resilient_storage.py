@@ -54,6 +54,27 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes (Optuna wraps the database's errors in its own)."""
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(out) < 6:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """No space left: an OSError, or SQLite's "database or disk is full" (an OperationalError)."""
+    return any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "disk is full" in str(e)
+               or "No space left" in str(e) for e in _chain(exc))
+
+
+def _read_only(exc: BaseException) -> bool:
+    return any((isinstance(e, OSError) and e.errno == errno.EROFS) or "readonly database" in str(e)
+               for e in _chain(exc))
+
+
 def _first_line(exc: BaseException) -> str:
     while exc.__cause__ is not None and not isinstance(exc, sqlalchemy.exc.DBAPIError):
         exc = exc.__cause__
@@ -71,9 +92,12 @@ def ride_out(action: Callable[[], Any], where: str, *, outage_s: float = OUTAGE_
         try:
             result = action()
         except Exception as exc:
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise UserError(f"storage {where}: the disk is full ({exc.strerror}); free space and run the same "
-                                "command (the running trial is re-run)") from None
+            if _disk_full(exc):
+                raise UserError(f"storage {where}: the disk is full ({_first_line(exc)}); free space and run the "
+                                "same command (the running trial is re-run)") from None
+            if _read_only(exc):
+                raise UserError(f"storage {where} is read-only ({_first_line(exc)}); this command writes to it: "
+                                "run it where the run folder is writable") from None
             if not is_outage(exc):
                 raise
             now = time.monotonic()
@@ -107,13 +131,13 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
     def __init__(self, inner: BaseStorage, where: str, *, outage_s: float = OUTAGE_S,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.inner, self.where, self.outage_s, self.sleep = inner, where, outage_s, sleep
-        self.gave_up: StorageUnavailable | None = None
+        self.gave_up: UserError | None = None  # why the storage was given up, for the one line
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return ride_out(lambda: getattr(self.inner, name)(*args, **kwargs), self.where, outage_s=self.outage_s,
                             sleep=self.sleep)
-        except StorageUnavailable as exc:
+        except UserError as exc:  # an outage that lasted, or a full disk
             self.gave_up = exc
             raise
 

@@ -109,12 +109,16 @@ def open_study(cfg: SearchConfig, storage_url: str, *, create: bool = True, name
     storage = storage_from_url(storage_url, heartbeat=heartbeat)
     if not create and name not in retrying("cannot read", storage_url, lambda: optuna.get_all_study_names(storage)):
         raise UserError(f"no study named {name!r} in {redact(storage_url)}")
-    study = retrying("cannot create the study in", storage_url, lambda: optuna.create_study(
-        study_name=name, storage=storage, load_if_exists=True, directions=directions(cfg.search.objectives),
-        sampler=make_sampler(cfg, worker=worker)))
+    if create:
+        study = retrying("cannot create the study in", storage_url, lambda: optuna.create_study(
+            study_name=name, storage=storage, load_if_exists=True, directions=directions(cfg.search.objectives),
+            sampler=make_sampler(cfg, worker=worker)))
+    else:  # reading only (front, export, tables): nothing is written, so a read-only run folder works
+        study = retrying("cannot read the study in", storage_url, lambda: optuna.load_study(
+            study_name=name, storage=storage, sampler=make_sampler(cfg, worker=worker)))
     if list(study.directions) != directions(cfg.search.objectives):
         raise UserError(f"study {name!r} in {redact(storage_url)} has other objectives than {cfg.search.objectives}")
-    if study.metric_names is None:
+    if study.metric_names is None and create:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(cfg.search.objectives))

@@ -115,11 +115,15 @@ def _save_atomic(state: dict[str, Any], path: Path) -> None:
     """Write to a temporary file beside ``path``, flush it to disk, then rename: a kill at any
     moment leaves the previous checkpoint or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt mid-write: the previous checkpoint stays, no .tmp
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class FinalTrainer:
