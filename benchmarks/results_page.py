@@ -104,6 +104,14 @@ def _supernet() -> str:
             f"{r['cifar10_kendall_tau']:.2f}; front hypervolume vs per-trial search {r['hv_ratio_macs']:.2f}x")
 
 
+def _faults() -> str:
+    r = _json("faults")
+    return (f"{r['faults_clean']} of {r['faults']} faults clean (planted pickles, cut and garbage journal records, "
+            f"empty/garbage/missing study.db, disk full, read-only folder, PostgreSQL crash-stop, SIGTERM); "
+            f"completed lost {r['completed_lost']}, left RUNNING {r['left_running']}, code executed "
+            f"{r['code_executed']}; {r['fuzz_cases']:,} fuzz cases, {r['fuzz_tracebacks']} tracebacks")
+
+
 def _cli_startup() -> str:
     rows = {row["command"]: row["median_s"] for row in _json("cli_startup")["rows"]}
     return ", ".join(f"`{cmd}` {s:.2f} s" for cmd, s in rows.items() if cmd.endswith(("--help", "--version")))
@@ -117,7 +125,8 @@ BENCHMARKS: tuple[tuple[str, str, str, Callable[[], str]], ...] = (
     ("device_latency", "device latency models", "benchmarks/device_latency.py", _device_latency),
     ("latency_model", "host latency model", "benchmarks/latency_model.py", _latency_model),
     ("supernet", "supernet ranking", "benchmarks/supernet.py", _supernet),
-    ("reliability", "faults and bad inputs", "benchmarks/reliability.py", _reliability),
+    ("reliability", "worker kills and bad inputs", "benchmarks/reliability.py", _reliability),
+    ("faults", "storage, disk and file faults; fuzzing", "benchmarks/faults.py", _faults),
     ("cli_startup", "CLI startup (median of 5)", "benchmarks/cli_startup.py", _cli_startup),
 )
 

@@ -114,7 +114,7 @@ def check_image(data: bytes) -> None:
                 (root / part / cls).mkdir(parents=True)
                 for i in range(2):
                     (root / part / cls / f"{i}.png").write_bytes(data)
-        with contextlib.suppress(UserError):
+        with contextlib.suppress(UserError), contextlib.redirect_stdout(io.StringIO()):
             load_image_folder(root, cache_dir=Path(ws) / "cache")
 
 
@@ -124,9 +124,17 @@ TARGETS: dict[str, tuple[Any, Callable[[Any], None]]] = {
 }
 
 
-def run_target(name: str, examples: int, seed: int = 0) -> None:
-    """Run ``examples`` generated cases of target ``name``; raises on the first finding."""
+def run_target(name: str, examples: int, seed: int = 0) -> int:
+    """Run ``examples`` generated cases of target ``name``; raises on the first finding; returns
+    how many cases ran (shrinking a finding included)."""
     strategy, check = TARGETS[name]
+    calls = [0]
+
+    def counted(value: Any) -> None:
+        calls[0] += 1
+        check(value)
+
     fuzz = fixed_seed(seed)(settings(max_examples=examples, deadline=None, database=None,
-                                     suppress_health_check=list(HealthCheck))(given(strategy)(check)))
+                                     suppress_health_check=list(HealthCheck))(given(strategy)(counted)))
     fuzz()
+    return calls[0]
