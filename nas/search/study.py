@@ -142,11 +142,30 @@ def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile
     return profile, splits
 
 
+def _check_new_folder_can_join(cfg: SearchConfig, run_dir: Path, storage: str,
+                               opened: optuna.storages.BaseStorage) -> None:
+    """A new run folder on a storage whose study already has finished trials joins another run
+    (a worker on another machine). Its models, tables and dashboard need those trials' files, which
+    only a shared ``search.artifact_store`` gives; without one the join is refused, naming both
+    remedies, before anything is written."""
+    if (run_dir / "config.yaml").exists() or cfg.search.artifact_store is not None:
+        return
+    if cfg.name not in retrying("cannot read", storage, lambda: optuna.get_all_study_names(opened)):
+        return
+    finished = counts(optuna.load_study(study_name=cfg.name, storage=opened))[0]
+    if finished:
+        raise UserError(f"storage {redact(storage)} already holds study {cfg.name!r} with {finished} finished trials "
+                        f"of another run folder, whose files {run_dir} cannot reach; allowed: --out that run's "
+                        "folder, or (a worker on another machine) search.artifact_store set to a folder both share")
+
+
 def create_run(cfg: SearchConfig, run_dir: Path, storage: str, *, join: bool = False) -> tuple[optuna.Study, int]:
     """Open (creating if new) the run's study, then write the run's config and storage: the
     folder is written only once the storage works. ``join``: as a new worker, whose index
     (:func:`nas.search.workers.register_worker`) seeds its sampler; returns the study and the index."""
     opened = None if storage == default_storage(run_dir) else storage_from_url(storage, heartbeat=False)
+    if opened is not None:
+        _check_new_folder_can_join(cfg, run_dir, storage, opened)
     run_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
     worker = 0
     if join:

@@ -81,8 +81,10 @@ def test_a_truncated_last_journal_record_is_dropped_and_the_run_goes_on(made: tu
     log.write_bytes(whole + b'{"op_code":5,"worker_id":"x","trial_id":0,"sta')  # a writer killed mid-record
     run = tmp_path / "run"
     raw = yaml.safe_load(made[1].read_text())
-    study = run_search(parse_search_config(raw | {"search": raw["search"] | {"trials": 3}}), run,
-                       trainer=FakeTrainer(), storage=f"journal:{log}")
+    # a new folder joining the copied study: its trials' files come from a shared artifact store
+    search = raw["search"] | {"trials": 3, "artifact_store": str(made[0] / "journal" / "artifacts")}
+    study = run_search(parse_search_config(raw | {"search": search}), run, trainer=FakeTrainer(),
+                       storage=f"journal:{log}")
     assert "dropped its last record, cut after 46 bytes" in caplog.text
     assert len([t for t in study.trials if t.state.is_finished()]) >= 3
     assert log.read_bytes().startswith(whole) and log.read_bytes().endswith(b"\n")
@@ -95,3 +97,15 @@ def test_a_garbage_journal_line_is_refused_naming_it(made: tuple[Path, Path], tm
     log.write_bytes(b"".join(lines[:3]) + b"garbage\n" + b"".join(lines[3:]))
     assert main(["search", str(made[1]), "--out", str(tmp_path / "run"), "--storage", f"journal:{log}"]) == 2
     _one_line(capsys, f"journal {log}: line 4 is not an Optuna journal record")
+
+
+def test_a_new_folder_cannot_join_another_folders_study_without_a_shared_store(made: tuple[Path, Path],
+                                                                              tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "journal.log"
+    shutil.copy(made[0] / "journal.log", log)
+    new = tmp_path / "new"
+    assert main(["search", str(made[1]), "--out", str(new), "--storage", f"journal:{log}"]) == 2
+    _one_line(capsys, "already holds study 'tiny' with 2 finished trials of another run folder",
+              "search.artifact_store")
+    assert not new.exists()
