@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+import random
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from nas.hardware.profiles import load_profile
 from nas.search.budget_scan import explain_empty_front, scan_budgets
 from nas.search.study import load_splits
 from nas.space.arch import parse
+from nas.space.sampler import SearchSpace
 from tests.conftest import tiny_config
 
 
@@ -83,3 +85,24 @@ def test_search_with_an_impossible_budget_stops_before_training(tmp_path: Path, 
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "search.budgets.macs 0.001M is below what any network" in captured.err
     assert not out.exists()  # nothing written, nothing trained
+
+
+def test_the_floor_is_the_spaces_cheapest_network(setup: tuple[SearchConfig, Splits]) -> None:
+    """No network drawn at random from the space costs fewer MACs than the scan's floor (stages of
+    different kinds, more groups in a grouped conv: the greedy cheapest mix finds it)."""
+    cfg, splits = setup
+    scan = scan_budgets(cfg, load_profile("cpu"), splits, samples=0)
+    floor = scan.lowest("macs")
+    assert floor is not None
+    space = SearchSpace(cfg.space, in_chs=splits.preprocess.channels, num_classes=len(splits.classes))
+    rng = random.Random(5)
+    drawn = [space.sample(_Draw(rng)) for _ in range(80)]
+    assert min(count_costs(spec).macs for spec in drawn) >= floor.values["macs"]
+
+
+class _Draw:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: list[object]) -> object:
+        return self.rng.choice(list(choices))
