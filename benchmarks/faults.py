@@ -35,6 +35,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import bad_inputs, fuzz_cases, pg_server  # noqa: E402
+from tests.conftest import Payload  # noqa: E402
 
 from results_page import record_run  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
@@ -42,16 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FUZZ = {"arch": 4000, "config": 3000, "yaml": 3000, "argv": 600, "image": 600}
 Fault = dict[str, Any]
-
-
-class _Payload:
-    """Unpickling creates ``marker``: what a planted file would do if hwnas ran it."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
 
 
 def hwnas(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -119,7 +110,7 @@ def planted(ws: Path, run: Path, config: Path) -> list[Fault]:
 
 def _plant(path: Path, marker: Path, argv: list[str]) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 1, "model": _Payload(marker)}, path)
+    torch.save({"epoch": 1, "model": Payload(marker)}, path)
     return argv
 
 
@@ -127,7 +118,7 @@ def _cifar(ws: Path, marker: Path) -> list[str]:
     root = ws / "cifar" / "cifar-10-batches-py"
     root.mkdir(parents=True, exist_ok=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        (root / name).write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}))
+        (root / name).write_bytes(pickle.dumps({b"data": Payload(marker), b"labels": [0]}))
     cfg = bad_inputs.base_config(ws / "cifar", **{"data.dataset": "cifar10", "name": "cifar"})
     (ws / "cifar.yaml").write_text(yaml.safe_dump(cfg))
     return ["search", str(ws / "cifar.yaml"), "--out", str(ws / "runs" / "cifar")]

@@ -97,6 +97,17 @@ class FakeTrainer:
         return [0.0] * cfg.epochs
 
 
+class Payload:
+    """A pickle payload: unpickling it creates ``marker``, so a test sees whether a planted file
+    (checkpoint, weights, CIFAR-10 batch) was run as code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
 def never_trains(*args: object, **kwargs: object) -> list[float]:
     """A trainer for tests where training would be a bug (candidates rejected before training)."""
     raise AssertionError("a candidate was trained")

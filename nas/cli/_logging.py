@@ -4,18 +4,12 @@ a command runs (it loads Optuna), never for ``--help``."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import optuna
 
 from nas.core.progress import PROGRESS
 from nas.search.slots import TrialSkipped
-
-# TensorFlow (under LiteRT and AI Edge Quantizer) logs through C++ and absl at import and per
-# conversion; read when it loads, so set before any import of it.
-_QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2"}
-
 
 def _not_shown_elsewhere(record: logging.LogRecord) -> bool:
     """Optuna logs every failed trial with its traceback, then "failed with value None". A skipped
@@ -47,8 +41,6 @@ def configure(verbose: bool) -> None:
         PROGRESS.addHandler(_PrintProgress())
     PROGRESS.setLevel(logging.INFO)
     PROGRESS.propagate = False
-    if not verbose:
-        for key, value in _QUIET_TF.items():
-            os.environ.setdefault(key, value)
+    if not verbose:  # TensorFlow's C++ logs are quieted where the extra loads (nas.deploy._optional)
         for name in ("absl", "tensorflow", "jax"):
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from nas.core.errors import UserError
-from nas.core.vocab import PRECISIONS
 from nas.cost.costs import count_costs
 from nas.cost.layers import layer_table
 from nas.hardware.pricing import Price, price

@@ -12,7 +12,6 @@ import yaml
 
 from nas.core.config import SpaceConfig, load_search_config
 from nas.core.errors import UserError
-from nas.core.vocab import PRECISIONS
 from nas.data.datasets import input_channels
 from nas.hardware.calibrate import Sibling, calibrate_from_build, calibrate_from_networks, calibrate_profile
 from nas.hardware.fitting import Score

@@ -21,6 +21,9 @@ from types import ModuleType
 log = logging.getLogger(__name__)
 
 EXTRA_MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
+# TensorFlow (under LiteRT and AI Edge Quantizer) logs through C++, gRPC and glog: warnings and
+# notes off, errors kept
+_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2"}
 
 
 def available() -> bool:
@@ -57,7 +60,8 @@ def native_stderr_to_log() -> Iterator[None]:
 def load(name: str) -> ModuleType:
     """The module ``name`` of the extra, imported quietly (TensorFlow's C++ logs, torchao's optional
     CUDA kernels and a torch deprecation note are import-time noise, not hwnas output)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for key, value in _QUIET_ENV.items():  # read by TensorFlow when it loads
+        os.environ.setdefault(key, value)
     logging.getLogger("torchao").setLevel(logging.ERROR)
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     with native_stderr_to_log():

@@ -21,7 +21,8 @@ from nas.search.artifacts import open_store
 from nas.search.evaluate import EvalContext, Trainer
 from nas.search.objective import Objective
 from nas.search.record import result_of
-from nas.search.study import FINISHED, TrialCallback, baselines_study_name, open_study
+from nas.search.slots import FINISHED
+from nas.search.study import TrialCallback, baselines_study_name, open_study
 from nas.search.workers import claim, recover_stale
 from nas.space.arch import ArchSpec
 from nas.space.zoo import adapt_to_input, mobilenet_v2, shufflenet_v1, shufflenet_v2

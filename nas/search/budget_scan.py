@@ -13,7 +13,6 @@ budget bound and which candidate came closest when a run ends with no feasible t
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

@@ -35,25 +35,6 @@ class StorageUnavailable(UserError):
     """The storage stayed unreachable for longer than the worker waits."""
 
 
-def is_outage(exc: BaseException) -> bool:
-    """A connection or I/O failure that may pass (a database restarting, a network file system
-    hiccup), as opposed to a refusal that will not (a full disk, a schema error, a bug). Optuna
-    wraps the database's errors (StorageInternalError from the OperationalError): the chain of
-    causes is read."""
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            return True
-        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        if isinstance(seen, OSError) and not isinstance(seen, FileNotFoundError):
-            return seen.errno not in _NOT_OUTAGES
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and its causes (Optuna wraps the database's errors in its own)."""
     out: list[BaseException] = []
@@ -62,6 +43,21 @@ def _chain(exc: BaseException) -> list[BaseException]:
         out.append(seen)
         seen = seen.__cause__ or seen.__context__
     return out
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A connection or I/O failure that may pass (a database restarting, a network file system
+    hiccup), as opposed to a refusal that will not (a full disk, a schema error, a bug). Optuna
+    wraps the database's errors (StorageInternalError from the OperationalError): the chain of
+    causes is read."""
+    for seen in _chain(exc):
+        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, OSError) and not isinstance(seen, FileNotFoundError):
+            return seen.errno not in _NOT_OUTAGES
+    return False
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -75,12 +71,14 @@ def _read_only(exc: BaseException) -> bool:
                for e in _chain(exc))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of a storage error: the database driver's own error where SQLAlchemy
+    or Optuna wrapped it."""
     while exc.__cause__ is not None and not isinstance(exc, sqlalchemy.exc.DBAPIError):
         exc = exc.__cause__
     inner = getattr(exc, "orig", None) or exc
     lines = str(inner).strip().splitlines()
-    return f"{type(inner).__name__}: {lines[0] if lines else ''}"[:200]
+    return f"{type(inner).__name__}: {lines[0] if lines else ''}".strip()
 
 
 def ride_out(action: Callable[[], Any], where: str, *, outage_s: float = OUTAGE_S,
@@ -93,21 +91,21 @@ def ride_out(action: Callable[[], Any], where: str, *, outage_s: float = OUTAGE_
             result = action()
         except Exception as exc:
             if _disk_full(exc):
-                raise UserError(f"storage {where}: the disk is full ({_first_line(exc)}); free space and run the "
+                raise UserError(f"storage {where}: the disk is full ({first_line(exc)}); free space and run the "
                                 "same command (the running trial is re-run)") from None
             if _read_only(exc):
-                raise UserError(f"storage {where} is read-only ({_first_line(exc)}); this command writes to it: "
+                raise UserError(f"storage {where} is read-only ({first_line(exc)}); this command writes to it: "
                                 "run it where the run folder is writable") from None
             if not is_outage(exc):
                 raise
             now = time.monotonic()
             if started is None:
                 started = now
-                log.warning("storage %s unreachable (%s); retrying for up to %.0f s", where, _first_line(exc),
+                log.warning("storage %s unreachable (%s); retrying for up to %.0f s", where, first_line(exc),
                             outage_s)
             if now - started >= outage_s:
                 raise StorageUnavailable(
-                    f"storage {where} unreachable for {now - started:.0f} s ({_first_line(exc)}); run the same "
+                    f"storage {where} unreachable for {now - started:.0f} s ({first_line(exc)}); run the same "
                     "command when it is back: finished trials are kept and the running one is re-run") from None
             sleep(wait)
             wait = min(wait * 2, _LONGEST_WAIT_S)

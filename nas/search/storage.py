@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from nas.core.errors import UserError
 from nas.search._optuna import cached, journal_lock
-from nas.search.resilient_storage import ResilientStorage, ride_out
+from nas.search.resilient_storage import ResilientStorage, first_line, ride_out
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,6 @@ def stored_form(url: str) -> str:
     return bare._replace(password=None).render_as_string(hide_password=False)  # set() keeps a None
 
 
-def _first_line(exc: BaseException) -> str:
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()
-    return f"{type(inner).__name__}: {text[0] if text else ''}".strip()
-
-
 def _rdb(url: str, heartbeat: bool) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -135,12 +129,12 @@ def retrying(what: str, url: str, action: Any) -> Any:
             return result
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError) as exc:
             if attempt == _RETRIES - 1:
-                raise UserError(f"{what} {redact(url)}: {_first_line(exc)}") from None
-            log.info("%s %s raced another worker (%s); retrying", what, redact(url), _first_line(exc))
+                raise UserError(f"{what} {redact(url)}: {first_line(exc)}") from None
+            log.info("%s %s raced another worker (%s); retrying", what, redact(url), first_line(exc))
             time.sleep(0.2 + random.random() * (attempt + 1) * 0.3)  # noqa: S311 - jitter, not security
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlalchemy.exc.ArgumentError,
                 sqlalchemy.exc.NoSuchModuleError) as exc:
-            raise UserError(f"cannot use storage {redact(url)}: {_first_line(exc)}") from None
+            raise UserError(f"cannot use storage {redact(url)}: {first_line(exc)}") from None
     raise AssertionError("unreachable")
 
 

@@ -29,7 +29,7 @@ from nas.search.evaluate import EvalContext, Trainer, artifact_kinds, artifact_p
 from nas.search.objective import Objective
 from nas.search.on_supernet import inheriting, open_supernet
 from nas.search.run_folder import check_run_dir, clean_orphans, default_storage, save_storage
-from nas.search.slots import FINISHED, counts
+from nas.search.slots import counts
 from nas.search.storage import redact, retrying, storage_from_url
 from nas.search.workers import recover_stale, register_worker, requeue_interrupted, worker_seed
 from nas.train.trainer import pick_device, train

@@ -20,7 +20,7 @@ from nas.cli import main
 from nas.deploy import tflite
 from nas.deploy.export import onnx_accuracy
 from nas.search.study import load_run_config, load_splits
-from tests.conftest import tiny_config
+from tests.conftest import Payload, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -172,21 +172,11 @@ def test_a_refused_init_from_leaves_nothing_behind(run_dir: Path, tmp_path: Path
     assert not (run_dir / "models" / "0000" / "final-warm").exists()
 
 
-class _Payload:
-    """Unpickling this creates a file: what a checkpoint placed in a shared run folder could do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
 def test_a_checkpoint_never_runs_code(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     marker = tmp_path / "pwned"
     folder = run_dir / "models" / "0000" / "final-evil"
     folder.mkdir(parents=True)
-    torch.save({"epoch": 1, "payload": _Payload(marker)}, folder / "checkpoint.pt")
+    torch.save({"epoch": 1, "payload": Payload(marker)}, folder / "checkpoint.pt")
     torch.load(folder / "checkpoint.pt", weights_only=False)  # the payload works when unpickled freely
     assert marker.exists()
     marker.unlink()

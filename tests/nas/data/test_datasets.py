@@ -11,7 +11,7 @@ from PIL import Image
 
 from nas.core.errors import UserError
 from nas.data.datasets import load_cifar10_batches, load_idx_dataset, load_image_folder, read_idx
-from tests.conftest import make_idx_dataset, write_idx
+from tests.conftest import Payload, make_idx_dataset, write_idx
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -100,14 +100,6 @@ def test_image_folder_needs_splits(tmp_path: Path) -> None:
         load_image_folder(tmp_path / "flat", cache_dir=tmp_path / "cache")
 
 
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_cifar_batches_of_any_protocol_read_and_a_planted_one_never_runs(tmp_path: Path, protocol: int) -> None:
     root = tmp_path / "cifar-10-batches-py"
@@ -118,7 +110,7 @@ def test_cifar_batches_of_any_protocol_read_and_a_planted_one_never_runs(tmp_pat
         (root / name).write_bytes(pickle.dumps(batch, protocol=protocol))
     assert load_cifar10_batches(tmp_path).x_train.shape == (10, 32, 32, 3)
     marker = tmp_path / "ran"
-    (root / "test_batch").write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}, protocol=protocol))
+    (root / "test_batch").write_bytes(pickle.dumps({b"data": Payload(marker), b"labels": [0]}, protocol=protocol))
     with pytest.raises(UserError, match="not a CIFAR-10 python batch .*UnpicklingError: it names (io|builtins).open"):
         load_cifar10_batches(tmp_path)
     assert not marker.exists()

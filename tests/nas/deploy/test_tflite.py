@@ -15,7 +15,7 @@ from PIL import Image
 from nas.core.errors import UserError
 from nas.data.splits import Preprocess, Splits, to_tensor
 from nas.deploy.contract import CONTRACT_KEY, apply_contract, parse_contract, read_output
-from nas.deploy.export import DeployInfo, read_metadata, to_onnx
+from nas.deploy.export import DeployInfo, to_onnx
 from nas.deploy.host_latency import session
 from nas.space.arch import parse
 from nas.space.builder import build

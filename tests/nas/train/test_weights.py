@@ -8,19 +8,12 @@ import torch
 
 from nas.core.errors import UserError
 from nas.train.weights import load_into, load_tensors
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
+from tests.conftest import Payload
 
 
 def test_a_planted_pickle_is_refused_in_one_line_and_never_runs(tmp_path: Path) -> None:
     marker, planted = tmp_path / "ran", tmp_path / "weights.pt"
-    torch.save({"w": _Payload(marker)}, planted)
+    torch.save({"w": Payload(marker)}, planted)
     with pytest.raises(UserError) as info:
         load_into(torch.nn.Linear(2, 2), planted, "a weights.pt")
     message = str(info.value)
