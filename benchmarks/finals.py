@@ -136,7 +136,7 @@ def _stages(args: argparse.Namespace) -> tuple[float, float, list[Path]]:
         if stage[1] == "":
             stage = ["--final"]
         for precision in ("fp32", "int8"):
-            if f"tflite-{precision}" not in have:
+            if f"tflite-{precision}" not in have or (precision == "int8" and args.reexport_int8):
                 _run("export", str(RUN), "--trial", trial, *stage, "--format", "tflite", "--precision", precision)
     return search_s, train_s, finals
 
@@ -145,6 +145,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, help="overrides final.epochs (the quickstart's: 30)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reexport-int8", action="store_true",
+                        help="make every final's int8 TFLite file again (hwnas export), e.g. after the int8 path changed")
     args = parser.parse_args()
     search_s, train_s, finals = _stages(args)
     splits = load_splits(load_run_config(RUN), cache_dir=RUN.parent / ".cache")

@@ -18,7 +18,7 @@ from compress.distill import fine_tune
 from compress.lowbit import NOTE, apply_weight_bits
 from compress.lowrank import factorize
 from compress.prune import parameter_count, prune, prune_to_budget, slimming_penalty
-from compress.qat import prepare, strip
+from compress.qat import qat_fine_tune
 from compress.quantize import quantize
 from compress.recipe import PruneConfig, QuantizeConfig, Recipe, SparsityConfig
 from compress.sharing import encode, share_weights
@@ -179,11 +179,9 @@ def _quantize_steps(work: Net, model: Net, spec: ArchSpec, q: QuantizeConfig, sp
                     seed: int, applied: Applied) -> None:
     """QAT and 4-bit weight groups: the float-side steps of quantization, before export."""
     if q.qat_iters:
-        prepare(work, per_channel=q.per_channel)
-        fine_tune(work, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
-                  iterations=q.qat_iters, lr=q.qat_lr, seed=seed + 13,
-                  teacher=copy.deepcopy(model).eval(), alpha=0.5)
-        strip(work)
+        qat_fine_tune(work, copy.deepcopy(model).eval(), splits.x_train, splits.y_train,
+                      preprocess=splits.preprocess, resolution=spec.resolution, iterations=q.qat_iters,
+                      lr=q.qat_lr, per_channel=q.per_channel, seed=seed + 13)
         applied.qat = {"iterations": q.qat_iters, "note": "QAT-trained weights; activation ranges recalibrated "
                                                           "by the static quantization that exports them"}
     if q.weight_bits:

@@ -7,13 +7,20 @@ asymmetric 8-bit per tensor (the same grid for uint8 and int8, shifted by 128)
 (min/max tracked as an exponential moving average). Training runs on the BatchNorm-folded network
 (BN frozen into the convs, as deployed). Export goes through the same static QDQ quantization,
 calibrated on training images, so the file is a regular QDQ ONNX model; the activation ranges are
-recalibrated there rather than copied from training (stated in the file's metadata).
+recalibrated there rather than copied from training (stated in the file's metadata). The int8
+TFLite routes quantize weights and activations the same way (symmetric per-channel weights,
+asymmetric per-tensor activations), so QAT-tuned weights serve them too (:func:`qat_tuned`).
 """
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 from torch import nn
 
+from compress.distill import fine_tune
+from nas.data.splits import Preprocess
 from nas.space.builder import fuse_bn
 
 
@@ -77,3 +84,22 @@ def strip(model: nn.Module) -> nn.Module:
             if isinstance(child, _FakeQuant):
                 setattr(module, child_name, child.layer)
     return model
+
+
+def qat_fine_tune(model: nn.Module, teacher: nn.Module, images: np.ndarray, labels: np.ndarray, *,
+                  preprocess: Preprocess, resolution: int, iterations: int, lr: float, per_channel: bool,
+                  seed: int) -> nn.Module:
+    """QAT in place: fold BatchNorm, fine-tune ``iterations`` steps with int8 fake quantization,
+    distilled from ``teacher`` (half the loss from its outputs, half from the labels), then strip
+    the fake quantization; returns ``model`` (float, BatchNorm folded)."""
+    prepare(model, per_channel=per_channel)
+    fine_tune(model, images, labels, preprocess=preprocess, resolution=resolution, iterations=iterations, lr=lr,
+              seed=seed, teacher=teacher, alpha=0.5)
+    return strip(model).eval()
+
+
+def qat_tuned(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess, resolution: int,
+              iterations: int, lr: float, per_channel: bool, seed: int) -> nn.Module:
+    """A QAT-tuned copy of the trained float ``model`` (distilled from it); ``model`` is unchanged."""
+    return qat_fine_tune(copy.deepcopy(model), copy.deepcopy(model).eval(), images, labels, preprocess=preprocess,
+                         resolution=resolution, iterations=iterations, lr=lr, per_channel=per_channel, seed=seed)

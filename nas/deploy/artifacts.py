@@ -28,7 +28,7 @@ from nas.data.splits import Splits
 from nas.deploy.edgetpu import check_edgetpu
 from nas.deploy.export import DeployInfo
 from nas.deploy.tflite import converter_version, measure_tflite_latency, tflite_accuracy, to_tflite
-from nas.deploy.tflite_int8 import ROUTE_NAMES, ROUTE_PACKAGES, Int8Options
+from nas.deploy.tflite_int8 import ROUTE_NAMES, ROUTE_PACKAGES, Int8Options, QatWeights
 
 log = logging.getLogger(__name__)
 
@@ -102,39 +102,46 @@ class MeasuredFile:
 
 
 def tflite_file(model: nn.Module, info: DeployInfo, kind: ArtifactKind, splits: Splits, *, resolution: int,
-                seed: int, rel_path: str, int8: Int8Options | None = None,
-                threads: int = 1) -> tuple[bytes, MeasuredFile]:
+                seed: int, rel_path: str, int8: Int8Options | None = None, threads: int = 1,
+                qat: QatWeights | None = None) -> tuple[bytes, MeasuredFile]:
     """Convert the float ``model`` to ``kind`` (TFLite fp32 or full-integer int8), then measure
     the file: accuracy and host latency in the LiteRT interpreter, and for int8 the Edge TPU
     readiness check. int8 is made by every route of ``int8`` (default: the default options) on
-    training images, and the file with the best validation accuracy is kept (the first route on
-    a tie); which route, and every route's validation accuracy, go into ``how`` and ``extra``."""
+    training images, from ``model`` and, when given, from ``qat``'s QAT-tuned weights too (keys
+    ``qat+<route>``); the file with the best validation accuracy is kept (the first made on a
+    tie), and which one, with every candidate's validation accuracy, goes into ``how`` and ``extra``."""
     if kind.precision != "int8":
         data = to_tflite(model, info, precision="fp32")
         return data, _measure(data, kind, splits, resolution, rel_path, threads, converter_version(), ())
     options = int8 or Int8Options()
     calibration = calibration_images(splits, options.calibration_images, seed)
+    sources = [(route, route, model) for route in options.routes]
+    if qat is not None:
+        sources += [(f"qat+{route}", route, qat.model) for route in options.routes]
     made, failed = {}, {}
-    for route in options.routes:
+    for key, route, net in sources:
         try:
-            made[route] = to_tflite(model, info, precision="int8", calibration=calibration,
-                                    preprocess=splits.preprocess, route=route, per_channel=options.per_channel)
+            made[key] = to_tflite(net, info, precision="int8", calibration=calibration,
+                                  preprocess=splits.preprocess, route=route, per_channel=options.per_channel)
         except Exception as exc:  # noqa: BLE001 - converters raise many kinds; another route may convert it
-            failed[route] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
-            log.warning("int8 TFLite route %s failed on this network: %s", route, failed[route])
+            failed[key] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+            log.warning("int8 TFLite route %s failed on this network: %s", key, failed[key])
     if not made:
         raise RuntimeError(f"no int8 TFLite route converted the network: {failed}")
-    val = {route: tflite_accuracy(data, splits.x_val, splits.y_val, preprocess=splits.preprocess,
-                                  resolution=resolution) for route, data in made.items()}
-    route = max(made, key=lambda r: (val[r], -options.routes.index(r)))
+    val = {key: tflite_accuracy(data, splits.x_val, splits.y_val, preprocess=splits.preprocess,
+                                resolution=resolution) for key, data in made.items()}
+    order = [key for key, _, _ in sources]
+    key = max(made, key=lambda k: (val[k], -order.index(k)))
+    route = key.removeprefix("qat+")
     notes = options.unexpressed() + [f"route {r} failed ({why})" for r, why in failed.items()]
     for note in notes:
         log.info("int8 TFLite: %s", note)
-    how = (f"{converter_version()}, {ROUTE_NAMES[route]} ({version(ROUTE_PACKAGES[route])}): {options.describe()}; "
-           f"route chosen on validation accuracy ({', '.join(f'{r} {100 * a:.2f}%' for r, a in val.items())})"
+    weights = f"from {qat.describe}; " if qat is not None and key.startswith("qat+") else ""
+    how = (f"{converter_version()}, {ROUTE_NAMES[route]} ({version(ROUTE_PACKAGES[route])}): {weights}"
+           f"{options.describe()}; chosen on validation accuracy ({', '.join(f'{k} {100 * a:.2f}%' for k, a in val.items())})"
            + "".join(f"; {note}" for note in notes))
-    data = made[route]
-    extra = (("int8_route", route), ("int8_route_val_accuracy", {r: round(a, 6) for r, a in val.items()}),
+    data = made[key]
+    extra = (("int8_route", key), ("int8_route_val_accuracy", {k: round(a, 6) for k, a in val.items()}),
              *check_edgetpu(data).to_attrs().items())
     return data, _measure(data, kind, splits, resolution, rel_path, threads, how, extra)
 

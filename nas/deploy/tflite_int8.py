@@ -67,6 +67,15 @@ class Int8Options:
                 f"min-max calibrated on {self.calibration_images} training images, int8 input and output")
 
 
+@dataclass(frozen=True)
+class QatWeights:
+    """A QAT-tuned copy of the float network, a further source of int8 files beside the network
+    itself (``describe``: how it was tuned, for the file's ``how``)."""
+
+    model: nn.Module
+    describe: str
+
+
 def aiq_int8(fp32: bytes, x_nhwc: np.ndarray, signature_input: str, *, per_channel: bool) -> bytes:
     """AI Edge Quantizer's full-integer static recipe on a float .tflite file."""
     recipe = _optional.load("ai_edge_quantizer.recipe").static_wi8_ai8()

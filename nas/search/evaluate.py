@@ -37,6 +37,7 @@ from nas.deploy.tflite import require as require_tflite
 from nas.hardware.latency_source import LatencySource, latency_source
 from nas.hardware.pricing import PredictedLatency, measure_on_host, predict_on_profiles
 from nas.hardware.profiles import HardwareProfile, calibrated_predicted_profiles
+from nas.search.int8_qat import final_qat_weights
 from nas.search.record import CandidateResult
 from nas.space.arch import ArchSpec
 from nas.space.builder import Net, build
@@ -252,10 +253,13 @@ class _Evaluation:
             if kind.format == "onnx":
                 files[kind.name] = self._onnx_file(kind, rel, onnx_bytes, host)
                 continue
+            source = compressed if compressed is not None else model
             try:
-                data, measured = tflite_file(compressed if compressed is not None else model, self.info, kind,
-                                             splits, resolution=spec.resolution, seed=self.seed, rel_path=rel,
-                                             int8=tflite_int8_options(self.recipe))
+                qat = final_qat_weights(source, context.cfg.train, self.recipe, splits, resolution=spec.resolution,
+                                        seed=self.seed) if kind.precision == "int8" else None
+                data, measured = tflite_file(source, self.info, kind, splits, resolution=spec.resolution,
+                                             seed=self.seed, rel_path=rel, int8=tflite_int8_options(self.recipe),
+                                             qat=qat)
             except Exception as exc:  # noqa: BLE001 - a converter's failure costs that file, not the trial
                 if kind is primary_of:
                     raise

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from compress.recipe import Recipe, parse_recipe
 from nas.core.config import FinalConfig, SearchConfig
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
+from nas.core.schema import from_mapping
 from nas.data.splits import Splits
 from nas.hardware.profiles import HardwareProfile
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
@@ -32,6 +33,8 @@ from nas.space.arch import ArchSpec, parse
 from nas.train.final import EpochReport, FinalTrainer
 
 log = logging.getLogger(__name__)
+
+FINAL_KEY = "final"  # the final training's settings in a final's metrics.json
 
 FINALS_COLUMNS = ["trial", "stage", "arch", "recipe", "proxy_accuracy", "final_accuracy", "final_val_accuracy",
                   "gain_points", "epochs", "macs", "params", "latency_ms", "latency_kind", "host_latency_ms",
@@ -114,6 +117,14 @@ def _init_record(init_from: Path | None, sha256: str | None) -> dict[str, Any] |
     return {"path": str(init_from), "sha256": sha256, "history": history}
 
 
+def final_config_of(metrics: Mapping[str, Any]) -> FinalConfig | None:
+    """The final training settings a final's ``metrics.json`` records (None for a search trial);
+    settings added since the file was written take their defaults."""
+    if FINAL_KEY not in metrics:
+        return None
+    return from_mapping(FinalConfig, metrics[FINAL_KEY], f"{FINAL_KEY} in metrics.json")
+
+
 def final_metrics_path(run_dir: Path, job: FinalJob) -> Path:
     return run_dir / job.rel_dir / "metrics.json"
 
@@ -143,7 +154,7 @@ def train_final(job: FinalJob, *, cfg: SearchConfig, final: FinalConfig, profile
         if isinstance(cause, FloatingPointError):  # diverged: the user's schedule, not a bug
             raise UserError(f"final training of {job.key} failed: {cause}") from None
         raise
-    metrics = {"key": job.key, "trial": job.trial, "final": dataclasses.asdict(final), "history": trainer.history,
+    metrics = {"key": job.key, "trial": job.trial, FINAL_KEY: dataclasses.asdict(final), "history": trainer.history,
                "proxy_test_accuracy": job.proxy.test_accuracy if job.proxy else None,
                "proxy_val_accuracy": job.proxy.val_accuracy if job.proxy else None, "stage": job.stage,
                "init_from": _init_record(init_from, trainer.init_sha256), **record.to_attrs()}

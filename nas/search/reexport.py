@@ -22,6 +22,8 @@ from nas.data.splits import Splits, to_tensor
 from nas.deploy.artifacts import ARTIFACT_KINDS, TFLITE_CALIBRATION_IMAGES, MeasuredFile, calibration_images, not_written, tflite_file
 from nas.deploy.export import DeployInfo, onnx_accuracy, to_onnx
 from nas.deploy.host_latency import measure_latency
+from nas.search.finals import final_config_of
+from nas.search.int8_qat import final_qat_weights
 from nas.search.model_card import card_contract, model_card
 from nas.search.record import CandidateResult
 from nas.space.arch import parse
@@ -76,8 +78,10 @@ def reexport(folder: Path, *, run_dir: Path, fmt: str, precision: str, splits: S
     if fmt == "tflite":
         kind = ARTIFACT_KINDS[f"tflite-{precision}"]
         try:
+            qat = final_qat_weights(model, final_config_of(metrics), recipe, splits, resolution=spec.resolution,
+                                    seed=result.seed) if precision == "int8" else None
             data, measured = tflite_file(model, info, kind, splits, resolution=spec.resolution, seed=result.seed,
-                                         rel_path=str(rel / kind.filename), int8=tflite_int8_options(recipe))
+                                         rel_path=str(rel / kind.filename), int8=tflite_int8_options(recipe), qat=qat)
         except Exception as exc:  # noqa: BLE001 - converters raise many kinds; the user gets one line
             raise UserError(not_written(kind, exc) + " (the folder's other files are unchanged)") from None
         name = kind.filename

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 def run_dir(tmp_path_factory: pytest.TempPathFactory, idx_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("deploy")
     raw = tiny_config(idx_dir, trials=2)
-    raw["final"] = {"epochs": 2, "batch_size": 50, "lr": 0.01, "threads": 1}
+    raw["final"] = {"epochs": 2, "batch_size": 50, "lr": 0.01, "threads": 1, "int8_qat_iters": 4}
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["search", str(path), "--out", str(root / "run")]) == 0
@@ -139,6 +139,18 @@ def test_export_tflite_int8_and_predict_follow_the_contract(run_dir: Path, tmp_p
     assert main(["predict", str(model), str(tmp_path / "junk.png")]) == 2
     assert "not a readable image" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "junk.png"), images[0]]) == 2
+
+
+@pytest.mark.skipif(not tflite.available(), reason="needs the tflite extra (LiteRT)")
+def test_a_finals_int8_export_also_tries_its_qat_copy(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(run_dir), "--trial", "0", "--epochs", "1", "--train-subset", "200", "--stage", "qat"]) == 0
+    assert main(["export", str(run_dir), "--trial", "0", "--final", "qat", "--format", "tflite", "--precision",
+                 "int8"]) == 0
+    assert "QAT for the int8 file: 4 steps" in capsys.readouterr().out
+    entry = json.loads((run_dir / "models" / "0000" / "final-qat" / "metrics.json").read_text())["artifacts"]
+    val = entry["tflite-int8"]["int8_route_val_accuracy"]
+    assert {"aiq", "qat+aiq"} <= set(val) and entry["tflite-int8"]["int8_route"] in val
+    assert entry["tflite-int8"]["val_accuracy"] == pytest.approx(max(val.values()), abs=1e-5)
 
 
 def test_export_onnx_int8_is_measured_on_its_file(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

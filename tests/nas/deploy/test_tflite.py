@@ -26,7 +26,7 @@ if not tflite.available():
 from nas.deploy import artifacts  # noqa: E402  (needs the extra)
 from nas.deploy.artifacts import ARTIFACT_KINDS, tflite_file  # noqa: E402
 from nas.deploy.edgetpu import check_edgetpu, compiler_command  # noqa: E402
-from nas.deploy.tflite_int8 import Int8Options  # noqa: E402
+from nas.deploy.tflite_int8 import Int8Options, QatWeights  # noqa: E402
 from nas.search.deploy_steps import litert_snippet  # noqa: E402
 
 IR = "in_c1_r12-stem_k3_s1_c8-ir_r1_k3_s2_e3_c16-ir_r1_k5_s1_e3_c16-head_c32-fc_c10"
@@ -167,6 +167,28 @@ def test_the_int8_file_is_the_route_with_the_best_validation_accuracy(images: np
     assert "chosen on validation accuracy" in measured.how and "16 training images" in measured.how
     assert "calibration entropy: the TFLite int8 routes calibrate min-max only" in measured.how
     assert "edgetpu_ready" in extra
+
+
+def test_qat_weights_are_a_further_candidate_kept_only_when_better_on_validation(images: np.ndarray) -> None:
+    """The QAT copy's file competes on validation accuracy: kept (and said, with how it was tuned)
+    when it is better, and not when the network's own file is."""
+    good, info = _model(IR)
+    labels = torch.argmax(good(to_tensor(images, PRE, 12)), 1).numpy().astype(np.int64)
+    splits = Splits("t", tuple(f"c{i}" for i in range(10)), images, labels, images[:32], labels[:32], images[32:],
+                    labels[32:], PRE)
+    broken, _ = _model(IR)
+    with torch.no_grad():  # answers one class whatever the image
+        broken.classifier.bias.copy_(torch.tensor([1e3] + [0.0] * 9))
+    options = Int8Options(calibration_images=16, routes=("aiq",))
+    kind = ARTIFACT_KINDS["tflite-int8"]
+    _, measured = tflite_file(broken, info, kind, splits, resolution=12, seed=0, rel_path="m/model_int8.tflite",
+                              int8=options, qat=QatWeights(good, "a QAT-tuned copy (test)"))
+    extra = dict(measured.extra)
+    assert set(extra["int8_route_val_accuracy"]) == {"aiq", "qat+aiq"} and extra["int8_route"] == "qat+aiq"
+    assert "from a QAT-tuned copy (test)" in measured.how and measured.val_accuracy > 0.8
+    _, measured = tflite_file(good, info, kind, splits, resolution=12, seed=0, rel_path="m/model_int8.tflite",
+                              int8=options, qat=QatWeights(broken, "a QAT-tuned copy (test)"))
+    assert dict(measured.extra)["int8_route"] == "aiq" and "from a QAT-tuned copy" not in measured.how
 
 
 def test_a_route_that_cannot_convert_the_network_leaves_the_other(images: np.ndarray,
