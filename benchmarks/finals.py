@@ -141,13 +141,17 @@ def _stages(args: argparse.Namespace) -> tuple[float, float, list[Path]]:
     return search_s, train_s, finals
 
 
-def main() -> int:
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, help="overrides final.epochs (the quickstart's: 30)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reexport-int8", action="store_true",
                         help="make every final's int8 TFLite file again (hwnas export), e.g. after the int8 path changed")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _args()
     search_s, train_s, finals = _stages(args)
     splits = load_splits(load_run_config(RUN), cache_dir=RUN.parent / ".cache")
     table = pd.DataFrame([_row(m.parent, splits) for m in finals]).sort_values("final_onnx_acc", ascending=False)
