@@ -28,7 +28,7 @@ from nas.space.arch import ArchSpec
 from nas.space.blocks import ChannelShuffle
 from nas.space.builder import build, fuse_bn
 
-_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid)
+_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU)
 _SKIPPED = (nn.Identity,)
 
 

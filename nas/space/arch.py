@@ -66,6 +66,10 @@ def _limit(kind: str, key: str) -> int | None:
     return own.get(key, _LIMITS.get((kind, key), _LIMITS.get(key)))
 
 
+def _is_count(kind: str, key: str) -> bool:
+    return key in _COUNTS or (kind in table() and key in table()[kind].counts)
+
+
 def _is_flag(kind: str, key: str) -> bool:
     return key in _FLAGS or (kind in table() and key in table()[kind].flags)
 
@@ -151,7 +155,7 @@ def _parse_part(part: str) -> tuple[str, dict[str, int]]:
                             "or se2 (MnasNet's and EfficientNet's: squeezed to a quarter of the block's input, sigmoid)")
         if _is_flag(kind, key) and key != "se" and value not in (0, 1):
             raise ArchError(f"flag {key}{value} in {part!r} must be {key}0 or {key}1")
-        if not _is_flag(kind, key) and value < (0 if key in _COUNTS else 1):
+        if not _is_flag(kind, key) and value < (0 if _is_count(kind, key) else 1):
             raise ArchError(f"token {key}{value} in {part!r} must be at least 1")
     if tokens != format_part(kind, values).split("_")[1:]:
         raise ArchError(f"tokens of {part!r} out of order; canonical: {format_part(kind, values)!r}")

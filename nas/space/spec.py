@@ -64,7 +64,15 @@ class StageSpec:
         return cls(kind, repeats=v.get("r", 1), stride=v["s"], out_chs=v["c"], kernel=v.get("k", 3),
                    exp_ratio=v.get("e", 1), groups=v.get("g", 1), se=v.get("se", 0), hswish=bool(v.get("hs", 0)),
                    first_grouped=bool(v.get("fg", 1)), mid_chs=v.get("m", 0), proj_stride=bool(v.get("ps", 0)),
-                   no_skip=bool(v.get("ns", 0)), extra=tuple((k, x) for k, x in v.items() if k not in TOKEN_FIELDS))
+                   no_skip=bool(v.get("ns", 0)), extra=_extra(kind, v))
+
+
+def _extra(kind: str, values: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    """The kind's own tokens (those without a field) in its canonical order, whatever order given."""
+    entry = block_kind(kind)
+    order = [*entry.required, *entry.optional]
+    own = [k for k in values if k not in TOKEN_FIELDS]
+    return tuple((k, values[k]) for k in sorted(own, key=lambda k: order.index(k) if k in order else len(order)))
 
 
 def format_tokens(kind: str, required: tuple[str, ...], optional: dict[str, int], values: dict[str, int]) -> str:

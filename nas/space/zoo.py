@@ -22,9 +22,11 @@ from nas.space.blocks import make_divisible
 from nas.space.zoo_devices import (
     EFFNET_EDGETPU,
     EFFNET_LITE,
+    MIXNET_WIDTH,
     VGG_DEPTHS,
     efficientnet_edgetpu,
     efficientnet_lite,
+    mixnet,
     mobilenet_v3,
     pooled_to_fit,
     squeezenet,
@@ -233,6 +235,7 @@ FAMILIES: dict[str, Callable[..., ArchSpec]] = {
     **{f"efficientnet_lite{v}": partial(efficientnet_lite, v) for v in EFFNET_LITE},
     **{f"efficientnet_edgetpu_{z.lower()}": partial(efficientnet_edgetpu, z) for z in EFFNET_EDGETPU},
     "googlenet": googlenet, "fbnet": fbnet,
+    **{f"mixnet_{z}": partial(mixnet, z) for z in MIXNET_WIDTH},
 }
 # The resolution each family is published at, where it is not 224.
 DEFAULT_RESOLUTION = {**{f"efficientnet_lite{v}": r for v, (_, _, r) in EFFNET_LITE.items()},
@@ -252,7 +255,7 @@ _DEFAULT_ROWS: tuple[tuple[str, float | None, int, int | None], ...] = (
     ("mobilenet_v3_small", 1.0, 224, None), ("mobilenet_v3_small", 0.75, 224, None),
     *((f"efficientnet_lite{v}", 1.0, r, None) for v, (_, _, r) in EFFNET_LITE.items()),
     *((f"efficientnet_edgetpu_{z.lower()}", 1.0, r, None) for z, (_, _, r) in EFFNET_EDGETPU.items()),
-    ("googlenet", 1.0, 224, None),
+    ("googlenet", 1.0, 224, None), *((f"mixnet_{z}", 1.0, 224, None) for z in MIXNET_WIDTH),
 )
 
 

@@ -198,3 +198,41 @@ def efficientnet_edgetpu(size: str = "S", *, width: float = 1.0, resolution: int
     return _finish(ArchSpec(in_chs=in_chs, resolution=resolution or res, stem_chs=stem, stem_stride=2,
                             stages=merge_stages(stages), head_chs=make_divisible(1280 * w * width),
                             num_classes=classes))
+
+
+# MixNet (Tan & Le 2019; timm's mixnet_s / mixnet_m definitions): per stage (repeats, kernel, kernels,
+# stride, expansion, channels, expansion groups, projection groups, SE divisor, swish). The first
+# stage is a depthwise-separable conv (timm's ds; its residual add is left out here).
+_MIXNET = {
+    "s": (16, ((1, 3, 1, 2, 6, 24, 2, 2, 0, 0), (1, 3, 1, 1, 3, 24, 2, 2, 0, 0),
+               (1, 3, 3, 2, 6, 40, 1, 1, 2, 1), (3, 3, 2, 1, 6, 40, 2, 2, 2, 1),
+               (1, 3, 3, 2, 6, 80, 1, 2, 4, 1), (2, 3, 2, 1, 6, 80, 1, 2, 4, 1),
+               (1, 3, 3, 1, 6, 120, 2, 2, 2, 1), (2, 3, 4, 1, 3, 120, 2, 2, 2, 1),
+               (1, 3, 5, 2, 6, 200, 1, 1, 2, 1), (2, 3, 4, 1, 6, 200, 1, 2, 2, 1))),
+    "m": (24, ((1, 3, 3, 2, 6, 32, 2, 2, 0, 0), (1, 3, 1, 1, 3, 32, 2, 2, 0, 0),
+               (1, 3, 4, 2, 6, 40, 1, 1, 2, 1), (3, 3, 2, 1, 6, 40, 2, 2, 2, 1),
+               (1, 3, 3, 2, 6, 80, 1, 1, 4, 1), (3, 3, 4, 1, 6, 80, 2, 2, 4, 1),
+               (1, 3, 1, 1, 6, 120, 1, 1, 2, 1), (3, 3, 4, 1, 3, 120, 2, 2, 2, 1),
+               (1, 3, 4, 2, 6, 200, 1, 1, 2, 1), (3, 3, 4, 1, 6, 200, 1, 2, 2, 1))),
+}
+MIXNET_WIDTH = {"s": ("s", 1.0), "m": ("m", 1.0), "l": ("m", 1.3)}  # MixNet-L is MixNet-M at 1.3x channels
+
+
+def mixnet(size: str = "s", *, width: float = 1.0, resolution: int = 224, classes: int = 1000,
+           in_chs: int = 3) -> ArchSpec:
+    """MixNet-S/M/L: a 3x3 stem (ReLU), a depthwise-separable stage, then ``mx`` stages (mixed
+    depthwise kernels, grouped 1x1 convs, SE, swish in the later stages), a 1x1 head to 1536 and the
+    classifier; MixNet-L is MixNet-M with every channel count but the head's times 1.3, rounded
+    to 8 (with the head scaled too it would have 7.9 M parameters, not the published 7.3 M)."""
+    if size not in MIXNET_WIDTH:
+        raise UserError(f"mixnet size {size!r} not allowed; allowed: {', '.join(MIXNET_WIDTH)}")
+    base, multiplier = MIXNET_WIDTH[size]
+    stem, rows = _MIXNET[base]
+    w = multiplier * width
+    stem_chs = make_divisible(stem * w)
+    stages = [StageSpec("ds", repeats=1, stride=1, out_chs=stem_chs, kernel=3)]
+    for r, k, n, s, e, c, xg, pg, sq, sw in rows:
+        stages.append(StageSpec.from_values("mx", {"r": r, "k": k, "s": s, "e": e, "c": make_divisible(c * w),
+                                                   "n": n, "xg": xg, "pg": pg, "sq": sq, "sw": sw}))
+    return _finish(ArchSpec(in_chs=in_chs, resolution=resolution, stem_chs=stem_chs, stem_stride=2,
+                            stages=tuple(stages), head_chs=make_divisible(1536 * width), num_classes=classes))

@@ -105,6 +105,7 @@ class BlockKind:
     optional: ClassVar[dict[str, int]] = {}  # tokens written only when they differ from these defaults
     limits: ClassVar[dict[str, int]] = {}  # upper bounds of this kind's own tokens (the grammar's otherwise)
     flags: ClassVar[tuple[str, ...]] = ()  # this kind's own 0/1 tokens
+    counts: ClassVar[tuple[str, ...]] = ()  # this kind's own numbers that may be 0 (0: absent)
     searchable: ClassVar[bool] = True  # a search space may offer it (space.block_types)
     stride_at_end: ClassVar[bool] = False  # the stage's stride follows its last block, not its first
     pruning_why: ClassVar[str] = ""  # why structured pruning has no rule for it ("" : coupling() is the rule)
