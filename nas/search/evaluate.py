@@ -84,7 +84,7 @@ class EvalContext:
         """The context of a search on ``profile``: its latency source, every calibrated predicted
         profile (the target first), and the teacher's logits when training is distilled."""
         precision = artifact_precision(cfg, profile)
-        source = latency_source(profile, precision=precision)
+        source = latency_source(profile, precision=precision, budget_quantile=cfg.search.budget_quantile)
         others = [p for p in calibrated_predicted_profiles() if p.name != profile.name]
         predictors = ([profile] if source.kind == "predicted" else []) + others
         logits = teacher_logits(cfg.train.distill, splits) if cfg.train.distill is not None else None
@@ -152,7 +152,9 @@ def describe_violations(violations: Mapping[str, float], values: Mapping[str, fl
     return "; ".join(f"{k} {values[k]:.4g} > {getattr(budgets, k):.4g}" for k, v in violations.items() if v > 0)
 
 
-def _budget_values(costs: ModelCosts, latency_ms: float | None) -> dict[str, float]:
+def _budget_values(costs: ModelCosts, latency_ms: float | None, latency_ratio: float = 1.0) -> dict[str, float]:
+    """The figures budgets hold: latency times ``latency_ratio`` (the budget quantile's error ratio)."""
+    latency_ms = None if latency_ms is None else latency_ms * latency_ratio
     values = {"macs": float(costs.macs), "peak_memory_mb": round(costs.memory_mb, 6)}
     return values | ({"latency_ms": latency_ms} if latency_ms is not None else {})
 
@@ -190,10 +192,12 @@ class _Evaluation:
         """Reject before training when over a budget (recorded); True when rejected."""
         budgets, source = self.context.cfg.search.budgets, self.context.source
         def untrained() -> float:
-            return self.context.measure(to_onnx(model, self.info), self.spec, source.host).median_ms
+            onnx_bytes = to_onnx(model, self.info)
+            device = source.on_device(onnx_bytes, self.spec)  # a remote profile: on the device
+            return (device or self.context.measure(onnx_bytes, self.spec, source.host)).median_ms
 
         latency = source.before_training(predicted, untrained if budgets.latency_ms is not None else None)
-        values = _budget_values(costs, latency)
+        values = _budget_values(costs, latency, source.budget_ratio)
         violations = budget_violations(values, budgets)
         if not any(v > 0 for v in violations.values()):
             return False
@@ -233,6 +237,14 @@ class _Evaluation:
                             host.median_ms, host.p90_ms, host.describe(), "torch.onnx (TorchScript exporter)"
                             + (", then the recipe's quantizer" if self.recipe else ""))
 
+    def _tflite_file(self, model: Net, kind: ArtifactKind, rel: str) -> tuple[bytes, MeasuredFile]:
+        """``kind``'s TFLite file of ``model``, measured; a final's int8 file also from its QAT copy."""
+        splits, spec = self.context.splits, self.spec
+        qat = final_qat_weights(model, self.context.cfg.train, self.recipe, splits, resolution=spec.resolution,
+                                seed=self.seed) if kind.precision == "int8" else None
+        return tflite_file(model, self.info, kind, splits, resolution=spec.resolution, seed=self.seed, rel_path=rel,
+                           int8=tflite_int8_options(self.recipe), qat=qat)
+
     def judge(self, model: Net, onnx_bytes: bytes | None, predicted: Mapping[str, PredictedLatency],
               compressed: Net | None = None) -> None:
         """Export every artifact kind, then take accuracy and latency from the files themselves:
@@ -253,13 +265,8 @@ class _Evaluation:
             if kind.format == "onnx":
                 files[kind.name] = self._onnx_file(kind, rel, onnx_bytes, host)
                 continue
-            source = compressed if compressed is not None else model
             try:
-                qat = final_qat_weights(source, context.cfg.train, self.recipe, splits, resolution=spec.resolution,
-                                        seed=self.seed) if kind.precision == "int8" else None
-                data, measured = tflite_file(source, self.info, kind, splits, resolution=spec.resolution,
-                                             seed=self.seed, rel_path=rel, int8=tflite_int8_options(self.recipe),
-                                             qat=qat)
+                data, measured = self._tflite_file(compressed if compressed is not None else model, kind, rel)
             except Exception as exc:  # noqa: BLE001 - a converter's failure costs that file, not the trial
                 if kind is primary_of:
                     raise
@@ -269,13 +276,14 @@ class _Evaluation:
             write_atomic(out / kind.filename, data)
             files[kind.name] = measured
         primary = files[primary_of.name]
-        latency = context.source.of_artifact(predicted, host)
-        how = context.source.how(host)
+        device = context.source.on_device(onnx_bytes, spec)  # a remote profile: the file timed on the device
+        latency = device.median_ms if device is not None else context.source.of_artifact(predicted, host)
+        how = device.describe() if device is not None else context.source.how(host)
         mine = predicted.get(context.source.profile.name)
         if context.source.kind == "predicted" and mine is not None and mine.caveat:
             how += f"; {mine.caveat}"
         assert self.record.costs is not None
-        values = _budget_values(self.record.costs, latency)
+        values = _budget_values(self.record.costs, latency, context.source.budget_ratio)
         violations = budget_violations(values, context.cfg.search.budgets)
         feasible = all(v <= 0 for v in violations.values())
         int8 = files.get("tflite-int8")
