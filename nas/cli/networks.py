@@ -62,6 +62,10 @@ def _cost_spec(args: argparse.Namespace) -> ArchSpec:
 def _price_text(p: Price) -> str:
     c, m = p.costs, p.memory
     latency = "n/a" if p.latency_ms is None else f"{p.latency_ms:.4f} ms"
+    if p.band_ms is not None:
+        latency += f" (80% band {p.band_ms[0]:.4g}-{p.band_ms[1]:.4g} ms: held-out error)"
+    elif p.latency_kind == "predicted" and p.latency_ms is not None:
+        latency += " (no error band: the profile's error was not measured per network)"
     lines = [p.arch, f"  MACs {c.macs:,}  parameters {c.params:,}  weights {c.weight_mb:.3f} MB  peak activations "
                      f"{c.peak_activation_mb:.3f} MB ({c.precision})",
              f"  latency {latency} [{p.latency_kind}, profile {p.profile.tag}: {p.latency_how}]"]

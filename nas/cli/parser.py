@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log library details")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_search, _compression, _networks, _profile, _train, _supernet, _predict):
+    for add in (_search, _compression, _networks, _profile, _device, _train, _supernet, _predict):
         add(sub)
     return parser
 
@@ -201,6 +201,31 @@ def _profile(sub: Subparsers) -> None:
                                    "designed set (a model for the space you will search)")
     p.add_argument("--force", action="store_true", help="overwrite an existing NAME.yaml with version 1")
     p.set_defaults(func=_handler("profile", "cmd_profile_build"))
+
+
+def _device(sub: Subparsers) -> None:
+    """Register ``device serve`` and ``device measure`` (the latency agent on the user's device)."""
+    device = sub.add_parser("device", help="the latency agent that times model files on your device",
+                            description="Serve hwnas's latency agent on a device, or time a file through one.")
+    commands = device.add_subparsers(dest="device_command", required=True)
+    p = commands.add_parser("serve", help="serve the latency agent on this device",
+                            description="Serve the latency agent (nas/deploy/device_agent.py; the file alone also runs "
+                                        "without hwnas or torch). Its token is read from HWNAS_AGENT_TOKEN (16 "
+                                        "characters or more); it listens on loopback unless --host says otherwise.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free one, printed)")
+    p.add_argument("--max-bytes", type=int, default=64 * 2 ** 20, help="largest model file accepted (default 64 MiB)")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="longest measurement (default 120 s)")
+    p.set_defaults(func=_handler("device", "cmd_device_serve"))
+    p = commands.add_parser("measure", help="time a model file on a device through its agent",
+                            description="Send an .onnx or .tflite file to the agent at --url and print its timings "
+                                        "and the device's conditions (token from HWNAS_AGENT_TOKEN).")
+    p.add_argument("model", help="an .onnx or .tflite file")
+    p.add_argument("--url", required=True, help="the agent, e.g. http://127.0.0.1:8765")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10)
+    p.set_defaults(func=_handler("device", "cmd_device_measure"))
 
 
 def _train(sub: Subparsers) -> None:

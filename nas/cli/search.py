@@ -19,7 +19,7 @@ from nas.deploy.edgetpu import compiler_command
 from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.search.artifacts import open_store, store_path
 from nas.search.baselines import baseline_grid, baselines_study_name, finished_baselines, run_baselines
-from nas.search.budget_scan import scan_budgets
+from nas.search.budget_scan import coverage_note, scan_budgets
 from nas.search.dashboard_storage import UserStudies
 from nas.search.deploy_steps import target_of
 from nas.search.progress import Progress
@@ -66,7 +66,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def check_budgets(cfg: SearchConfig, profile: HardwareProfile, splits: Splits) -> None:
     """Print where each budget falls in the space on the target; an impossible one stops the
-    search before any training with the floor and its cause."""
+    search before any training with the floor and its cause. A target calibrated on networks far
+    from the space's says so first."""
+    coverage = coverage_note(cfg, profile, splits)
+    if coverage is not None:
+        print(f"hwnas search {cfg.name}: {coverage}", flush=True)
     if not any(getattr(cfg.search.budgets, key) is not None for key in BUDGET_KEYS):
         return
     print(f"hwnas search {cfg.name}: pricing the space on {profile.tag} against the budgets ...", flush=True)

@@ -236,9 +236,14 @@ class SearchSection:
     # supernet (hwnas supernet train), at ``supernet`` (null: runs/<name>-supernet/supernet.pt)
     strategy: str = "per-trial"
     supernet: str | None = None
+    # null: budgets hold the point prediction; q (e.g. 0.9): the q-quantile of the target profile's
+    # held-out error around it (a latency the device meets with probability about q)
+    budget_quantile: float | None = None
 
     def __post_init__(self) -> None:
         check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")
+        check(self.budget_quantile is None or 0 < self.budget_quantile < 1, "search.budget_quantile",
+              self.budget_quantile, "null or numbers between 0 and 1 (e.g. 0.9)")
         check(self.strategy in STRATEGIES, "search.strategy", self.strategy, ", ".join(STRATEGIES))
         if self.artifacts is not None:
             check(bool(self.artifacts), "search.artifacts", self.artifacts, f"null or a list of {', '.join(ARTIFACT_NAMES)}")

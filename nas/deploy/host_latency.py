@@ -20,9 +20,10 @@ class LatencyMeasurement:
     repeats: int
     warmup: int
     runtime: str
+    where: str = "this host"  # or the device an agent measured it on (nas.deploy.remote)
 
     def describe(self) -> str:
-        return (f"measured on this host with {self.runtime} CPU, batch 1, {self.threads} thread(s), "
+        return (f"measured on {self.where} with {self.runtime} CPU, batch 1, {self.threads} thread(s), "
                 f"median of {self.repeats} runs after {self.warmup} warm-up")
 
 

@@ -206,7 +206,8 @@ def calibrate_from_networks(profile_file: Path, rows: list[dict[str, str]], *, o
     if scale_from:
         base = read_network_rows(rows, runtime=scale_from_runtime or key, precision=scale_from)[0]
     options = NetworkFitOptions(precision=precision, on_chip_mb=profile.memory.on_chip_mb or 0.0,
-                                host_io=bool(profile.conditions and profile.conditions.host_io), scale_from=scale_from)
+                                host_io=bool(profile.conditions and profile.conditions.host_io),
+                                per_op=bool(profile.conditions and profile.conditions.per_op), scale_from=scale_from)
     fitted = fit_networks(measurements, options, base)
     families = len({m.family for m in measurements})
     held = leave_one_family_out(measurements, options, base) if families >= 2 else None
@@ -223,5 +224,9 @@ def calibrate_from_networks(profile_file: Path, rows: list[dict[str, str]], *, o
             f"{len(measurements)} networks of {families} families measured with {key} at {precision} "
             f"({conditions}); skipped {sum(skipped.values())} rows ({skipped_text}); {error}; all after the final "
             f"fit: MdAPE {100 * in_sample.mdape:.1f}%.")
+    if held is not None:  # each network predicted without its family: the error band of every prediction
+        fitted = replace(fitted, held_out_ratios=tuple(m.latency_ms / p for m, p in zip(measurements, held.predicted)),
+                         held_out_how=f"leave-one-family-out over {len(measurements)} networks of {families} families "
+                                      f"({key}, {precision})")
     _write_version(profile_file, out, {precision: replace(fitted, fit=note)})
     return NetworkCalibration(len(measurements), skipped, families, held, in_sample)

@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from nas.core.errors import UserError
 from nas.core.schema import check, check_choices
 from nas.core.vocab import BYTES_PER_ELEMENT
@@ -36,6 +38,7 @@ from nas.cost.layers import Layer
 from nas.hardware.plan import ALL_KINDS, BLOCKED_KINDS, COMPUTE_KINDS, REORDER_KEYS, RUNTIMES, Op, plan
 
 FORMS = ("roofline", "linear")
+BAND = (0.1, 0.9)  # the quantiles of held-out error a prediction's interval spans (10th-90th percentile)
 # Units of the linear form's terms: each term of a key is ms per one of these.
 LINEAR_UNITS = {
     "mmac": "million multiply-adds",
@@ -75,6 +78,10 @@ class FittedModel:
     io_ms_per_mb: float = 0.0  # time per MB of network input and output moved to and from the device
     unfitted_kinds: tuple[str, ...] = ()  # compute kinds no calibration network had: their price is extrapolated
     mmac_range: tuple[float, ...] = ()  # (smallest, largest) million MACs of the calibration networks; () unknown
+    # measured / predicted of each calibration network predicted by a fit without it (its family
+    # or half left out): the error band of every prediction (:meth:`band`); () where not measured
+    held_out_ratios: tuple[float, ...] = ()
+    held_out_how: str = ""  # how the ratios were measured (leave-one-family-out over N networks ...)
 
     def __post_init__(self) -> None:
         check_choices(self.efficiency, "model.efficiency", COMPUTE_KINDS + BLOCKED_KINDS)
@@ -101,6 +108,20 @@ class FittedModel:
             check(ms >= 0, f"model.overhead_ms.{kind}", ms, "numbers >= 0")
         for key in ("on_chip_mb", "stream_ms_per_mb", "io_ms_per_mb"):
             check(getattr(self, key) >= 0, f"model.{key}", getattr(self, key), "numbers >= 0")
+        check(all(r > 0 for r in self.held_out_ratios), "model.held_out_ratios", self.held_out_ratios,
+              "ratios > 0 (measured / predicted)")
+
+    def ratio_at(self, quantile: float) -> float | None:
+        """The ``quantile`` of measured / predicted over the held-out networks (None: not measured)."""
+        if not self.held_out_ratios:
+            return None
+        return float(np.quantile(np.array(self.held_out_ratios), quantile))
+
+    def band(self, ms: float, low: float = BAND[0], high: float = BAND[1]) -> tuple[float, float] | None:
+        """The interval a prediction of ``ms`` holds with: its ``low``-``high`` quantiles of
+        held-out error (by default the 10th-90th percentile); None where no error was measured."""
+        lo, hi = self.ratio_at(low), self.ratio_at(high)
+        return None if lo is None or hi is None else (ms * lo, ms * hi)
 
     def on(self, *, macs_per_s: Mapping[str, float], bandwidth_gb_s: float,
            supported_kinds: tuple[str, ...] = ALL_KINDS) -> DeviceModel:
@@ -157,6 +178,9 @@ class FittedModel:
             section["unfitted_kinds"] = list(self.unfitted_kinds)
         if self.mmac_range:
             section["mmac_range"] = [float(f"{v:.6g}") for v in self.mmac_range]
+        if self.held_out_ratios:
+            section["held_out_ratios"] = [round(v, 4) for v in sorted(self.held_out_ratios)]
+            section["held_out_how"] = self.held_out_how
         section["fit"] = self.fit
         return section
 

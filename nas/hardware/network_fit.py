@@ -59,6 +59,7 @@ class NetworkFitOptions:
     on_chip_mb: float = 0.0  # > 0: weights beyond it stream from the host (a fitted time per MB)
     host_io: bool = False  # fit a time per MB of network input and output (a host link)
     scale_from: str | None = None  # fit as a scaled copy of this precision's model (its rows given apart)
+    per_op: bool = False  # fit a time per planned op (a GPU runtime's kernel launch: TensorRT)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def features(layers: list[Layer], options: NetworkFitOptions) -> dict[str, float
         feats["stream_mb"] = streamed_mb(ops, options.precision, options.on_chip_mb)
     if options.host_io:
         feats["io_mb"] = host_io_mb(layers, options.precision)
+    if options.per_op:
+        feats["op"] = float(sum(op.kind not in FREE_KINDS for op in ops))
     return feats
 
 
@@ -167,7 +170,8 @@ def _model(v: dict[str, float], options: NetworkFitOptions) -> FittedModel:
         if kind in COMPUTE_KINDS:
             mmac = v["mmac"] + (v["mmac_dw"] if kind in DEPTHWISE_KINDS else 0.0)
             terms[kind] |= {"mmac": mmac, "weight_mb": weight}
-    return FittedModel(efficiency={k: 1.0 for k in COMPUTE_KINDS}, bandwidth_efficiency=1.0, overhead_ms={},
+    per_op = {kind: v["op"] for kind in ALL_KINDS if kind not in FREE_KINDS} if v.get("op") else {}
+    return FittedModel(efficiency={k: 1.0 for k in COMPUTE_KINDS}, bandwidth_efficiency=1.0, overhead_ms=per_op,
                        run_overhead_ms=v["run"], form="linear", linear_terms=terms, on_chip_mb=options.on_chip_mb,
                        stream_ms_per_mb=v.get("stream_mb", 0.0), io_ms_per_mb=v.get("io_mb", 0.0))
 

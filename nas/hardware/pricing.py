@@ -21,7 +21,8 @@ from nas.core.vocab import BYTES_PER_ELEMENT
 from nas.cost.costs import ModelCosts, count_costs
 from nas.cost.layers import Layer, layer_table
 from nas.deploy.host_latency import LatencyMeasurement, measure_latency
-from nas.hardware.latency_model import FittedModel, predict
+from nas.deploy.remote import RemoteAgent
+from nas.hardware.latency_model import BAND, FittedModel, predict
 from nas.hardware.profile_build import at_precision, export_for_timing
 from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.space.arch import ArchSpec
@@ -38,6 +39,7 @@ class PredictedLatency:
     precision: str | None = None
     error: str | None = None
     caveat: str | None = None  # why the number is an extrapolation (see :func:`extrapolation`)
+    band_ms: tuple[float, float] | None = None  # 10th-90th percentile of held-out error around ms (None: unmeasured)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Price:
     memory: MemoryFit
     unsupported_kinds: tuple[str, ...] = ()
     host_fallback: HostFallback | None = None
+    band_ms: tuple[float, float] | None = None  # the prediction's 10th-90th percentile of held-out error
 
     def to_json(self) -> dict[str, object]:
         """The mapping ``hwnas cost --json`` prints."""
@@ -81,6 +84,9 @@ class Price:
             "profile": self.profile.name, "profile_version": self.profile.version, "latency_ms": self.latency_ms,
             "latency_kind": self.latency_kind, "latency_how": self.latency_how,
             "memory_capacity_mb": self.memory.capacity_mb, "fits_device_memory": self.memory.fits}
+        if self.latency_kind == "predicted":
+            out["latency_band_ms"] = None if self.band_ms is None else [round(v, 6) for v in self.band_ms]
+            out["latency_band"] = band_how(self.profile, self.costs.precision, self.band_ms)
         if self.memory.on_chip_mb is not None:
             out |= {"on_chip_mb": self.memory.on_chip_mb, "weights_streamed_mb": self.memory.weights_streamed_mb}
         if self.unsupported_kinds:
@@ -146,8 +152,15 @@ def predict_latency(layers: list[Layer], profile: HardwareProfile, precision: st
                                                    where=f"profile {profile.tag}").total_ms
     except UserError as exc:
         return PredictedLatency(ms=None, precision=None if at == precision else at, error=str(exc))
-    return PredictedLatency(ms=ms, precision=None if at == precision else at,
-                            caveat=extrapolation(layers, (profile.model or {}).get(at)))
+    fitted = (profile.model or {}).get(at)
+    caveat = extrapolation(layers, fitted)
+    floor = profile.device.min_latency_ms if profile.device is not None else None
+    if floor is not None and ms < floor.value:
+        ms = floor.value
+        caveat = (f"{caveat}; " if caveat else "") + (f"raised to the device's per-invocation floor of {floor.value:g} ms "
+                                                      f"({floor.source})")
+    return PredictedLatency(ms=ms, precision=None if at == precision else at, caveat=caveat,
+                            band_ms=fitted.band(ms) if fitted is not None else None)
 
 
 def extrapolation(layers: list[Layer], fitted: FittedModel | None) -> str | None:
@@ -225,7 +238,12 @@ def predict_on_profiles(spec: ArchSpec, model: nn.Module, profiles: Sequence[Har
 
 
 def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes) -> LatencyMeasurement:
-    """Latency of an exported model under a measured profile's conditions."""
+    """Latency of an exported model under a measured profile's conditions (on this host), or on
+    the device a remote profile's agent runs on."""
+    if profile.remote is not None:
+        r = profile.remote
+        return RemoteAgent.from_env(r.url, r.token_env, ride_out_s=r.ride_out_s).measure(
+            onnx_bytes, runtime=r.runtime, threads=r.threads, warmup=r.warmup, repeats=r.repeats)
     lat = profile.latency
     if lat is None:
         raise UserError(f"profile {profile.tag} is predicted; host measurements need a measured profile such as cpu")
@@ -264,12 +282,22 @@ def _price_predicted(spec: ArchSpec, model: nn.Module, profile: HardwareProfile,
                 f"{fallback.transfer_mb:.3f} MB crossing the host link {split.link_ms:.3g} ms")
     if prediction.caveat:
         how += f"; {prediction.caveat}"
-    return _with(base, ms=prediction.ms, how=how)
+    return _with(base, ms=prediction.ms, how=how, band=prediction.band_ms)
 
 
-def _with(price_: Price, *, how: str, ms: float | None = None) -> Price:
+def _with(price_: Price, *, how: str, ms: float | None = None, band: tuple[float, float] | None = None) -> Price:
     return Price(price_.arch, price_.costs, price_.profile, ms, price_.latency_kind, how, price_.memory,
-                 price_.unsupported_kinds, price_.host_fallback)
+                 price_.unsupported_kinds, price_.host_fallback, band)
+
+
+def band_how(profile: HardwareProfile, precision: str, band: tuple[float, float] | None) -> str:
+    """What a prediction's interval is, or why it has none."""
+    fitted = (profile.model or {}).get(precision)
+    if band is None or fitted is None:
+        return (f"no interval: profile {profile.tag} has no held-out error at {precision} (its fit was scored per "
+                "block or not at all)")
+    return (f"{round(100 * BAND[0])}th-{round(100 * BAND[1])}th percentile of held-out error ({fitted.held_out_how}; "
+            f"{len(fitted.held_out_ratios)} networks)")
 
 
 def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") -> Price:

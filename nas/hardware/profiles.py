@@ -20,7 +20,7 @@ from nas.deploy.artifacts import kinds
 from nas.hardware.latency_model import DeviceModel, FittedModel
 from nas.hardware.plan import ALL_KINDS
 
-PROFILE_KINDS = LATENCY_KINDS
+PROFILE_KINDS = (*LATENCY_KINDS, "remote")  # remote: measured on the user's device by hwnas's agent
 # Where ops the device cannot run go: nowhere (the network cannot run), or the host CPU: "rest" from
 # the first such op on (the Edge TPU compiler maps one subgraph, up to the first op it cannot),
 # "ops" only those ops, the device resuming after each (a Vitis AI DPU's partitioned subgraphs).
@@ -41,6 +41,27 @@ class MeasuredLatency:
         check(self.repeats >= 3, "latency.repeats", self.repeats, "integers >= 3")
         check(self.warmup >= 0, "latency.warmup", self.warmup, "integers >= 0")
         check(self.batch == 1, "latency.batch", self.batch, "1")
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """Where a remote profile's agent listens (nas.deploy.device_agent) and how it times files."""
+
+    url: str
+    token_env: str = "HWNAS_AGENT_TOKEN"  # the environment variable holding the agent's token
+    runtime: str = "onnxruntime"  # the runtime the agent times the search's ONNX files with
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    ride_out_s: float = 120.0  # how long an unreachable agent (restarting) is waited for before a trial fails
+
+    def __post_init__(self) -> None:
+        check(self.url.startswith(("http://", "https://")), "remote.url", self.url, "an http:// or https:// URL")
+        check(self.runtime == "onnxruntime", "remote.runtime", self.runtime,
+              "onnxruntime (the files a search times; the agent also runs LiteRT for hwnas device measure)")
+        check(1 <= self.threads <= 64, "remote.threads", self.threads, "integers from 1 to 64")
+        check(self.repeats >= 3, "remote.repeats", self.repeats, "integers >= 3")
+        check(self.ride_out_s >= 0, "remote.ride_out_s", self.ride_out_s, "numbers >= 0")
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,10 @@ class DeviceSpec:
     fallback: str = "none"  # where unsupported ops run (FALLBACKS)
     fallback_profile: str = ""  # the bundled profile that prices the ops run on the host CPU
     fallback_note: str = ""  # what that host is and why that profile stands in for it
+    # the least time any invocation takes (runtime call, driver, link round trip), from published
+    # timings of tiny networks: predictions below it are raised to it (a fit to large networks
+    # cannot pin a per-inference term, and would price tiny networks below what the device does)
+    min_latency_ms: Sourced | None = None
 
     def __post_init__(self) -> None:
         check_choices(self.macs_per_s, "device.macs_per_s", PRECISIONS)
@@ -93,6 +118,7 @@ class Conditions:
     batch: int = 1
     clock: str = ""  # clock or power mode, where known
     host_io: bool = False  # input and output cross a host link (USB, PCIe) or host-side pre-processing
+    per_op: bool = False  # the runtime pays a time per op (a GPU kernel launch each: TensorRT)
     timing: str = ""  # what the figures include (model execution only, end to end...)
     source: str = ""  # where the measurements the model is fitted to come from
 
@@ -120,6 +146,7 @@ class HardwareProfile:
     memory: MemorySpec = field(default_factory=MemorySpec)
     conditions: Conditions | None = None  # predicted profiles: the runtime and conditions the model holds for
     artifacts: tuple[str, ...] = ("onnx",)  # the files a search exports by default (nas.deploy.artifacts)
+    remote: RemoteSpec | None = None  # remote profiles: the agent on the device
 
     def __post_init__(self) -> None:
         kinds(self.artifacts)  # one line naming the allowed kinds
@@ -127,6 +154,8 @@ class HardwareProfile:
         check(bool(self.version), "version", self.version, "a non-empty version string")
         if self.kind == "measured":
             check(self.latency is not None, "latency", None, "a latency section for measured profiles")
+        elif self.kind == "remote":
+            check(self.remote is not None, "remote", None, "a remote section (url, token_env) for remote profiles")
         else:  # a predicted profile without a model is uncalibrated: loadable, not usable for prediction
             check(self.device is not None, "device", None, "a device section for predicted profiles")
             if self.model is not None and self.device is not None:

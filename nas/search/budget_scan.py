@@ -23,6 +23,7 @@ import pandas as pd
 from nas.core.config import Budgets, SearchConfig
 from nas.core.vocab import BUDGET_KEYS
 from nas.cost.costs import count_costs
+from nas.cost.layers import layer_table
 from nas.data.splits import Splits
 from nas.hardware.latency_source import latency_source
 from nas.hardware.pricing import predict_on_profiles, price
@@ -180,7 +181,7 @@ def scan_budgets(cfg: SearchConfig, profile: HardwareProfile, splits: Splits, *,
     predicted for every network on a predicted profile; on a measured one (the host) it is measured
     on the untrained exports of the lowest- and highest-MAC networks only, when a latency budget is set."""
     precision = artifact_precision(cfg, profile)
-    source = latency_source(profile, precision=precision)
+    source = latency_source(profile, precision=precision, budget_quantile=cfg.search.budget_quantile)
     space = SearchSpace(cfg.space, in_chs=splits.preprocess.channels, num_classes=len(splits.classes))
     kinds = sorted({k for s in cfg.space.stages for k in (s.block_types or cfg.space.block_types)})
     priced: list[Priced] = []
@@ -193,7 +194,7 @@ def scan_budgets(cfg: SearchConfig, profile: HardwareProfile, splits: Splits, *,
         if source.kind == "predicted":
             mine = predict_on_profiles(spec, model, [profile], precision=precision, target=profile)[profile.name]
             if mine.ms is not None:
-                values["latency_ms"], caveat = mine.ms, mine.caveat
+                values["latency_ms"], caveat = mine.ms * source.budget_ratio, mine.caveat
         priced.append(Priced(spec.format(), values, caveat))
     if source.kind == "measured" and cfg.search.budgets.latency_ms is not None:
         priced = _measure_extremes(priced, profile, precision, {s.format(): s for s in specs})
@@ -232,3 +233,24 @@ def explain_empty_front(trials: pd.DataFrame, budgets: Mapping[str, float | None
     return (f"no feasible trial: {int((excess[binding] > 0).sum())} of {len(excess)} priced candidates exceed "
             f"search.budgets.{binding} {_show(binding, float(set_budgets[binding]))}; closest: trial "
             f"{int(closest['trial'])} ({over or 'within budgets, but failed'})")
+
+
+def coverage_note(cfg: SearchConfig, profile: HardwareProfile, splits: Splits) -> str | None:
+    """One line when the target profile was calibrated on networks far (over 2x) from the space's
+    smallest or largest: its predictions there are extrapolations, and what to do about it."""
+    precision = artifact_precision(cfg, profile)
+    fitted = (profile.model or {}).get(precision) if profile.kind == "predicted" else None
+    if fitted is None or not fitted.mmac_range:
+        return None
+    space = SearchSpace(cfg.space, in_chs=splits.preprocess.channels, num_classes=len(splits.classes))
+    kinds = sorted({k for s in cfg.space.stages for k in (s.block_types or cfg.space.block_types)})
+    mmacs = [sum(l.macs for l in layer_table(spec)) / 1e6 for spec in _specs(space, kinds, cfg.seed, 0)]
+    lo, hi = fitted.mmac_range
+    if all(lo / 2 <= m <= 2 * hi for m in mmacs):
+        return None
+    floor = profile.device.min_latency_ms if profile.device is not None else None
+    raised = f", raised to its {floor.value:g} ms per-invocation floor where below it" if floor is not None else ""
+    return (f"profile {profile.tag} {precision} was calibrated on networks of {lo:.3g}-{hi:.3g} M MACs; this space "
+            f"spans {min(mmacs):.3g}-{max(mmacs):.3g} M MACs, so its latencies are EXTRAPOLATED{raised}; to price it "
+            f"from data, time networks of this size on the device and fit them: hwnas profile calibrate "
+            f"{profile.name} --networks YOUR_TIMINGS.csv")

@@ -157,7 +157,11 @@ class CandidateResult:
         """The columns of trials.csv (:data:`TABLE_COLUMNS`, then host and predicted latencies)."""
         attrs = self.to_attrs()
         row = {key: attrs.get(key) for key in TABLE_COLUMNS}
-        row.update({k: attrs[k] for k in sorted(attrs) if k.startswith((_PRED, _HOST))})
+        for key in sorted(attrs):
+            if key.startswith(_PRED) and key.endswith("_band"):  # two columns: the interval's ends
+                row[f"{key}_lo"], row[f"{key}_hi"] = attrs[key]
+            elif key.startswith((_PRED, _HOST)):
+                row[key] = attrs[key]
         return row
 
 
@@ -211,12 +215,19 @@ def _prediction_attrs(profile: str, p: PredictedLatency) -> dict[str, Any]:
         out[f"{_PRED}{profile}_error"] = p.error
     if p.caveat is not None:
         out[f"{_PRED}{profile}_caveat"] = p.caveat
+    if p.band_ms is not None:
+        out[f"{_PRED}{profile}_band"] = [round(v, 4) for v in p.band_ms]
     return out
 
 
 def _predictions_of(attrs: Mapping[str, Any]) -> dict[str, PredictedLatency]:
     names = sorted({k.removeprefix(_PRED).removesuffix("_precision").removesuffix("_error").removesuffix("_caveat")
-                    for k in attrs if k.startswith(_PRED)})
+                    .removesuffix("_band") for k in attrs if k.startswith(_PRED)})
     return {n: PredictedLatency(ms=attrs.get(f"{_PRED}{n}"), precision=attrs.get(f"{_PRED}{n}_precision"),
-                                error=attrs.get(f"{_PRED}{n}_error"), caveat=attrs.get(f"{_PRED}{n}_caveat"))
+                                error=attrs.get(f"{_PRED}{n}_error"), caveat=attrs.get(f"{_PRED}{n}_caveat"),
+                                band_ms=_band(attrs.get(f"{_PRED}{n}_band")))
             for n in names}
+
+
+def _band(value: Any) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))

@@ -131,7 +131,7 @@ def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile
     anything is written; returns the profile and the data."""
     profile = profile or load_profile(cfg.search.profile)
     # a target that cannot price what the search exports is refused before the run folder is written
-    latency_source(profile, precision=artifact_precision(cfg, profile))
+    latency_source(profile, precision=artifact_precision(cfg, profile), budget_quantile=cfg.search.budget_quantile)
     artifact_kinds(cfg, profile)
     pick_device(cfg.train.device)  # cuda without a GPU is refused before any trial
     check_run_dir(run_dir)

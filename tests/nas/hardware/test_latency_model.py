@@ -48,3 +48,17 @@ def test_unsupported_kinds_and_precisions_are_named() -> None:
                 where="edgetpu@1")
     with pytest.raises(UserError, match="cannot run fp16; allowed: fp32, int8"):
         predict(layers, _device(), precision="fp16")
+
+
+def test_held_out_ratios_give_the_band_and_survive_the_profile_file() -> None:
+    ratios = tuple(0.8 + 0.04 * i for i in range(11))  # 0.80 ... 1.20
+    fitted = FittedModel(efficiency={k: 1.0 for k in COMPUTE_KINDS}, bandwidth_efficiency=1.0, overhead_ms={},
+                         held_out_ratios=ratios, held_out_how="leave-one-family-out over 11 networks")
+    lo, hi = fitted.band(10.0) or (0.0, 0.0)
+    assert lo == pytest.approx(8.4) and hi == pytest.approx(11.6)
+    assert fitted.ratio_at(0.5) == pytest.approx(1.0)
+    section = fitted.to_section()
+    assert section["held_out_ratios"] == sorted(round(r, 4) for r in ratios)
+    assert FittedModel(efficiency=fitted.efficiency, bandwidth_efficiency=1.0, overhead_ms={}).band(10.0) is None
+    with pytest.raises(UserError, match="model.held_out_ratios"):
+        FittedModel(efficiency=fitted.efficiency, bandwidth_efficiency=1.0, overhead_ms={}, held_out_ratios=(0.0,))

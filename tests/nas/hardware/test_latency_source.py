@@ -1,6 +1,7 @@
 """The latency source is chosen once per search: measured on this host, or predicted by the target."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from nas.core.errors import UserError
 from nas.deploy.host_latency import LatencyMeasurement
 from nas.hardware.latency_source import MeasuredOnHost, PredictedByProfile, latency_source
 from nas.hardware.pricing import PredictedLatency
-from nas.hardware.profiles import load_profile, profile_path
+from nas.hardware.profiles import HardwareProfile, load_profile, profile_path
 
 HOST = LatencyMeasurement(median_ms=0.5, p90_ms=0.6, threads=1, repeats=10, warmup=2, runtime="onnxruntime x")
 
@@ -43,3 +44,20 @@ def test_a_profile_that_cannot_predict_the_search_precision_is_refused_up_front(
     (tmp_path / "uncalibrated.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match="is not calibrated yet"):
         latency_source(load_profile(tmp_path / "uncalibrated.yaml"), precision="int8")
+
+
+def _with_ratios(name: str, precision: str, ratios: tuple[float, ...]) -> HardwareProfile:
+    profile = load_profile(name)
+    assert profile.model is not None
+    model = dataclasses.replace(profile.model[precision], held_out_ratios=ratios)
+    return dataclasses.replace(profile, model={**profile.model, precision: model})
+
+
+def test_budgets_may_hold_a_quantile_of_the_held_out_error() -> None:
+    pi = _with_ratios("raspberry-pi4", "fp32", tuple(0.8 + 0.04 * i for i in range(11)))
+    assert latency_source(pi).budget_ratio == 1.0  # the point prediction by default
+    assert latency_source(pi, budget_quantile=0.9).budget_ratio == pytest.approx(1.16)
+    assert latency_source(load_profile("cpu"), budget_quantile=0.9).budget_ratio == 1.0  # measured: no model error
+    bare = _with_ratios("raspberry-pi4", "fp32", ())
+    with pytest.raises(UserError, match="search.budget_quantile 0.9 needs a held-out error"):
+        latency_source(bare, budget_quantile=0.9)

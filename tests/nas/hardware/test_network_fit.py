@@ -87,3 +87,22 @@ def test_cross_validation_needs_two_families() -> None:
     one = [m for m in _measured("fp32") if m.family == "ir"]
     with pytest.raises(UserError, match="at least 2 families"):
         leave_one_family_out(one, NetworkFitOptions(precision="fp32"))
+
+
+def test_a_time_per_op_is_fitted_and_priced_on_every_op() -> None:
+    """With per_op, a generating model that pays a time per op is recovered, and the fitted model
+    prices it through overhead_ms on every kind."""
+    truth = {**TRUE, "op": 0.03}
+    options = NetworkFitOptions(precision="fp16", per_op=True)
+    measured = []
+    for family, archs in ARCHS.items():
+        for arch in archs:
+            spec = parse(arch)
+            feats = features(layer_table(spec), options)
+            assert feats["op"] >= 4  # stem, blocks, head, classifier
+            measured.append(NetworkMeasurement(arch, family, spec, sum(truth[k] * v for k, v in feats.items())))
+    fitted = fit_networks(measured, options)
+    assert fitted.overhead_ms and all(v == pytest.approx(0.03, rel=1e-3) for v in fitted.overhead_ms.values())
+    for m in measured:
+        assert predict_network(fitted, m.spec, "fp16") == pytest.approx(m.latency_ms, rel=1e-4)
+    assert "op" not in features(layer_table(measured[0].spec), NetworkFitOptions(precision="fp16"))

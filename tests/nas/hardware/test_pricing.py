@@ -93,3 +93,25 @@ def test_every_precision_of_a_device_prices_every_zoo_family() -> None:
             for name, layers in tables.items():
                 result = predict_latency(layers, p, precision)
                 assert result.ms is not None and result.ms > 0, (profile, precision, name, result.error)
+
+
+def test_a_tiny_network_is_not_priced_below_the_devices_invocation_floor() -> None:
+    tiny = parse("in_c1_r16-stem_k3_s2_c8-ir_r1_k3_s2_e3_c16-head_c64-fc_c10")
+    edgetpu = load_profile("edgetpu")
+    assert edgetpu.device is not None and edgetpu.device.min_latency_ms is not None
+    prediction = predict_latency(layer_table(tiny), edgetpu, "int8")
+    assert prediction.ms == edgetpu.device.min_latency_ms.value
+    assert "per-invocation floor" in (prediction.caveat or "") and "HW-NAS-Bench" in (prediction.caveat or "")
+    large = predict_latency(layer_table(mobilenet_v2(resolution=224)), edgetpu, "int8")
+    assert large.ms is not None and large.ms > edgetpu.device.min_latency_ms.value
+    assert "floor" not in (large.caveat or "")
+
+
+def test_a_prediction_carries_the_band_of_its_profiles_held_out_error() -> None:
+    profile = load_profile("jetson-nano")
+    assert profile.model is not None and profile.model["fp16"].held_out_ratios  # refit with its residuals
+    p = price(mobilenet_v2(resolution=224), profile, precision="fp16")
+    assert p.latency_ms is not None and p.band_ms is not None and p.band_ms[0] < p.latency_ms < p.band_ms[1]
+    data = p.to_json()
+    assert data["latency_band_ms"] == [round(v, 6) for v in p.band_ms]
+    assert "10th-90th percentile of held-out error (leave-one-family-out" in str(data["latency_band"])

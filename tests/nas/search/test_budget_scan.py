@@ -14,7 +14,7 @@ from nas.core.config import SearchConfig, parse_search_config
 from nas.cost.costs import count_costs
 from nas.data.splits import Splits
 from nas.hardware.profiles import load_profile
-from nas.search.budget_scan import explain_empty_front, scan_budgets
+from nas.search.budget_scan import coverage_note, explain_empty_front, scan_budgets
 from nas.search.study import load_splits
 from nas.space.arch import parse
 from nas.space.sampler import SearchSpace
@@ -106,3 +106,11 @@ class _Draw:
 
     def suggest_categorical(self, name: str, choices: list[object]) -> object:
         return self.rng.choice(list(choices))
+
+
+def test_a_profile_calibrated_far_from_the_space_says_so_with_what_to_do(setup: tuple[SearchConfig, Splits]) -> None:
+    cfg, splits = setup
+    note = coverage_note(_with(cfg, "jetson-nano"), load_profile("jetson-nano"), splits)
+    assert note is not None and "so its latencies are EXTRAPOLATED; to price it from data" in note
+    assert "hwnas profile calibrate jetson-nano --networks" in note and "M MACs; this space spans" in note
+    assert coverage_note(cfg, load_profile("cpu"), splits) is None  # measured: nothing extrapolated

@@ -14,7 +14,7 @@ ARCH = "in_c1_r8-stem_k3_s1_c8-ir_r1_k3_s1_e1_c8-head_c16-fc_c2"
 COSTS = ModelCosts(macs=21536, params=700, weight_mb=0.0016, peak_activation_mb=0.0012, precision="fp32")
 FULL = CandidateResult(
     arch=ARCH, seed=7, profile="cpu", profile_version="2", precision="fp32", recipe="none", costs=COSTS,
-    predicted={"raspberry-pi4": PredictedLatency(ms=1.25, caveat="EXTRAPOLATED: tiny"), "zynq-zc706": PredictedLatency(ms=3.5, precision="fp16"),
+    predicted={"raspberry-pi4": PredictedLatency(ms=1.25, caveat="EXTRAPOLATED: tiny", band_ms=(1.0, 1.5)), "zynq-zc706": PredictedLatency(ms=3.5, precision="fp16"),
                "edgetpu": PredictedLatency(ms=None, error="not calibrated yet")},
     latency_ms=0.0312, latency_kind="measured", latency_how="measured on this host", host_latency_ms=0.0312,
     host_latency_p90_ms=0.04, val_accuracy=0.875, test_accuracy=0.8625, onnx_path="trials/0007/model.onnx",
@@ -28,6 +28,7 @@ def test_attributes_round_trip() -> None:
     assert attrs["latency_ms_pred_raspberry-pi4"] == 1.25 and "latency_ms_pred_raspberry-pi4_precision" not in attrs
     assert attrs["latency_ms_pred_zynq-zc706_precision"] == "fp16"
     assert attrs["latency_ms_pred_raspberry-pi4_caveat"] == "EXTRAPOLATED: tiny"
+    assert attrs["latency_ms_pred_raspberry-pi4_band"] == [1.0, 1.5]
     assert attrs["latency_ms_pred_edgetpu_error"] == "not calibrated yet" and "latency_ms_pred_edgetpu" not in attrs
     assert attrs["peak_memory_mb"] == pytest.approx(0.0028) and attrs["latency_ms_meas_cpu"] == 0.0312
     assert CandidateResult.from_attrs(attrs) == FULL
@@ -50,6 +51,7 @@ def test_objectives_and_table_row() -> None:
     row = FULL.table_row()
     assert list(row)[:len(TABLE_COLUMNS)] == list(TABLE_COLUMNS)
     assert row["latency_ms_pred_zynq-zc706"] == 3.5 and row["latency_ms_meas_cpu"] == 0.0312
+    assert row["latency_ms_pred_raspberry-pi4_band_lo"] == 1.0 and row["latency_ms_pred_raspberry-pi4_band_hi"] == 1.5
 
 
 def test_result_of_reads_a_stored_trial_with_its_constraints() -> None:

@@ -1,0 +1,173 @@
+"""hwnas's latency agent, for real on loopback: its bounds and token, a search whose latencies it
+measures (agreeing with this host's own onnxruntime timings of the same files), and three workers
+sharing one agent that is killed and started again mid-search."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from nas.cli import main
+from nas.core.errors import UserError
+from nas.deploy.export import DeployInfo, to_onnx
+from nas.deploy.host_latency import measure_latency
+from nas.deploy.remote import RemoteAgent
+from nas.space.arch import parse
+from nas.space.builder import build
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[3]
+TOKEN = "test-token-0123456789abcdef"
+ARCH = "in_c1_r16-stem_k3_s2_c8-ir_r1_k3_s2_e3_c16-head_c32-fc_c10"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HWNAS_AGENT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "device", "serve", "--port", str(port), *extra],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"the agent did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture()
+def agent(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    proc = _start(port, tmp_path / "agent.log", "--max-bytes", "2000000", "--max-seconds", "30")
+    yield f"http://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+def _onnx() -> bytes:
+    spec = parse(ARCH)
+    return to_onnx(build(spec).eval(), DeployInfo(ARCH, (1, 1, 16, 16), "none", (0.5,), (0.5,), "gray",
+                                                  tuple("abcdefghij")))
+
+
+def _post(url: str, body: bytes, token: str = TOKEN, query: str = "") -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(f"{url}/measure{query}", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_agent_times_a_file_and_refuses_what_it_should(agent: str) -> None:
+    onnx = _onnx()
+    code, data = _post(agent, onnx, query="?repeats=20")
+    assert code == 200 and data["repeats"] == 20 and 0 < float(str(data["median_ms"])) <= float(str(data["p90_ms"]))
+    assert str(data["runtime"]).startswith("onnxruntime") and "cpus" in dict(data["conditions"])  # type: ignore[arg-type]
+    assert _post(agent, onnx, token="wrong-token-0123456789")[0] == 401
+    assert _post(agent, b"x" * 2_000_001)[0] == 413  # over --max-bytes
+    code, data = _post(agent, b"not a model at all")
+    assert code == 422 and "onnxruntime could not run the file" in str(data["error"])
+    assert _post(agent, onnx, query="?runtime=trt")[0] == 400
+    assert _post(agent, onnx, query="?repeats=1")[0] == 400
+    assert RemoteAgent(agent, TOKEN).info()["runtimes"]
+    with pytest.raises(UserError, match="missing or wrong token"):
+        RemoteAgent(agent, "wrong-token-0123456789").measure(onnx)
+
+
+def test_an_unreachable_agent_fails_in_one_line_after_riding_out(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"unreachable for \d+ s .*hwnas device serve"):
+        RemoteAgent(f"http://127.0.0.1:{_free_port()}", TOKEN, ride_out_s=1.0).measure(_onnx())
+    assert time.monotonic() - started < 15
+
+
+def _remote_profile(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "my-device.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "my-device", "version": "1", "kind": "remote", "description": "this machine through its agent",
+        "provenance": "test", "remote": {"url": url, "repeats": 100, "ride_out_s": 90}}))
+    return path
+
+
+@pytest.mark.slow
+def test_a_search_on_a_remote_profile_takes_every_latency_from_the_agent(agent: str, tmp_path: Path, idx_dir: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWNAS_AGENT_TOKEN", TOKEN)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(idx_dir, trials=3, profile=str(_remote_profile(tmp_path, agent)))))
+    assert main(["search", str(config), "--out", str(tmp_path / "run")]) == 0
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3
+    ratios = []
+    for t in done:
+        assert "through the hwnas agent at " + agent in t.user_attrs["latency_how"]
+        onnx = (tmp_path / "run" / t.user_attrs["onnx_path"]).read_bytes()
+        local = measure_latency(onnx, (1, 1, 16, 16) if "_r16-" in t.user_attrs["arch"] else (1, 1, 12, 12),
+                                repeats=100).median_ms
+        ratios.append(t.user_attrs["latency_ms"] / local)
+    assert 0.9 <= statistics.median(ratios) <= 1.1, ratios  # the same files, the same machine
+
+
+@pytest.mark.slow
+def test_three_workers_share_one_agent_killed_and_started_again(tmp_path: Path, idx_dir: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "agent.log"
+    agent = _start(port, log)
+    raw = tiny_config(idx_dir, trials=6, profile=str(_remote_profile(tmp_path, url)))
+    raw["train"]["epochs"] = 2
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    env = {**os.environ, "HWNAS_AGENT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    search = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", str(config), "--out", str(run),
+                               "--workers", "3"], stdout=(tmp_path / "search.log").open("wb"),
+                              stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    storage = f"sqlite:///{run / 'study.db'}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # kill the agent once a trial has completed
+        if (run / "study.db").exists():
+            try:
+                trials = optuna.load_study(study_name="tiny", storage=storage).trials
+                if any(t.state == TrialState.COMPLETE for t in trials):
+                    break
+            except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
+                pass  # the study is being created
+        time.sleep(0.5)
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    time.sleep(5)
+    agent = _start(port, log)
+    try:
+        assert search.wait(timeout=900) == 0, (tmp_path / "search.log").read_text()[-3000:]
+    finally:
+        agent.kill()
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 6 and not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert all("through the hwnas agent" in t.user_attrs["latency_how"] for t in done)
+    assert "unreachable" in (tmp_path / "search.log").read_text()  # the outage was ridden out, and said
