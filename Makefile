@@ -54,7 +54,7 @@ device-profiles: setup
 	$(CALIBRATE) zynq-zcu102-dpu --networks $(NETWORKS) --precision int8
 	$(CALIBRATE) jetson-nano --networks $(NETWORKS) --precision fp16
 	$(CALIBRATE) jetson-nano --networks $(NETWORKS) --precision fp32 --runtime tensorrt-kentaroy47 \
-	  --scale-from fp16 --scale-from-runtime tensorrt-torch2trt
+	  --scale-from fp16 --scale-from-runtime tensorrt-fp16
 	$(CALIBRATE) raspberry-pi4 --networks $(NETWORKS) --precision fp32
 	$(CALIBRATE) raspberry-pi4 --networks $(NETWORKS) --precision int8 --scale-from fp32
 

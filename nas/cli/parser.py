@@ -222,9 +222,9 @@ def _device(sub: Subparsers) -> None:
                                         "and the device's conditions (token from HWNAS_AGENT_TOKEN).")
     p.add_argument("model", help="an .onnx or .tflite file")
     p.add_argument("--url", required=True, help="the agent, e.g. http://127.0.0.1:8765")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1, help="runtime threads on the device (default 1)")
+    p.add_argument("--repeats", type=int, default=50, help="timed runs; the median counts (default 50)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.set_defaults(func=_handler("device", "cmd_device_measure"))
 
 

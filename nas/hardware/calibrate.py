@@ -207,7 +207,7 @@ def calibrate_from_networks(profile_file: Path, rows: list[dict[str, str]], *, o
         base = read_network_rows(rows, runtime=scale_from_runtime or key, precision=scale_from)[0]
     options = NetworkFitOptions(precision=precision, on_chip_mb=profile.memory.on_chip_mb or 0.0,
                                 host_io=bool(profile.conditions and profile.conditions.host_io),
-                                per_op=bool(profile.conditions and profile.conditions.per_op), scale_from=scale_from)
+                                gpu_terms=bool(profile.conditions and profile.conditions.gpu_terms), scale_from=scale_from)
     fitted = fit_networks(measurements, options, base)
     families = len({m.family for m in measurements})
     held = leave_one_family_out(measurements, options, base) if families >= 2 else None

@@ -7,6 +7,8 @@ blocks, the terms must be few and shared, or a family left out is predicted from
 other families pinned down: time per inference, per million multiply-adds (any compute kind),
 per million depthwise or grouped multiply-adds on top (kept >= 0: no device here runs them
 faster per MAC than dense ones), per MB of activations read and written, per MB of weights; on a
+GPU runtime (``gpu_terms``), per op (its kernel launch) and per MB of depthwise activations on
+top (memory-bound kernels); on a
 device with a parameter cache (the Edge TPU), per MB of weights beyond it (streamed from the
 host every inference); where input and output cross a host link (the Edge TPU's USB, a DPU's
 host-side pre-processing), per MB of network input and output.
@@ -59,7 +61,10 @@ class NetworkFitOptions:
     on_chip_mb: float = 0.0  # > 0: weights beyond it stream from the host (a fitted time per MB)
     host_io: bool = False  # fit a time per MB of network input and output (a host link)
     scale_from: str | None = None  # fit as a scaled copy of this precision's model (its rows given apart)
-    per_op: bool = False  # fit a time per planned op (a GPU runtime's kernel launch: TensorRT)
+    # a GPU runtime (TensorRT): a time per planned op (its kernel launch) and a time per MB of
+    # depthwise activations on top (depthwise kernels are memory bound on a GPU: their time follows
+    # the bytes they move more than their few MACs)
+    gpu_terms: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,8 +154,9 @@ def features(layers: list[Layer], options: NetworkFitOptions) -> dict[str, float
         feats["stream_mb"] = streamed_mb(ops, options.precision, options.on_chip_mb)
     if options.host_io:
         feats["io_mb"] = host_io_mb(layers, options.precision)
-    if options.per_op:
+    if options.gpu_terms:
         feats["op"] = float(sum(op.kind not in FREE_KINDS for op in ops))
+        feats["dw_mb"] = sum((op.in_elems + op.out_elems) * mb for op in ops if op.kind in DEPTHWISE_KINDS)
     return feats
 
 
@@ -166,7 +172,8 @@ def _model(v: dict[str, float], options: NetworkFitOptions) -> FittedModel:
     for kind in ALL_KINDS:
         if kind in FREE_KINDS:
             continue
-        terms[kind] = {"in_mb": act, "out_mb": act}
+        moved = act + (v.get("dw_mb", 0.0) if kind in DEPTHWISE_KINDS else 0.0)
+        terms[kind] = {"in_mb": moved, "out_mb": moved}
         if kind in COMPUTE_KINDS:
             mmac = v["mmac"] + (v["mmac_dw"] if kind in DEPTHWISE_KINDS else 0.0)
             terms[kind] |= {"mmac": mmac, "weight_mb": weight}

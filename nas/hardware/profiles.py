@@ -118,7 +118,7 @@ class Conditions:
     batch: int = 1
     clock: str = ""  # clock or power mode, where known
     host_io: bool = False  # input and output cross a host link (USB, PCIe) or host-side pre-processing
-    per_op: bool = False  # the runtime pays a time per op (a GPU kernel launch each: TensorRT)
+    gpu_terms: bool = False  # a GPU runtime (TensorRT): fit a time per op and per MB of depthwise activations
     timing: str = ""  # what the figures include (model execution only, end to end...)
     source: str = ""  # where the measurements the model is fitted to come from
 

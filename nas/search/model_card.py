@@ -55,7 +55,9 @@ def model_card(result: CandidateResult, files: Mapping[str, Mapping[str, Any]], 
         name = ARTIFACT_KINDS[kind].filename if kind in ARTIFACT_KINDS else Path(str(f.get("path", kind))).name
         rows.append(f"| `{name}` | {f.get('runtime', '-')} | {_fmt(f.get('test_accuracy'), 100, 2, '%')} | "
                     f"{f.get('bytes', '-')} | {_fmt(f.get('host_latency_ms'), 1, 4)} |")
-    predicted = (f"{result.latency_ms:.4g} ms, {result.latency_kind} ({result.latency_how})"
+    band = result.latency_band
+    interval = f" (80% band {band[0]:.4g}-{band[1]:.4g} ms: the profile's held-out error)" if band else ""
+    predicted = (f"{result.latency_ms:.4g} ms{interval}, {result.latency_kind} ({result.latency_how})"
                  if result.latency_ms is not None else "-")
     lines = [f"# {title or 'hwnas model'}", "", f"Target profile {result.profile}@{result.profile_version}; "
              f"target latency {predicted}", "",

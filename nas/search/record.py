@@ -99,6 +99,14 @@ class CandidateResult:
         mine = self.predicted.get(self.profile)
         return mine.caveat if mine is not None else None
 
+    @property
+    def latency_band(self) -> tuple[float, float] | None:
+        """The target's prediction interval (10th-90th percentile of held-out error), when predicted."""
+        if self.latency_kind != "predicted":
+            return None
+        mine = self.predicted.get(self.profile)
+        return mine.band_ms if mine is not None else None
+
     def objective(self, name: str) -> float:
         """The value of one search objective (``accuracy`` is the validation accuracy)."""
         if name == "accuracy":

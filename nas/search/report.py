@@ -25,7 +25,7 @@ from nas.space.arch import parse
 log = logging.getLogger(__name__)
 
 FRONT_COLUMNS = ["source", "trial", "name", "arch", "accuracy", "val_accuracy", "macs", "params", "latency_ms",
-                 "latency_kind", "latency_caveat", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes",
+                 "latency_band_lo", "latency_band_hi", "latency_kind", "latency_caveat", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes",
                  "feasible", "dominated_by_front", "artifact", "onnx_path"]
 COMPLETE = optuna.trial.TrialState.COMPLETE
 KEEP_MARK = ".exported-by-hand"  # in a model folder: the user asked for it, so it stays off the front too
@@ -55,10 +55,11 @@ def model_dir(result: CandidateResult, number: int) -> Path:
 def _front_row(t: optuna.trial.FrozenTrial, source: str) -> dict[str, object]:
     r = result_of(t)
     assert r is not None and r.costs is not None  # a complete trial has its record
-    c = r.costs
+    c, band = r.costs, r.latency_band
     return {"source": source, "trial": t.number, "name": r.baseline or "", "arch": r.arch,
             "accuracy": r.test_accuracy, "val_accuracy": r.val_accuracy, "macs": c.macs, "params": c.params,
-            "latency_ms": r.latency_ms, "latency_kind": r.latency_kind,
+            "latency_ms": r.latency_ms, "latency_band_lo": band[0] if band else None,
+            "latency_band_hi": band[1] if band else None, "latency_kind": r.latency_kind,
             "latency_caveat": r.latency_caveat, "peak_memory_mb": round(c.memory_mb, 6),
             "weight_mb": c.weight_mb, "peak_activation_mb": c.peak_activation_mb, "file_bytes": r.file_bytes,
             "feasible": r.feasible, "dominated_by_front": False,

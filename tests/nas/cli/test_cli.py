@@ -144,7 +144,7 @@ def test_profile_build_refuses_bad_counts_before_probing(tmp_path: Path, capsys:
 def test_cost_text_on_an_accelerator_names_memory_runtime_and_why_no_latency(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "edgetpu", "--precision", "int8"]) == 0
     text = capsys.readouterr().out
-    assert "ms [predicted, profile edgetpu@" in text and "Edge TPU runtime + TFLite" in text
+    assert "ms: held-out error) [predicted, profile edgetpu@" in text and "Edge TPU runtime + TFLite" in text
     assert "on-chip parameter memory 8.0 MB: weights fit on chip" in text
     assert main(["cost", "--zoo", "mobilenet_v2", "--profile", "jetson-nano", "--precision", "int8"]) == 0
     assert "cannot run int8; allowed: fp32, fp16" in capsys.readouterr().out

@@ -9,4 +9,4 @@ def test_vocabularies_agree() -> None:
     assert set(BYTES_PER_ELEMENT) == set(PRECISIONS) and BYTES_PER_ELEMENT == {"fp32": 4, "fp16": 2, "int8": 1}
     assert set(OBJECTIVES.values()) == {"maximize", "minimize"} and OBJECTIVES["accuracy"] == "maximize"
     assert set(BUDGET_KEYS) <= set(OBJECTIVES)
-    assert PROFILE_KINDS == LATENCY_KINDS == ("measured", "predicted")
+    assert LATENCY_KINDS == ("measured", "predicted") and PROFILE_KINDS == (*LATENCY_KINDS, "remote")  # remote: measured

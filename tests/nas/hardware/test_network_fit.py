@@ -89,20 +89,29 @@ def test_cross_validation_needs_two_families() -> None:
         leave_one_family_out(one, NetworkFitOptions(precision="fp32"))
 
 
-def test_a_time_per_op_is_fitted_and_priced_on_every_op() -> None:
-    """With per_op, a generating model that pays a time per op is recovered, and the fitted model
-    prices it through overhead_ms on every kind."""
-    truth = {**TRUE, "op": 0.03}
-    options = NetworkFitOptions(precision="fp16", per_op=True)
+GPU_ARCHS = {**ARCHS, "ds": ["in_c3_r64-stem_k3_s2_c16-ds_r2_k3_s2_c32-head_c64-fc_c10",
+                               "in_c3_r96-stem_k3_s2_c32-ds_r3_k5_s1_c32-head_c64-fc_c10"],
+             "sh": ["in_c3_r64-stem_k3_s2_c16-sh_r2_s2_g2_c32-head_c64-fc_c10",
+                    "in_c3_r48-stem_k3_s1_c24-ir_r4_k7_s1_e6_c24-head_c256-fc_c10"]}
+
+
+def test_gpu_terms_fit_a_time_per_op_and_per_depthwise_mb() -> None:
+    """With gpu_terms, a generating model that pays a time per op and per MB of depthwise
+    activations is recovered: every op kind carries the per-op time, depthwise kinds the extra
+    time per MB, and the networks are predicted as generated."""
+    truth = {**TRUE, "op": 0.03, "dw_mb": 0.4}
+    options = NetworkFitOptions(precision="fp16", gpu_terms=True)
     measured = []
-    for family, archs in ARCHS.items():
+    for family, archs in GPU_ARCHS.items():
         for arch in archs:
             spec = parse(arch)
             feats = features(layer_table(spec), options)
             assert feats["op"] >= 4  # stem, blocks, head, classifier
             measured.append(NetworkMeasurement(arch, family, spec, sum(truth[k] * v for k, v in feats.items())))
     fitted = fit_networks(measured, options)
-    assert fitted.overhead_ms and all(v == pytest.approx(0.03, rel=1e-3) for v in fitted.overhead_ms.values())
     for m in measured:
-        assert predict_network(fitted, m.spec, "fp16") == pytest.approx(m.latency_ms, rel=1e-4)
+        assert predict_network(fitted, m.spec, "fp16") == pytest.approx(m.latency_ms, rel=1e-3)
+    assert fitted.overhead_ms and all(v == pytest.approx(0.03, rel=0.05) for v in fitted.overhead_ms.values())
+    extra = fitted.linear_terms["dwconv"]["in_mb"] - fitted.linear_terms["conv"]["in_mb"]
+    assert extra == pytest.approx(0.4, rel=0.05)
     assert "op" not in features(layer_table(measured[0].spec), NetworkFitOptions(precision="fp16"))

@@ -2,6 +2,8 @@
 version's and the first version's studies."""
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 
@@ -77,3 +79,8 @@ def test_a_record_still_being_written_reads_as_none_while_its_trial_runs() -> No
     assert result_of(running) is None
     with pytest.raises(KeyError):  # a finished trial's record is whole: a missing key is an error
         result_of(study.tell(trial, 0.5))
+
+
+def test_a_predicted_target_has_its_band_and_a_measured_one_none() -> None:
+    predicted = dataclasses.replace(FULL, profile="raspberry-pi4", latency_kind="predicted", latency_ms=1.25)
+    assert predicted.latency_band == (1.0, 1.5) and FULL.latency_band is None  # measured: no band
