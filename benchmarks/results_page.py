@@ -112,6 +112,12 @@ def _faults() -> str:
             f"{r['code_executed']}; {r['fuzz_cases']:,} fuzz cases, {r['fuzz_tracebacks']} tracebacks")
 
 
+def _device_agent() -> str:
+    r = _json("device_agent")
+    return (f"the agent on loopback against onnxruntime in-process, same files side by side: median ratio "
+            f"{r['median_ratio']:.3f} over {r['networks']} networks (target within 10%)")
+
+
 def _cli_startup() -> str:
     rows = {row["command"]: row["median_s"] for row in _json("cli_startup")["rows"]}
     return ", ".join(f"`{cmd}` {s:.2f} s" for cmd, s in rows.items() if cmd.endswith(("--help", "--version")))
@@ -127,6 +133,7 @@ BENCHMARKS: tuple[tuple[str, str, str, Callable[[], str]], ...] = (
     ("supernet", "supernet ranking", "benchmarks/supernet.py", _supernet),
     ("reliability", "worker kills and bad inputs", "benchmarks/reliability.py", _reliability),
     ("faults", "storage, disk and file faults; fuzzing", "benchmarks/faults.py", _faults),
+    ("device_agent", "latency agent agreement", "benchmarks/device_agent.py", _device_agent),
     ("cli_startup", "CLI startup (median of 5)", "benchmarks/cli_startup.py", _cli_startup),
 )
 
