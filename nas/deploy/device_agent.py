@@ -207,6 +207,10 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 return
             size = int(self.headers.get("Content-Length") or 0)
             if not 0 < size <= agent.max_bytes:
+                if size <= 16 * agent.max_bytes:  # read what the client is sending, so it reads the answer
+                    for start in range(0, size, 2 ** 20):
+                        self.rfile.read(min(2 ** 20, size - start))
+                self.close_connection = True
                 self._answer(413, {"error": f"model file of {size} bytes; allowed: 1 to {agent.max_bytes} bytes"})
                 return
             code, data = agent.measure(self.rfile.read(size), parse_qs(url.query))
