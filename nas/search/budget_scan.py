@@ -107,7 +107,9 @@ class BudgetScan:
                 continue
             floor = cheapest.values[key]
             cause = ""
-            if key == "latency_ms" and self.run_overhead_ms:
+            if key == "latency_ms" and cheapest.caveat and "per-invocation floor" in cheapest.caveat:
+                cause = ", the device's per-invocation floor (device.min_latency_ms of the profile), paid by any network"
+            elif key == "latency_ms" and self.run_overhead_ms:
                 cause = (f", of which {self.run_overhead_ms:.3g} ms is the profile's fixed per-inference term "
                          "(run_overhead_ms), paid by any network")
             elif key == "latency_ms":

@@ -114,3 +114,12 @@ def test_a_profile_calibrated_far_from_the_space_says_so_with_what_to_do(setup: 
     assert note is not None and "so its latencies are EXTRAPOLATED; to price it from data" in note
     assert "hwnas profile calibrate jetson-nano --networks" in note and "M MACs; this space spans" in note
     assert coverage_note(cfg, load_profile("cpu"), splits) is None  # measured: nothing extrapolated
+
+
+def test_a_latency_budget_under_the_devices_invocation_floor_names_the_floor(
+        setup: tuple[SearchConfig, Splits], idx_dir: Path) -> None:
+    raw = tiny_config(idx_dir, profile="edgetpu", budgets={"latency_ms": 0.5})
+    raw["compression"] = {"quantize": ["static"]}  # the Edge TPU runs int8 only
+    tpu = parse_search_config(raw)
+    line = scan_budgets(tpu, load_profile("edgetpu"), setup[1], samples=2).impossible(tpu.search.budgets)
+    assert line is not None and "needs 0.96 ms, the device's per-invocation floor" in line
