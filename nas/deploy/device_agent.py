@@ -28,6 +28,7 @@ import importlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,9 +126,7 @@ def measure_child(path: str, runtime: str, threads: int, warmup: int, repeats: i
     """Time the model at ``path`` (run in a child process the agent kills at its limit)."""
     run = (_onnxruntime_runner if runtime == "onnxruntime" else _litert_runner)(path, threads)
     times = sorted(_timed(run, warmup, repeats, time.perf_counter() + seconds))
-    return {"median_ms": times[len(times) // 2] if len(times) % 2 else (times[len(times) // 2 - 1] +
-                                                                        times[len(times) // 2]) / 2,
-            "p90_ms": times[int(0.9 * (len(times) - 1))], "repeats": len(times), "warmup": warmup,
+    return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))], "repeats": len(times), "warmup": warmup,
             "threads": threads}
 
 
@@ -205,7 +204,8 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
             if url.path != "/measure":
                 self._answer(404, {"error": "unknown path; allowed: GET /info, POST /measure"})
                 return
-            size = int(self.headers.get("Content-Length") or 0)
+            length = self.headers.get("Content-Length") or "0"
+            size = int(length) if length.isdigit() else -1
             if not 0 < size <= agent.max_bytes:
                 if size <= 16 * agent.max_bytes:  # read what the client is sending, so it reads the answer
                     for start in range(0, size, 2 ** 20):
