@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from typing import Any
 
 from nas.core.errors import UserError
 from nas.cost.costs import count_costs
 from nas.cost.layers import layer_table
+from nas.deploy.own_model import is_model_ref
 from nas.hardware.pricing import Price, price
 from nas.hardware.profiles import load_profile
 from nas.space.arch import ArchSpec, parse
@@ -79,8 +81,14 @@ def _price_text(p: Price) -> str:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
+    if args.arch is not None and is_model_ref(args.arch):
+        if args.zoo is not None:
+            raise UserError("give a model file or --zoo FAMILY, not both")
+        return int(importlib.import_module("nas.cli.own_cost").cmd_cost_own(args))
+    if args.weights is not None or args.input_shape is not None:
+        raise UserError("--weights and --input-shape apply to a model file (FILE.onnx or FILE.py:CALLABLE)")
     spec = _cost_spec(args)
-    result = price(spec, load_profile(args.profile), precision=args.precision)
+    result = price(spec, load_profile(args.profile or "cpu"), precision=args.precision)
     layers = [{"name": l.name, "kind": l.kind, "in_shape": l.in_shape, "out_shape": l.out_shape, "macs": l.macs,
                "weights": l.weight_elems} for l in layer_table(spec)] if args.layers else []
     if args.json:

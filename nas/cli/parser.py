@@ -125,17 +125,24 @@ def _networks(sub: Subparsers) -> None:
     p.add_argument("--in-channels", type=int, help="input channels (default 3)")
     p.add_argument("--resolution", type=int, help="input resolution for every row (default: each row's own)")
     p.set_defaults(func=_handler("networks", "cmd_zoo"))
-    p = sub.add_parser("cost", help="price one architecture on a hardware profile",
+    p = sub.add_parser("cost", help="price one architecture or your own model on hardware profiles",
                        description="MACs, parameters, weight and peak activation memory, and latency of an "
-                                   "architecture string or a zoo network, saying how the latency was obtained.")
-    p.add_argument("arch", nargs="?", help="a canonical architecture string")
+                                   "architecture string, a zoo network, or your own model (an ONNX file, or "
+                                   "FILE.py:CALLABLE returning a torch.nn.Module: this imports and runs FILE.py), "
+                                   "saying how the latency was obtained.")
+    p.add_argument("arch", nargs="?", help="a canonical architecture string, FILE.onnx, or FILE.py:CALLABLE")
+    p.add_argument("--weights", help="with FILE.py:CALLABLE: a state dict file (read with weights_only=True: "
+                                     "tensors only, no code runs)")
+    p.add_argument("--input-shape", help="C,H,W of the model's input (FILE.py:CALLABLE needs it; an ONNX file "
+                                         "states its own)")
     p.add_argument("--zoo", help="a reference family instead of ARCH (the families hwnas zoo lists, e.g. mobilenet_v2)")
     p.add_argument("--width", type=float, help="with --zoo: width multiplier (default 1.0)")
     p.add_argument("--resolution", type=int, help="with --zoo: input resolution (default: the family's own)")
     p.add_argument("--groups", type=int, help="with --zoo shufflenet_v1: groups")
     p.add_argument("--classes", type=int, help="with --zoo: classifier outputs (default 1000)")
     p.add_argument("--in-channels", type=int, help="with --zoo: input channels (default 3)")
-    p.add_argument("--profile", default="cpu", help="a bundled profile name or a profile YAML path (default cpu)")
+    p.add_argument("--profile", help="a bundled profile name or a profile YAML path (default: cpu for an "
+                                     "architecture; every bundled profile for a model file)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the precision priced (default fp32)")
     p.add_argument("--layers", action="store_true", help="add the per-layer table of the deployed graph")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")

@@ -209,7 +209,7 @@ def linear_units(op: Op, precision: str) -> dict[str, float]:
     units = {"mb": op.elems * mb, "in_mb": op.in_elems * mb, "out_mb": op.out_elems * mb}
     if op.weight_elems:
         units["weight_mb"] = op.weight_elems * mb
-    if op.kind in COMPUTE_KINDS:
+    if op.key in COMPUTE_KINDS or op.kind in COMPUTE_KINDS:
         units["mmac"] = op.macs * 1e-6
     if op.kind == "gconv":
         units |= {"group": float(op.groups), "group_mpos": op.groups * op.positions * 1e-6}
@@ -237,7 +237,7 @@ def op_ms(op: Op, device: DeviceModel, precision: str) -> float:
         terms = fitted.linear_terms.get(op.key, {})
         return sum(terms.get(unit, 0.0) * n for unit, n in linear_units(op, precision).items()) + overhead
     seconds = nbytes / (device.bandwidth_gb_s * 1e9 * fitted.bandwidth_efficiency)
-    if op.kind in COMPUTE_KINDS:
+    if op.key in COMPUTE_KINDS or op.kind in COMPUTE_KINDS:
         seconds = max(seconds, op.macs / (device.macs_per_s[precision] * fitted.efficiency[op.key]))
     return seconds * 1e3 + overhead
 

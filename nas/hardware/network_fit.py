@@ -37,7 +37,7 @@ from nas.core.errors import UserError
 from nas.core.vocab import BYTES_PER_ELEMENT
 from nas.cost.layers import Layer, layer_table
 from nas.hardware.latency_model import FittedModel, host_io_mb, predict, streamed_mb
-from nas.hardware.plan import ALL_KINDS, COMPUTE_KINDS, FREE_KINDS, Op, plan
+from nas.hardware.plan import COMPUTE_KINDS, FREE_KINDS, GRAMMAR_KINDS, Op, plan
 from nas.space.arch import ArchSpec, parse
 from nas.space.zoo import DEFAULT_RESOLUTION, FAMILIES
 
@@ -144,7 +144,7 @@ def features(layers: list[Layer], options: NetworkFitOptions) -> dict[str, float
     ops = _ops(layers, options.precision)
     feats = {"run": 1.0, "mmac": 0.0, "mmac_dw": 0.0, "act_mb": 0.0, "weight_mb": 0.0}
     for op in ops:
-        if op.kind in COMPUTE_KINDS:
+        if op.key in COMPUTE_KINDS or op.kind in COMPUTE_KINDS:
             feats["mmac"] += op.macs * 1e-6
             if op.kind in DEPTHWISE_KINDS:
                 feats["mmac_dw"] += op.macs * 1e-6
@@ -169,7 +169,7 @@ def _nnls(x: np.ndarray, measurements: Sequence[NetworkMeasurement]) -> np.ndarr
 def _model(v: dict[str, float], options: NetworkFitOptions) -> FittedModel:
     act, weight = v["act_mb"], v["weight_mb"]
     terms: dict[str, dict[str, float]] = {}
-    for kind in ALL_KINDS:
+    for kind in GRAMMAR_KINDS:
         if kind in FREE_KINDS:
             continue
         moved = act + (v.get("dw_mb", 0.0) if kind in DEPTHWISE_KINDS else 0.0)
@@ -177,7 +177,7 @@ def _model(v: dict[str, float], options: NetworkFitOptions) -> FittedModel:
         if kind in COMPUTE_KINDS:
             mmac = v["mmac"] + (v["mmac_dw"] if kind in DEPTHWISE_KINDS else 0.0)
             terms[kind] |= {"mmac": mmac, "weight_mb": weight}
-    per_op = {kind: v["op"] for kind in ALL_KINDS if kind not in FREE_KINDS} if v.get("op") else {}
+    per_op = {kind: v["op"] for kind in GRAMMAR_KINDS if kind not in FREE_KINDS} if v.get("op") else {}
     return FittedModel(efficiency={k: 1.0 for k in COMPUTE_KINDS}, bandwidth_efficiency=1.0, overhead_ms=per_op,
                        run_overhead_ms=v["run"], form="linear", linear_terms=terms, on_chip_mb=options.on_chip_mb,
                        stream_ms_per_mb=v.get("stream_mb", 0.0), io_ms_per_mb=v.get("io_mb", 0.0))

@@ -38,9 +38,18 @@ BLOCKABLE_KINDS = ("conv", "pwconv", "gconv", "dwconv")
 BLOCKED_KINDS = tuple(f"{k}_blocked" for k in BLOCKABLE_KINDS)
 DATA_KINDS = ("add", "mul", "concat", "shuffle", "slice", "avgpool", "maxpool", "gap")
 FREE_KINDS = ("flatten",)
+# Kinds that only models from outside the grammar have (``hwnas cost FILE.onnx``). No calibration
+# network has them, so each is priced by the terms of the kind that does the same work: a MatMul
+# of two activations is a GEMM like a linear layer; a norm or softmax reads and writes its tensor
+# elementwise like a product; a transpose moves every element like a channel shuffle; a pad or
+# resize writes a new tensor from its input like a concat. Devices list them in
+# ``supported_kinds`` only where their toolchain runs them.
+PRICED_AS = {"matmul": "linear", "norm": "mul", "softmax": "mul", "transpose": "shuffle", "pad": "concat",
+             "resize": "concat"}
 RUNTIMES = ("generic", "onnxruntime")
 REORDER_KEYS = ("reorder_in", "reorder_out")  # into and out of the blocked layout
-ALL_KINDS = COMPUTE_KINDS + DATA_KINDS + ("act",) + FREE_KINDS
+GRAMMAR_KINDS = COMPUTE_KINDS + DATA_KINDS + ("act",) + FREE_KINDS  # the kinds fits have terms for
+ALL_KINDS = GRAMMAR_KINDS + tuple(PRICED_AS)
 _CONVS = ("conv", "pwconv", "gconv", "dwconv")
 _ALIGN = 4  # channel multiple onnxruntime's NCHWc reorders need
 _FOLDED_ACTS = ("ReLU", "ReLU6")  # int8: clipping the quantized range is the activation
@@ -76,7 +85,7 @@ def _pad(channels: int, block: int) -> int:
 
 def _op(layer: Layer, key: str | None = None, macs: float | None = None) -> Op:
     positions = layer.out_shape[2] * layer.out_shape[3] if len(layer.out_shape) == 4 else 1
-    return Op(layer.name, layer.kind, key or layer.kind, float(layer.macs) if macs is None else macs,
+    return Op(layer.name, layer.kind, key or PRICED_AS.get(layer.kind, layer.kind), float(layer.macs) if macs is None else macs,
               layer.in_elems, layer.out_elems, layer.weight_elems, layer.groups, positions)
 
 

@@ -23,6 +23,7 @@ from nas.cost.layers import Layer, layer_table
 from nas.deploy.host_latency import LatencyMeasurement, measure_latency
 from nas.deploy.remote import RemoteAgent
 from nas.hardware.latency_model import BAND, FittedModel, predict
+from nas.hardware.plan import PRICED_AS
 from nas.hardware.profile_build import at_precision, export_for_timing
 from nas.hardware.profiles import HardwareProfile, load_profile
 from nas.space.arch import ArchSpec
@@ -169,6 +170,11 @@ def extrapolation(layers: list[Layer], fitted: FittedModel | None) -> str | None
     if fitted is None:
         return None
     notes = []
+    proxied = sorted({l.kind for l in layers} & set(PRICED_AS))
+    if proxied:
+        notes.append("no calibration network had " + ", ".join(proxied) + " ops, so they are priced by the terms of "
+                     + ", ".join(sorted({PRICED_AS[k] for k in proxied})) + " ops (" + ", ".join(
+                         f"{k} as {PRICED_AS[k]}" for k in proxied) + ")")
     unseen = sorted({l.kind for l in layers if l.macs} & set(fitted.unfitted_kinds))
     if unseen:
         notes.append(f"no calibration network of this profile had {', '.join(unseen)} layers, so they are priced "
@@ -240,6 +246,11 @@ def predict_on_profiles(spec: ArchSpec, model: nn.Module, profiles: Sequence[Har
 def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes) -> LatencyMeasurement:
     """Latency of an exported model under a measured profile's conditions (on this host), or on
     the device a remote profile's agent runs on."""
+    return measure_file(profile, onnx_bytes, (1, spec.in_chs, spec.resolution, spec.resolution))
+
+
+def measure_file(profile: HardwareProfile, onnx_bytes: bytes, input_shape: tuple[int, ...]) -> LatencyMeasurement:
+    """:func:`measure_on_host` for any ONNX file with one input of ``input_shape``."""
     if profile.remote is not None:
         r = profile.remote
         return RemoteAgent.from_env(r.url, r.token_env, ride_out_s=r.ride_out_s).measure(
@@ -247,8 +258,7 @@ def measure_on_host(spec: ArchSpec, profile: HardwareProfile, onnx_bytes: bytes)
     lat = profile.latency
     if lat is None:
         raise UserError(f"profile {profile.tag} is predicted; host measurements need a measured profile such as cpu")
-    return measure_latency(onnx_bytes, (1, spec.in_chs, spec.resolution, spec.resolution), threads=lat.threads,
-                           warmup=lat.warmup, repeats=lat.repeats)
+    return measure_latency(onnx_bytes, input_shape, threads=lat.threads, warmup=lat.warmup, repeats=lat.repeats)
 
 
 def _unsupported_reason(profile: HardwareProfile, unsupported: list[str], fallback: HostFallback | None) -> str:
@@ -260,13 +270,13 @@ def _unsupported_reason(profile: HardwareProfile, unsupported: list[str], fallba
             f"({profile.device.unsupported_note or 'see the profile'}); {where}")
 
 
-def _price_predicted(spec: ArchSpec, model: nn.Module, profile: HardwareProfile, costs: ModelCosts,
-                     memory: MemoryFit) -> Price:
+def price_predicted(label: str, layers: list[Layer], profile: HardwareProfile, costs: ModelCosts,
+                    memory: MemoryFit) -> Price:
+    """The :class:`Price` of a layer table on a predicted profile (``label``: what it is of)."""
     assert profile.device is not None
-    layers = layer_table(spec, model=model)
     unsupported = sorted({l.kind for l in layers} - set(profile.device.supported_kinds))
     fallback = host_fallback(layers, profile.device.supported_kinds, profile.device.fallback, costs.precision)
-    base = Price(spec.format(), costs, profile, None, "predicted", "", memory, tuple(unsupported), fallback)
+    base = Price(label, costs, profile, None, "predicted", "", memory, tuple(unsupported), fallback)
     if unsupported and not (fallback and profile.device.fallback_profile):
         return _with(base, how=f"not predicted: {_unsupported_reason(profile, unsupported, fallback)}")
     prediction = predict_latency(layers, profile, costs.precision)
@@ -308,7 +318,7 @@ def price(spec: ArchSpec, profile: HardwareProfile, *, precision: str = "fp32") 
     costs = count_costs(spec, precision=precision, model=model)
     memory = memory_fit(costs.weight_mb, costs.memory_mb, profile)
     if profile.kind == "predicted":
-        return _price_predicted(spec, model, profile, costs, memory)
+        return price_predicted(spec.format(), layer_table(spec, model=model), profile, costs, memory)
     shape = (1, spec.in_chs, spec.resolution, spec.resolution)
     onnx_bytes = export_for_timing(model, shape, spec.format())
     how = ""
