@@ -23,6 +23,7 @@ from compress.quantize import quantize
 from compress.recipe import PruneConfig, QuantizeConfig, Recipe, SparsityConfig
 from compress.sharing import encode, share_weights
 from compress.sparsity import apply_masks, magnitude_masks, polynomial_sparsity, sparsity_of
+from nas.core.errors import UserError
 from nas.cost.costs import count_macs
 from nas.data.splits import Splits, to_tensor
 from nas.deploy.export import DeployInfo, to_onnx
@@ -112,6 +113,9 @@ def _budget(model: nn.Module, cfg: PruneConfig, x: torch.Tensor) -> Budget | Non
         return cfg.target_macs, lambda m: count_macs(m, x), count_macs(model, x)
     if cfg.target_params is not None:
         return cfg.target_params, parameter_count, parameter_count(model)
+    if cfg.target_latency_ms is not None:
+        raise UserError("prune.target_latency_ms applies to your own models (hwnas compress FILE.py:CALLABLE "
+                        "--profile P); for a trial of a search, set the budget in the search (search.budgets)")
     return None
 
 

@@ -43,6 +43,7 @@ class PruneConfig:
     ratio: float | None = None  # share of hidden channels to remove ...
     target_macs: float | None = None  # ... or the share of the model's MACs to keep
     target_params: float | None = None  # ... or the share of its parameters (file size, on-chip memory)
+    target_latency_ms: float | None = None  # ... or a predicted latency on the target profile (own models)
     scope: str = "per-layer"
     round_to: int = 8
     streams: bool = False  # also the residual-coupled channels between inverted residuals (compress.prune)
@@ -60,9 +61,12 @@ class PruneConfig:
     def __post_init__(self) -> None:
         check(self.criterion in CRITERIA, "prune.criterion", self.criterion, ", ".join(CRITERIA))
         check(self.scope in SCOPES, "prune.scope", self.scope, ", ".join(SCOPES))
-        given = [k for k in ("ratio", "target_macs", "target_params") if getattr(self, k) is not None]
-        check(len(given) == 1, "prune", "/".join(given) or "none of ratio/target_macs/target_params",
-              "exactly one of ratio, target_macs or target_params")
+        given = [k for k in ("ratio", "target_macs", "target_params", "target_latency_ms")
+                 if getattr(self, k) is not None]
+        check(len(given) == 1, "prune", "/".join(given) or "none of ratio/target_macs/target_params/target_latency_ms",
+              "exactly one of ratio, target_macs, target_params or target_latency_ms")
+        if self.target_latency_ms is not None:
+            check(self.target_latency_ms > 0, "prune.target_latency_ms", self.target_latency_ms, "numbers > 0")
         if self.ratio is not None:
             check(0 <= self.ratio < 1, "prune.ratio", self.ratio, "0 <= ratio < 1")
         if self.target_macs is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from compress.recipe import load_recipe
 from compress.report import compress, summary_line, write_report
 from nas.core.errors import UserError
 from nas.deploy.export import read_metadata
+from nas.deploy.own_model import is_model_ref
 from nas.hardware.profiles import load_profile
 from nas.search.compress_target import target_figures
 from nas.search.record import CandidateResult
@@ -44,6 +46,10 @@ def _trained_model_files(model_dir: Path) -> tuple[Path, Path, str]:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    if is_model_ref(args.model_dir):
+        return int(importlib.import_module("nas.cli.own_compress").cmd_compress_own(args))
+    if not args.recipe:
+        raise UserError("--recipe is required")
     recipe = load_recipe(args.recipe)
     model_dir = Path(args.model_dir)
     run_dir, weights, arch = _trained_model_files(model_dir)

@@ -104,13 +104,27 @@ def _search(sub: Subparsers) -> None:
 
 def _compression(sub: Subparsers) -> None:
     """Register ``compress`` on the ``hwnas`` parser."""
-    p = sub.add_parser("compress", help="apply a compression recipe to a trained model of a run",
-                       description="Prune (with fine-tuning, optionally distilled) and/or quantize a trained trial "
-                                   "and report accuracy, file size, MACs and measured latency before and after.")
-    p.add_argument("model_dir", help="runs/<name>/trials/<n> or runs/<name>/models/<n>")
-    p.add_argument("--recipe", required=True, help="a recipe YAML/JSON file or an inline mapping, e.g. "
-                                                   "'{prune: {criterion: l1, target_macs: 0.5}, quantize: {mode: static}}'")
+    p = sub.add_parser("compress", help="apply a compression recipe to a trained model of a run or your own model",
+                       description="Prune (with fine-tuning, optionally distilled) and/or quantize a trained trial, "
+                                   "or your own model (FILE.onnx, or FILE.py:CALLABLE returning a torch.nn.Module: "
+                                   "this imports and runs FILE.py), and report accuracy, file size, MACs and "
+                                   "latency before and after, each measured on the file.")
+    p.add_argument("model_dir", help="runs/<name>/trials/<n>, runs/<name>/models/<n>, FILE.onnx or FILE.py:CALLABLE")
+    p.add_argument("--recipe", help="a recipe YAML/JSON file or an inline mapping, e.g. "
+                                    "'{prune: {criterion: l1, target_macs: 0.5}, quantize: {mode: static}}'")
     p.add_argument("--name", help="output folder name under MODEL_DIR/compressed (default: recipe-<hash>)")
+    own = p.add_argument_group("your own model (FILE.onnx or FILE.py:CALLABLE)")
+    own.add_argument("--data", help="fashion-mnist, mnist, cifar10, or an image folder / .tar.gz with train/ and test/")
+    own.add_argument("--weights", help="a state dict file (read with weights_only=True: tensors only, no code runs)")
+    own.add_argument("--input-shape", help="C,H,W of the model's input (FILE.py:CALLABLE needs it)")
+    own.add_argument("--profile", help="the target device profile: latency budgets and predictions (default cpu)")
+    own.add_argument("--format", action="append", choices=("onnx", "tflite"),
+                     help="files to write: onnx (default), tflite (int8, full-integer, for the Edge TPU); repeatable")
+    own.add_argument("--mean", help="per-channel mean the model was trained with (default: the data's own)")
+    own.add_argument("--std", help="per-channel std the model was trained with (default: the data's own)")
+    own.add_argument("--contract", help="a JSON deploy contract (hwnas.preprocess) giving mean and std instead")
+    own.add_argument("--out", help="output folder (default compressed/<model>-<recipe hash>)")
+    own.add_argument("--seed", type=int, default=0, help="seed of the data split and calibration draw (default 0)")
     p.set_defaults(func=_handler("compression", "cmd_compress"))
 
 

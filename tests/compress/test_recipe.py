@@ -24,7 +24,7 @@ def test_recipe_round_trips_and_rejects_bad_input(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"quantize": {"mode": "fp16"}}))
     assert load_recipe(str(path)).precision == "fp16"
     for text, message in [
-        ("{prune: {criterion: l1}}", "exactly one of ratio, target_macs or target_params"),
+        ("{prune: {criterion: l1}}", "exactly one of ratio, target_macs, target_params or target_latency_ms"),
         ("{prune: {criterion: l2, ratio: 0.5}}", "prune.criterion: 'l2' not allowed; allowed: l1, taylor, bn"),
         ("{quantize: {mode: int4}}", "quantize.mode: 'int4' not allowed; allowed: static, dynamic, fp16"),
         ("{quantise: {mode: static}}", "quantise"),

@@ -1,0 +1,174 @@
+"""Structured pruning of any PyTorch model through Torch-Pruning's dependency graph.
+
+hwnas's own networks are pruned by their block table's coupling (:mod:`compress.coupling`); a
+model from outside the grammar has no table, so the channels that must shrink together (a
+residual stream, a depthwise conv and its producer, a concat's inputs, a norm's scale) are read
+off Torch-Pruning's ``DependencyGraph`` instead, with hwnas's criteria (:data:`IMPORTANCE`) and
+budgets: a share of channels, or pruned step by step until a cost (MACs, parameters, predicted
+latency on a profile: any function of the module) is down to its target.
+
+The classifier's outputs are never pruned. A group whose pruning breaks the forward pass (an
+attention projection reshaped into heads, a view with a hard-coded size) is found by trying it
+alone on a copy and is left dense, with the reason recorded; nothing is pruned blind.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMPORTANCE: dict[str, Callable[[], Any]] = {
+    "l1": lambda: tp.importance.MagnitudeImportance(p=1),
+    "taylor": lambda: tp.importance.TaylorImportance(),
+    "bn": lambda: tp.importance.BNScaleImportance(),
+}
+MAX_RATIO = 0.9  # no layer loses more than this share of its channels
+STEPS = 40  # a budget is approached in steps of MAX_RATIO / STEPS of every layer's channels
+
+Cost = Callable[[nn.Module], float]
+
+
+@dataclass(frozen=True)
+class GraphPruned:
+    """What :func:`prune_any` did: the cost before and after (``cost`` is what the budget was in),
+    per-layer output channels [before, after], and the layers left dense with why."""
+
+    criterion: str
+    cost: str
+    before: float
+    after: float
+    target: float | None  # None: a fixed ratio of channels
+    steps: int
+    channels: dict[str, list[int]] = field(default_factory=dict)
+    left_dense: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool:
+        return self.target is None or self.after <= self.target * (1 + 1e-9)
+
+
+def _width(m: nn.Module) -> int | None:
+    if isinstance(m, nn.modules.conv._ConvNd):
+        return int(m.out_channels)
+    if isinstance(m, nn.Linear):
+        return int(m.out_features)
+    return None
+
+
+def widths(model: nn.Module) -> dict[str, int]:
+    return {n: w for n, m in model.named_modules() if (w := _width(m)) is not None}
+
+
+def output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The classifier: the last conv or linear layer run, when it is as wide as the output."""
+    ran: list[str] = []
+    names = {m: n for n, m in model.named_modules()}
+    hooks = [m.register_forward_hook(lambda mod, i, o: ran.append(names[mod])) for m in model.modules()
+             if _width(m) is not None]
+    try:
+        with torch.no_grad():
+            classes = int(model.eval()(example).shape[-1])
+    finally:
+        for h in hooks:
+            h.remove()
+    width = widths(model)
+    return [ran[-1]] if ran and width[ran[-1]] == classes else []
+
+
+def _pruner(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[str], *, ratio: float,
+            steps: int = 1, ratio_dict: dict[str, float] | None = None, round_to: int | None = None) -> Any:
+    modules = dict(model.named_modules())
+    return tp.pruner.MetaPruner(
+        model, example, importance=IMPORTANCE[criterion](), pruning_ratio=ratio, iterative_steps=steps,
+        pruning_ratio_dict={modules[n]: r for n, r in (ratio_dict or {}).items()} or None,
+        ignored_layers=[modules[n] for n in ignored], round_to=round_to)
+
+
+def _roots(model: nn.Module, example: torch.Tensor, ignored: list[str]) -> list[str]:
+    """The first layer of every prunable group of coupled channels."""
+    names = {m: n for n, m in model.named_modules()}
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    modules = dict(model.named_modules())
+    groups = graph.get_all_groups(ignored_layers=[modules[n] for n in ignored],
+                                  root_module_types=[nn.modules.conv._ConvNd, nn.Linear])
+    return [names[g[0].dep.target.module] for g in groups if g[0].dep.target.module in names]
+
+
+def unsafe_groups(model: nn.Module, example: torch.Tensor, ignored: list[str]) -> dict[str, str]:
+    """Groups that break the forward pass when pruned alone (tried on a copy each): root -> why."""
+    bad: dict[str, str] = {}
+    roots = _roots(model, example, ignored)
+    for root in roots:
+        trial = copy.deepcopy(model)
+        others = [*ignored, *(r for r in roots if r != root)]  # alone: every other group's importance unread
+        try:
+            _pruner(trial, example, "l1", others, ratio=0.5).step()
+            with torch.no_grad():
+                trial.eval()(example)
+        except Exception as exc:  # noqa: BLE001 - any failure means: leave this group dense
+            bad[root] = f"pruning it breaks the forward pass ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    return bad
+
+
+def _run(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[str], *, ratio: float | None,
+         cost: Cost, target: float | None, round_to: int | None,
+         gradients: Callable[[nn.Module], None] | None) -> int:
+    """Prune ``model`` in place to ``ratio`` or until ``cost`` <= ``target``; returns the steps taken."""
+    if ratio is not None:
+        pruner = _pruner(model, example, criterion, ignored, ratio=ratio, round_to=round_to)
+        if gradients is not None:
+            gradients(model)
+        pruner.step()
+        return 1
+    assert target is not None
+    pruner = _pruner(model, example, criterion, ignored, ratio=MAX_RATIO, steps=STEPS, round_to=round_to)
+    steps = 0
+    while steps < STEPS and cost(model) > target:
+        if gradients is not None:
+            gradients(model)
+        pruner.step()
+        steps += 1
+    return steps
+
+
+def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1", ratio: float | None = None,
+              keep: float | None = None, cost: Cost, cost_name: str = "cost", round_to: int | None = None,
+              gradients: Callable[[nn.Module], None] | None = None) -> tuple[nn.Module, GraphPruned]:
+    """A pruned copy of ``model``: ``ratio`` of every prunable layer's channels removed, or pruned
+    until ``cost`` is at most ``keep`` times its value before (``gradients(model)`` fills the
+    gradients the taylor criterion reads, before each step)."""
+    if (ratio is None) == (keep is None):
+        raise ValueError("give exactly one of ratio and keep")
+    if criterion not in IMPORTANCE:
+        raise ValueError(f"criterion {criterion!r}; allowed: {', '.join(IMPORTANCE)}")
+    model = copy.deepcopy(model).eval()
+    ignored = output_layers(model, example)
+    left_dense = {n: "the classifier's outputs" for n in ignored}
+    before = cost(model)
+    target = None if keep is None else keep * before
+    width = widths(model)
+    work = copy.deepcopy(model)
+    try:
+        steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target, round_to=round_to,
+                     gradients=gradients)
+        with torch.no_grad():
+            work.eval()(example)
+    except Exception as exc:  # noqa: BLE001 - find the groups at fault, leave them dense, prune the rest
+        log.info("pruning every group failed (%s); trying each group alone", type(exc).__name__)
+        unsafe = unsafe_groups(model, example, ignored)
+        left_dense |= unsafe
+        ignored = [*ignored, *unsafe]
+        work = copy.deepcopy(model)
+        steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target, round_to=round_to,
+                     gradients=gradients)
+    after = widths(work)
+    channels = {n: [w, after[n]] for n, w in width.items() if n in after and after[n] != w}
+    return work.eval(), GraphPruned(criterion, cost_name, before, cost(work), target, steps, channels, left_dense)

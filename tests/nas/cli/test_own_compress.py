@@ -1,0 +1,111 @@
+"""``hwnas compress`` on a user's own model: prune to a MAC or latency budget through the dependency
+graph, quantize, export ONNX and int8 TFLite, each file measured on itself."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from compress.distill import fine_tune
+from nas.cli import main
+from nas.data.splits import Preprocess
+from nas.deploy.contract import CONTRACT_KEY
+from nas.deploy.own_model import from_module, module_to_onnx
+from nas.hardware.own_pricing import price_own
+from nas.hardware.profiles import load_profile
+from tests import own_models
+from tests.conftest import pattern_images
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An image folder of 4 learnable classes, the user's model file, and weights trained by a plain loop."""
+    root = tmp_path_factory.mktemp("own")
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 240), ("test", 60)):
+        labels = rng.integers(0, 4, n)
+        for i, (img, y) in enumerate(zip(pattern_images(labels, SIZE, rng, 3), labels, strict=True)):
+            (root / "data" / part / f"c{y}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / "data" / part / f"c{y}" / f"{i}.png")
+    shutil.copy(own_models.__file__, root / "nets.py")
+    net = own_models.resnet()
+    x = np.stack([np.asarray(Image.open(p)) for p in sorted((root / "data" / "train").glob("*/*.png"))])
+    y = np.array([int(p.parent.name[1]) for p in sorted((root / "data" / "train").glob("*/*.png"))])
+    fine_tune(net, x, y, preprocess=Preprocess(SIZE, 3, (0.3,) * 3, (0.3,) * 3, "RGB"), resolution=SIZE,
+              iterations=60, lr=3e-3)
+    torch.save(net.state_dict(), root / "w.pt")
+    (root / "model.onnx").write_bytes(module_to_onnx(net, (1, 3, SIZE, SIZE)))
+    return root
+
+
+def _compress(user: Path, model: str, recipe: str, out: str, *extra: str) -> int:
+    return main(["compress", str(user / model), "--data", str(user / "data"), "--recipe", recipe,
+                 "--out", str(user / out), "--mean", "0.3", "--std", "0.3", *extra])
+
+
+def test_prune_to_half_the_macs_quantize_and_export_both_formats(user: Path) -> None:
+    recipe = ("{prune: {target_macs: 0.5, finetune_iters: 20, distill: {}}, "
+              "quantize: {mode: static, calibration_images: 32}}")
+    assert _compress(user, "nets.py:resnet", recipe, "out", "--weights", str(user / "w.pt"), "--input-shape",
+                     f"3,{SIZE},{SIZE}", "--profile", "raspberry-pi4", "--format", "onnx", "--format", "tflite") == 0
+    out = user / "out"
+    report = json.loads((out / "report.json").read_text())
+    assert report["prune"]["met"] and report["prune"]["after"] <= 0.5 * report["prune"]["before"]
+    assert report["prune"]["left_dense"] == {"fc": "the classifier's outputs"}
+    files = report["files"]
+    assert set(files) == {"original.onnx", "model.onnx", "model_int8.onnx", "model_int8.tflite"}
+    assert {p.name for p in out.iterdir()} == {"model.onnx", "model_int8.onnx", "model_int8.tflite", "report.json",
+                                               "report.md"}
+    for name in ("model.onnx", "model_int8.onnx", "model_int8.tflite"):  # measured on the file written
+        assert files[name]["bytes"] == (out / name).stat().st_size and 0 <= files[name]["test_accuracy"] <= 1
+    assert files["model_int8.onnx"]["predicted"]["latency_kind"] == "predicted"
+    assert files["model_int8.onnx"]["predicted"]["macs"] <= 0.5 * files["original.onnx"]["predicted"]["macs"]
+    assert "edgetpu_ready" in json.dumps(files["model_int8.tflite"])
+    contract = json.loads({p.key: p.value for p in onnx.load(str(out / "model_int8.onnx")).metadata_props}[CONTRACT_KEY])
+    assert contract["mean"] == [0.3] * 3 and contract["input"]["shape"][1:] == [3, SIZE, SIZE]
+    assert report["size_ratio"] > 3 and report["speedup"] > 0
+
+
+@pytest.mark.parametrize("share, met", [(0.85, True), (0.1, False)])
+def test_prune_to_a_latency_budget_on_a_profile(user: Path, share: float, met: bool,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    before = price_own(from_module(own_models.resnet(), (3, SIZE, SIZE)), load_profile("raspberry-pi4")).latency_ms
+    assert before is not None
+    budget = share * before  # ms on the Raspberry Pi 4; 10% is below the profile's fixed per-inference cost
+    assert _compress(user, "nets.py:resnet", f"{{prune: {{target_latency_ms: {budget}, finetune_iters: 5}}}}",
+                     f"lat{share}", "--weights", str(user / "w.pt"), "--input-shape", f"3,{SIZE},{SIZE}",
+                     "--profile", "raspberry-pi4") == 0
+    report = json.loads((user / f"lat{share}" / "report.json").read_text())
+    prune = report["prune"]
+    assert prune["cost"] == "latency_ms" and prune["before"] == pytest.approx(before) and prune["met"] is met
+    assert (budget >= prune["after"]) is met and prune["after"] < before
+    assert report["files"]["model.onnx"]["predicted"]["latency_ms"] == pytest.approx(prune["after"])
+    assert ("NOT MET" in capsys.readouterr().out) is not met
+
+
+def test_an_onnx_file_is_quantized_with_power_of_two_scales(user: Path) -> None:
+    recipe = "{quantize: {mode: static, per_channel: false, activations: int8, scales: pof2, calibration_images: 16}}"
+    assert _compress(user, "model.onnx", recipe, "pof2", "--profile", "zynq-zcu102-dpu") == 0
+    report = json.loads((user / "pof2" / "report.json").read_text())
+    assert report["files"]["model_int8.onnx"]["test_accuracy"] > 0.5
+    assert report["files"]["model_int8.onnx"]["predicted"]["profile"].startswith("zynq-zcu102-dpu")
+
+
+@pytest.mark.parametrize("model, recipe, extra, message", [
+    ("model.onnx", "{prune: {ratio: 0.5}}", [], "pruning needs the PyTorch model"),
+    ("model.onnx", "{quantize: {mode: static}}", ["--format", "tflite"], "converted from the PyTorch model"),
+    ("nets.py:resnet", "{quantize: {mode: static}}", ["--input-shape", "1,16,16"], "cannot be exported to ONNX at input [1, 1, 16, 16]"),
+])
+def test_what_cannot_be_done_is_one_line(user: Path, model: str, recipe: str, extra: list[str], message: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert _compress(user, model, recipe, "bad", *extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not (user / "bad").exists()
