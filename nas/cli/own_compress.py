@@ -17,7 +17,9 @@ from nas.core.files import write_atomic
 from nas.data.splits import Splits, load_raw, split
 from nas.deploy.contract import CONTRACT_KEY
 from nas.deploy.own_model import OwnModel
+from nas.hardware.profiles import load_profile
 from nas.search.own_compress import CompressedModel, compress_model
+from nas.search.own_search import RecipeSpace, parse_budgets, search_recipes
 
 
 def _floats(flag: str, text: str, n: int) -> tuple[float, ...]:
@@ -91,7 +93,31 @@ def write_outputs(result: CompressedModel, out: Path) -> None:
     write_atomic(out / "report.md", "\n".join(lines).encode())
 
 
+def _search(args: argparse.Namespace, own: OwnModel, splits: Splits) -> int:
+    if args.recipe:
+        raise UserError("give --recipe or --search, not both")
+    if args.trials < 1 or args.finetune_iters < 0:
+        raise UserError("--trials must be >= 1 and --finetune-iters >= 0")
+    profile = load_profile(args.profile or "cpu")
+    space = RecipeSpace(budgets=parse_budgets(args.budget), finetune_iters=args.finetune_iters)
+    stem = Path(own.name.split(":")[0]).stem + (f"-{own.name.split(':')[1]}" if ":" in own.name else "")
+    out = Path(args.out or Path("compressed") / f"{stem}-search-{profile.name}")
+    print(f"hwnas compress {own.name} --search on {profile.tag}: {args.trials} trials, budgets "
+          f"{dict(space.budgets) or 'none'}; study {out / 'study.db'} (optuna-dashboard sqlite:///{out / 'study.db'})",
+          flush=True)
+    front = search_recipes(own, splits, profile, out, trials=args.trials, space=space, seed=args.seed,
+                           say=lambda line: print(line, flush=True))
+    print(f"front: {len(front)} rows (validation accuracy, latency on {profile.tag}, file size)")
+    if len(front):
+        print(front[["trial", "val_accuracy", "test_accuracy", "latency_ms", "latency_kind", "file_bytes", "file"]]
+              .to_string(index=False))
+    print(f"wrote {out / 'front.csv'}, {out / 'front.md'}, files under {out / 'trials'}")
+    return 0
+
+
 def cmd_compress_own(args: argparse.Namespace) -> int:
+    if args.search:
+        return _search(args, load_from_args(args, args.model_dir), load_data(args))
     if not args.recipe:
         raise UserError("--recipe is required (or --search to explore recipes)")
     recipe = load_recipe(args.recipe)

@@ -125,6 +125,13 @@ def _compression(sub: Subparsers) -> None:
     own.add_argument("--contract", help="a JSON deploy contract (hwnas.preprocess) giving mean and std instead")
     own.add_argument("--out", help="output folder (default compressed/<model>-<recipe hash>)")
     own.add_argument("--seed", type=int, default=0, help="seed of the data split and calibration draw (default 0)")
+    own.add_argument("--search", action="store_true", help="search recipes under the budgets instead of applying "
+                                                          "--recipe: writes a front of measured files")
+    own.add_argument("--trials", type=int, default=12, help="with --search: finished trials wanted (default 12)")
+    own.add_argument("--budget", action="append", metavar="KEY=VALUE",
+                     help="with --search: latency_ms, peak_memory_mb or file_mb on the profile; repeatable")
+    own.add_argument("--finetune-iters", type=int, default=300,
+                     help="with --search: distilled fine-tuning steps after pruning (default 300)")
     p.set_defaults(func=_handler("compression", "cmd_compress"))
 
 

@@ -126,6 +126,25 @@ def _float_steps(own: OwnModel, recipe: Recipe, splits: Splits, profile: Hardwar
     return from_module(module, own.input_shape, own.name), pruned
 
 
+def compressed_files(own: OwnModel, splits: Splits, recipe: Recipe, profile: HardwareProfile, *,
+                     seed: int = 0) -> tuple[OwnModel, dict[str, bytes], GraphPruned | None]:
+    """The recipe applied: the compressed model, its ONNX files (``model.onnx`` fp32, and
+    ``model_<precision>.onnx`` when the recipe quantizes) and what pruning did."""
+    check_data(own, splits)
+    work, pruned = _float_steps(own, recipe, splits, profile, seed)
+    files = {"model.onnx": _export(work, splits, "fp32")}
+    if recipe.quantize is not None:
+        files[f"model_{recipe.precision}.onnx"] = quantize_own(files["model.onnx"], recipe.quantize, splits,
+                                                               own.input_shape[-1], seed=seed)
+    return work, files, pruned
+
+
+def file_figures(name: str, data: bytes, model: OwnModel, splits: Splits, profile: HardwareProfile,
+                 precision: str, threads: int) -> dict[str, Any]:
+    """Accuracy measured on an ONNX file, and the latency predicted for it on ``profile``."""
+    return _onnx_figures(data, model, splits, threads) | {"predicted": _prediction(model, profile, precision)}
+
+
 def compress_model(model: OwnModel | nn.Module, splits: Splits, recipe: Recipe, *,
                    input_shape: tuple[int, ...] | None = None, profile: HardwareProfile | str = "cpu",
                    formats: tuple[str, ...] = ("onnx",), seed: int = 0, threads: int = 1) -> CompressedModel:
@@ -137,23 +156,18 @@ def compress_model(model: OwnModel | nn.Module, splits: Splits, recipe: Recipe, 
         raise UserError(f"formats {list(formats)} not allowed; allowed: one or more of {', '.join(FORMATS)}")
     if "tflite" in formats and own.module is None:
         raise UserError("a TFLite file is converted from the PyTorch model; an ONNX file gives ONNX files only")
-    check_data(own, splits)
-    work, pruned = _float_steps(own, recipe, splits, profile, seed)
+    work, made, pruned = compressed_files(own, splits, recipe, profile, seed=seed)
     precision = recipe.precision
-    original = _export(own, splits, "fp32")
-    files = {"original.onnx": original, "model.onnx": _export(work, splits, "fp32")}
-    if recipe.quantize is not None:
-        files[f"model_{precision}.onnx"] = quantize_own(files["model.onnx"], recipe.quantize, splits,
-                                                        own.input_shape[-1], seed=seed)
-    figures = {n: _onnx_figures(d, own, splits, threads) for n, d in files.items()}
+    files = {"original.onnx": _export(own, splits, "fp32"), **made}
+    figures = {n: file_figures(n, d, own if n == "original.onnx" else work, splits, profile,
+                               precision if n.startswith(f"model_{precision}") else "fp32", threads)
+               for n, d in files.items()}
     for n, lat in _latencies(files, own.input_shape, threads).items():
         figures[n] |= lat
-    for n in files:
-        at = "fp32" if n in ("original.onnx", "model.onnx") else precision
-        figures[n]["predicted"] = _prediction(own if n == "original.onnx" else work, profile, at)
     if "tflite" in formats:
         assert work.module is not None
         _tflite(work, splits, recipe, seed, threads, files, figures)
+        figures[ARTIFACT_KINDS["tflite-int8"].filename]["predicted"] = _prediction(work, profile, "int8")
     report = _report(own, recipe, profile, pruned, figures, precision)
     return CompressedModel(files, report, work.module, pruned)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import optuna
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -109,3 +111,21 @@ def test_what_cannot_be_done_is_one_line(user: Path, model: str, recipe: str, ex
     assert _compress(user, model, recipe, "bad", *extra) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and not (user / "bad").exists()
+
+
+def test_compression_search_writes_a_front_of_measured_files_and_resumes(user: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--weights", str(user / "w.pt"), "--input-shape", f"3,{SIZE},{SIZE}", "--profile", "raspberry-pi4",
+            "--search", "--finetune-iters", "5", "--budget", "peak_memory_mb=100"]
+    base = ["compress", str(user / "nets.py:resnet"), "--data", str(user / "data"), "--out", str(user / "search")]
+    assert main([*base, "--trials", "3", *args]) == 0
+    assert main([*base, "--trials", "4", *args]) == 0  # resumes: one more trial, not four
+    out = capsys.readouterr().out
+    assert "[  4/4]" in out and "[  1/4]" not in out and "ETA" in out
+    front = pd.read_csv(user / "search" / "front.csv")
+    assert len(front) >= 1 and set(front.latency_kind) == {"predicted"}
+    for row in front.itertuples():  # every row is a file on disk, measured on itself
+        assert (user / "search" / str(row.file)).stat().st_size == row.file_bytes
+    study = optuna.load_study(study_name="compress", storage=f"sqlite:///{user / 'search' / 'study.db'}")
+    assert len(study.trials) == 4 and all(t.user_attrs["feasible"] for t in study.trials if t.values)
+    assert main([*base, "--trials", "4", *args[:-1], "file_mb=1"]) == 2  # other settings: refused, kept
