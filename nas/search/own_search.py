@@ -34,6 +34,7 @@ from nas.deploy.own_model import OwnModel
 from nas.hardware.own_pricing import price_own
 from nas.hardware.profiles import HardwareProfile
 from nas.search.own_compress import check_data, compressed_files, file_figures
+from nas.search.own_record import RecipeTrial, save_study_settings, study_settings
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,9 @@ def open_compress_study(out: Path, settings: dict[str, Any]) -> optuna.Study:
     sampler = optuna.samplers.TPESampler(seed=int(settings["seed"]), multivariate=True, n_startup_trials=4)
     study = optuna.create_study(study_name=STUDY, storage=storage, load_if_exists=True, sampler=sampler,
                                 directions=["maximize", "minimize", "minimize"])
-    stored = study.user_attrs.get("settings")
+    stored = study_settings(study)
     if stored is None:
-        study.set_user_attr("settings", settings)
+        save_study_settings(study, settings)
         study.set_metric_names(["val_accuracy", "latency_ms", "file_bytes"])
     elif stored != json.loads(json.dumps(settings)):
         raise UserError(f"{out} holds a compression search of other settings; use another --out")
@@ -125,7 +126,7 @@ def _evaluate(trial: optuna.Trial, own: OwnModel, splits: Splits, space: RecipeS
               out: Path, seed: int) -> tuple[float, float, float]:
     recipe = sample_recipe(trial, space, profile)
     precision = recipe.precision if recipe else "fp32"
-    trial.set_user_attr("recipe", recipe.to_json() if recipe else "none")
+    RecipeTrial(recipe=recipe.to_json() if recipe else "none").save(trial)  # kept if the trial fails
     work, files, pruned = compressed_files(own, splits, recipe or Recipe(), profile, seed=seed)
     name = f"model_{precision}.onnx" if precision != "fp32" else "model.onnx"
     price = price_own(work, profile, precision=precision)
@@ -134,18 +135,15 @@ def _evaluate(trial: optuna.Trial, own: OwnModel, splits: Splits, space: RecipeS
     constraints = [(limits[k] or 0.0) - v for k, v in space.budgets]
     for (key, _), value in zip(space.budgets, constraints, strict=True):
         trial.set_constraint(key, value)  # > 0: over that budget by this much (Optuna's samplers read it)
-    if pruned is not None:
-        trial.set_user_attr("prune", {"cost": pruned.cost, "before": pruned.before, "after": pruned.after,
-                                      "met": pruned.met, "left_dense": pruned.left_dense})
+    prune = None if pruned is None else {"cost": pruned.cost, "before": pruned.before, "after": pruned.after,
+                                         "met": pruned.met, "left_dense": pruned.left_dense}
     figures = file_figures(name, files[name], work, splits, profile, precision, threads=1)
     folder = out / "trials" / str(trial.number)
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / name, files[name])
     latency, kind = _latency(figures)
-    trial.set_user_attr("file", str(Path("trials") / str(trial.number) / name))
-    trial.set_user_attr("figures", json.loads(json.dumps(figures, default=str)))
-    trial.set_user_attr("latency_kind", kind)
-    trial.set_user_attr("feasible", all(c <= 0 for c in constraints))
+    RecipeTrial(recipe=recipe.to_json() if recipe else "none", file=str(Path("trials") / str(trial.number) / name),
+                figures=figures, latency_kind=kind, feasible=all(c <= 0 for c in constraints), prune=prune).save(trial)
     return figures["val_accuracy"], float(latency or 0.0), float(figures["bytes"])
 
 
@@ -163,7 +161,7 @@ def search_recipes(own: OwnModel, splits: Splits, profile: HardwareProfile, out:
             values = _evaluate(trial, own, splits, space, profile, out, seed + trial.number)
             study.tell(trial, values)
         except UserError as exc:  # a recipe this model cannot take: recorded, the search goes on
-            trial.set_user_attr("error", str(exc))
+            RecipeTrial(recipe=RecipeTrial.of(study.trials[trial.number]).recipe, error=str(exc)).save(trial)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         elapsed = time.perf_counter() - started
         eta = elapsed / max(1, done + 1 - done0) * max(0, trials - done - 1)
@@ -178,16 +176,17 @@ def _finished(study: optuna.Study) -> int:
 
 
 def _summary(t: optuna.trial.FrozenTrial) -> str:
+    r = RecipeTrial.of(t)
     if t.state != optuna.trial.TrialState.COMPLETE or t.values is None:
-        return f"failed: {t.user_attrs.get('error', 'see the log')}"
+        return f"failed: {r.error or 'see the log'}"
     acc, ms, size = t.values
-    return (f"val {100 * acc:.2f}% {ms:.4g} ms ({t.user_attrs.get('latency_kind')}) {size / 1e3:.0f} kB"
-            + ("" if t.user_attrs.get("feasible") else " OVER BUDGET") + f"  {t.user_attrs.get('recipe')}")
+    return (f"val {100 * acc:.2f}% {ms:.4g} ms ({r.latency_kind}) {size / 1e3:.0f} kB"
+            + ("" if r.feasible else " OVER BUDGET") + f"  {r.recipe}")
 
 
 def _best(study: optuna.Study) -> str:
     ok = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-          if t.user_attrs.get("feasible") and t.values]
+          if RecipeTrial.of(t).feasible and t.values]
     if not ok:
         return "none feasible yet"
     top = max(ok, key=lambda t: t.values[0])
@@ -197,7 +196,7 @@ def _best(study: optuna.Study) -> str:
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """Feasible non-dominated trials (validation accuracy up, latency and size down)."""
     ok = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-          if t.user_attrs.get("feasible") and t.values]
+          if RecipeTrial.of(t).feasible and t.values]
 
     def dominated(t: optuna.trial.FrozenTrial) -> bool:
         a = (-t.values[0], t.values[1], t.values[2])
@@ -206,14 +205,15 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
     rows = []
     for t in sorted((t for t in ok if not dominated(t)), key=lambda t: t.values[1]):
-        f = t.user_attrs["figures"]
+        r = RecipeTrial.of(t)
+        f = r.figures
         pred = f["predicted"]
         rows.append({"trial": t.number, "val_accuracy": f["val_accuracy"], "test_accuracy": f["test_accuracy"],
-                     "latency_ms": t.values[1], "latency_kind": t.user_attrs["latency_kind"],
+                     "latency_ms": t.values[1], "latency_kind": r.latency_kind,
                      "latency_band_ms": pred.get("latency_band_ms"), "profile": pred["profile"],
                      "precision": pred["precision"], "file_bytes": int(t.values[2]), "macs": pred["macs"],
-                     "peak_memory_mb": pred["peak_memory_mb"], "file": t.user_attrs["file"],
-                     "recipe": t.user_attrs["recipe"]})
+                     "peak_memory_mb": pred["peak_memory_mb"], "file": r.file,
+                     "recipe": r.recipe})
     return rows
 
 

@@ -21,6 +21,7 @@ from nas.deploy.contract import CONTRACT_KEY
 from nas.deploy.own_model import from_module, module_to_onnx
 from nas.hardware.own_pricing import price_own
 from nas.hardware.profiles import load_profile
+from nas.search.own_record import RecipeTrial
 from tests import own_models
 from tests.conftest import pattern_images
 
@@ -127,5 +128,5 @@ def test_compression_search_writes_a_front_of_measured_files_and_resumes(user: P
     for row in front.itertuples():  # every row is a file on disk, measured on itself
         assert (user / "search" / str(row.file)).stat().st_size == row.file_bytes
     study = optuna.load_study(study_name="compress", storage=f"sqlite:///{user / 'search' / 'study.db'}")
-    assert len(study.trials) == 4 and all(t.user_attrs["feasible"] for t in study.trials if t.values)
+    assert len(study.trials) == 4 and all(RecipeTrial.of(t).feasible for t in study.trials if t.values)
     assert main([*base, "--trials", "4", *args[:-1], "file_mb=1"]) == 2  # other settings: refused, kept
