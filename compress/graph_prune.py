@@ -23,6 +23,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from nas.core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 IMPORTANCE: dict[str, Callable[[], Any]] = {
@@ -103,18 +105,23 @@ def _roots(model: nn.Module, example: torch.Tensor, ignored: list[str]) -> list[
 
 
 def unsafe_groups(model: nn.Module, example: torch.Tensor, ignored: list[str]) -> dict[str, str]:
-    """Groups that break the forward pass when pruned alone (tried on a copy each): root -> why."""
+    """Groups that break the forward pass when pruned alone (tried on a copy each, by one channel
+    and by half, so that divisibility rules such as a head count show): root -> why."""
     bad: dict[str, str] = {}
     roots = _roots(model, example, ignored)
+    width = widths(model)
     for root in roots:
-        trial = copy.deepcopy(model)
         others = [*ignored, *(r for r in roots if r != root)]  # alone: every other group's importance unread
-        try:
-            _pruner(trial, example, "l1", others, ratio=0.5).step()
-            with torch.no_grad():
-                trial.eval()(example)
-        except Exception as exc:  # noqa: BLE001 - any failure means: leave this group dense
-            bad[root] = f"pruning it breaks the forward pass ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        for ratio in (1.5 / max(2, width.get(root, 2)), 0.5):
+            trial = copy.deepcopy(model)
+            try:
+                _pruner(trial, example, "l1", others, ratio=ratio).step()
+                with torch.no_grad():
+                    trial.eval()(example)
+            except Exception as exc:  # noqa: BLE001 - any failure means: leave this group dense
+                bad[root] = (f"pruning it breaks the forward pass ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120]})")
+                break
     return bad
 
 
@@ -167,8 +174,14 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1",
         left_dense |= unsafe
         ignored = [*ignored, *unsafe]
         work = copy.deepcopy(model)
-        steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target, round_to=round_to,
-                     gradients=gradients)
+        try:
+            steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target,
+                         round_to=round_to, gradients=gradients)
+            with torch.no_grad():
+                work.eval()(example)
+        except Exception as again:  # noqa: BLE001 - groups that fail only together: refuse in one line
+            raise UserError(f"pruning this model breaks its forward pass even with {', '.join(unsafe) or 'no group'} "
+                            f"left dense: {type(again).__name__}: {str(again).splitlines()[0][:160]}") from again
     after = widths(work)
     channels = {n: [w, after[n]] for n, w in width.items() if n in after and after[n] != w}
     return work.eval(), GraphPruned(criterion, cost_name, before, cost(work), target, steps, channels, left_dense)

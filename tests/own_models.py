@@ -184,6 +184,74 @@ class TinyViT(nn.Module):
         return self.head(x.mean(1))
 
 
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: 7x7 depthwise, LayerNorm over channels (channels last), GELU MLP, layer scale."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 1e-2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+        y = self.gamma * self.fc2(F.gelu(self.fc1(y)))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtSmall(nn.Module):
+    def __init__(self, classes: int = 10, in_chs: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(in_chs, 32, 4, 4)
+        self.stage1 = ConvNeXtBlock(32)
+        self.down = nn.Conv2d(32, 64, 2, 2)
+        self.stage2 = ConvNeXtBlock(64)
+        self.norm = nn.LayerNorm(64)
+        self.head = nn.Linear(64, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage2(self.down(self.stage1(self.stem(x))))
+        return self.head(self.norm(x.mean((2, 3))))
+
+
+class DenseSmall(nn.Module):
+    """DenseNet's dense block: each layer's output concatenated to all before it; a transition."""
+
+    def __init__(self, classes: int = 10, in_chs: int = 3, growth: int = 12) -> None:
+        super().__init__()
+        self.stem = conv_bn(in_chs, 24, 3, 2)
+        self.layers = nn.ModuleList([nn.Sequential(nn.BatchNorm2d(24 + i * growth), nn.ReLU(),
+                                                   nn.Conv2d(24 + i * growth, growth, 3, 1, 1, bias=False))
+                                     for i in range(4)])
+        self.transition = nn.Sequential(nn.BatchNorm2d(24 + 4 * growth), nn.ReLU(),
+                                        nn.Conv2d(24 + 4 * growth, 48, 1, bias=False), nn.AvgPool2d(2))
+        self.fc = nn.Linear(48, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = torch.cat([x, layer(x)], 1)
+        return self.fc(self.transition(x).mean((2, 3)))
+
+
+class MHASmall(nn.Module):
+    """Patches through torch's own nn.MultiheadAttention, then a classifier on the mean token."""
+
+    def __init__(self, classes: int = 10, in_chs: int = 3, dim: int = 32) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(in_chs, dim, 8, 8)
+        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = t + self.attn(t, t, t, need_weights=False)[0]
+        return self.head(self.norm(t).mean(1))
+
+
 def resnet() -> nn.Module:
     return ResNetSmall()
 
@@ -209,5 +277,17 @@ def vit() -> nn.Module:
     return TinyViT()
 
 
+def convnext() -> nn.Module:
+    return ConvNeXtSmall()
+
+
+def densenet() -> nn.Module:
+    return DenseSmall()
+
+
+def mha() -> nn.Module:
+    return MHASmall()
+
+
 ALL = {"resnet": resnet, "efficientnet": efficientnet, "mobilenetv3_like": mobilenetv3_like, "regnet": regnet,
-       "inception": inception, "vit": vit}
+       "inception": inception, "vit": vit, "convnext": convnext, "densenet": densenet, "mha": mha}

@@ -128,7 +128,8 @@ def module_to_onnx(net: nn.Module, input_shape: tuple[int, ...], metadata: dict[
     net = copy.deepcopy(net).cpu().eval()
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        # not under no_grad: nn.MultiheadAttention's inference fast path (one fused op) has no ONNX export
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice (see nas.deploy.export)
             torch.onnx.export(net, (torch.zeros(input_shape),), buffer,  # type: ignore[arg-type]
                               dynamo=False, opset_version=OPSET, input_names=["input"], output_names=["logits"],

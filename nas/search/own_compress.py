@@ -175,8 +175,8 @@ def compress_model(model: OwnModel | nn.Module, splits: Splits, recipe: Recipe, 
 def _export(own: OwnModel, splits: Splits, precision: str) -> bytes:
     if own.module is None:  # an ONNX file: its graph, with the deploy contract added
         return _with_contract(own.onnx_bytes, deploy_info(own, splits, precision))
-    with torch.no_grad():
-        return to_onnx(copy.deepcopy(own.module).eval(), deploy_info(own, splits, precision))
+    # not under no_grad: nn.MultiheadAttention's inference fast path (one fused op) has no ONNX export
+    return to_onnx(copy.deepcopy(own.module).eval(), deploy_info(own, splits, precision))
 
 
 def _with_contract(onnx_bytes: bytes, info: DeployInfo) -> bytes:
