@@ -123,6 +123,23 @@ def _cli_startup() -> str:
     return ", ".join(f"`{cmd}` {s:.2f} s" for cmd, s in rows.items() if cmd.endswith(("--help", "--version")))
 
 
+def _own_model() -> str:
+    r = _json("own_model")
+    drop = 100 * (r["reference_accuracy"] - r["pruned50_int8_accuracy"])
+    return (f"plain-PyTorch CIFAR-10 ResNet {100 * r['reference_accuracy']:.2f}% -> pruned to 50% MACs + int8 "
+            f"{100 * r['pruned50_int8_accuracy']:.2f}% (drop {drop:.2f} points, target <= 1.5); {r['speedup']:.2f}x "
+            f"faster on this host (target >= 1.5), {r['size_ratio']:.2f}x smaller (target >= 6); compression-search "
+            f"front on raspberry-pi4: {len(r.get('front') or [])} rows (target >= 4)")
+
+
+def _own_model_corpus() -> str:
+    r = _json("own_model_corpus")
+    share = r["without_traceback"]
+    return (f"{r['models']} models with random weights, share without a traceback: priced on every profile "
+            f"{100 * share['cost']:.0f}%, pruned to 50% MACs and exported {100 * share['prune50']:.0f}%, int8 "
+            f"{100 * share['int8']:.0f}% (target >= 90% each)")
+
+
 # (benchmark, what it measures, command, headline)
 BENCHMARKS: tuple[tuple[str, str, str, Callable[[], str]], ...] = (
     ("quickstart", "the quickstart search", "benchmarks/quickstart.py --baselines", _quickstart),
@@ -134,6 +151,9 @@ BENCHMARKS: tuple[tuple[str, str, str, Callable[[], str]], ...] = (
     ("reliability", "worker kills and bad inputs", "benchmarks/reliability.py", _reliability),
     ("faults", "storage, disk and file faults; fuzzing", "benchmarks/faults.py", _faults),
     ("device_agent", "latency agent agreement", "benchmarks/device_agent.py", _device_agent),
+    ("own_model", "your own model compressed", "benchmarks/own_model.py", _own_model),
+    ("own_model_corpus", "your own model: a corpus of architectures", "benchmarks/own_model_corpus.py",
+     _own_model_corpus),
     ("cli_startup", "CLI startup (median of 5)", "benchmarks/cli_startup.py", _cli_startup),
 )
 
