@@ -85,6 +85,20 @@ def output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     return [ran[-1]] if ran and width[ran[-1]] == classes else []
 
 
+def stages(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The model's stages: its top-level submodules that hold prunable layers (the classifier's
+    own module left out), descending through a lone wrapper; [] for a model with fewer than two."""
+    classifier = set(output_layers(model, example))
+    prefix, module = "", model
+    while True:
+        held = [(n, m) for n, m in module.named_children()
+                if widths(m) and not {f"{prefix}{n}.{k}".strip(".") for k in widths(m)} <= classifier
+                and f"{prefix}{n}" not in classifier]
+        if len(held) != 1:
+            return [f"{prefix}{n}" for n, _ in held] if len(held) > 1 else []
+        prefix, module = f"{prefix}{held[0][0]}.", held[0][1]
+
+
 def _pruner(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[str], *, ratio: float,
             steps: int = 1, ratio_dict: dict[str, float] | None = None, round_to: int | None = None) -> Any:
     modules = dict(model.named_modules())
@@ -127,10 +141,11 @@ def unsafe_groups(model: nn.Module, example: torch.Tensor, ignored: list[str]) -
 
 def _run(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[str], *, ratio: float | None,
          cost: Cost, target: float | None, round_to: int | None,
-         gradients: Callable[[nn.Module], None] | None) -> int:
-    """Prune ``model`` in place to ``ratio`` or until ``cost`` <= ``target``; returns the steps taken."""
+         gradients: Callable[[nn.Module], None] | None, stage_ratios: dict[str, float] | None = None) -> int:
+    """Prune ``model`` in place to ``ratio`` (per stage where ``stage_ratios`` says) or until
+    ``cost`` <= ``target``; returns the steps taken."""
     if ratio is not None:
-        pruner = _pruner(model, example, criterion, ignored, ratio=ratio, round_to=round_to)
+        pruner = _pruner(model, example, criterion, ignored, ratio=ratio, round_to=round_to, ratio_dict=stage_ratios)
         if gradients is not None:
             gradients(model)
         pruner.step()
@@ -148,10 +163,12 @@ def _run(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[
 
 def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1", ratio: float | None = None,
               keep: float | None = None, cost: Cost, cost_name: str = "cost", round_to: int | None = None,
-              gradients: Callable[[nn.Module], None] | None = None) -> tuple[nn.Module, GraphPruned]:
-    """A pruned copy of ``model``: ``ratio`` of every prunable layer's channels removed, or pruned
-    until ``cost`` is at most ``keep`` times its value before (``gradients(model)`` fills the
-    gradients the taylor criterion reads, before each step)."""
+              gradients: Callable[[nn.Module], None] | None = None,
+              stage_ratios: dict[str, float] | None = None) -> tuple[nn.Module, GraphPruned]:
+    """A pruned copy of ``model``: ``ratio`` of every prunable layer's channels removed (the
+    layers of a stage named in ``stage_ratios``: that stage's ratio), or pruned until ``cost`` is
+    at most ``keep`` times its value before (``gradients(model)`` fills the gradients the taylor
+    criterion reads, before each step)."""
     if (ratio is None) == (keep is None):
         raise ValueError("give exactly one of ratio and keep")
     if criterion not in IMPORTANCE:
@@ -165,7 +182,7 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1",
     work = copy.deepcopy(model)
     try:
         steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target, round_to=round_to,
-                     gradients=gradients)
+                     gradients=gradients, stage_ratios=stage_ratios)
         with torch.no_grad():
             work.eval()(example)
     except Exception as exc:  # noqa: BLE001 - find the groups at fault, leave them dense, prune the rest
@@ -176,7 +193,7 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1",
         work = copy.deepcopy(model)
         try:
             steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target,
-                         round_to=round_to, gradients=gradients)
+                         round_to=round_to, gradients=gradients, stage_ratios=stage_ratios)
             with torch.no_grad():
                 work.eval()(example)
         except Exception as again:  # noqa: BLE001 - groups that fail only together: refuse in one line

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress.distill import fine_tune
-from compress.graph_prune import Cost, GraphPruned, prune_any, widths
+from compress.graph_prune import Cost, GraphPruned, prune_any, stages, widths
 from compress.quantize import quantize
 from compress.recipe import PruneConfig, QuantizeConfig
 from nas.core.errors import UserError
@@ -72,8 +72,14 @@ def prune_own(model: nn.Module, cfg: PruneConfig, splits: Splits, input_shape: t
                  if cfg.criterion == "taylor" else None)
         if share is None:
             assert cfg.ratio is not None
+            per_step = {k: 1 - (1 - r) ** (1 / cfg.steps) for k, r in cfg.stage_ratios.items()}
+            unknown = sorted(set(per_step) - set(stages(work, example)))
+            if unknown:
+                raise UserError(f"prune.stage_ratios names {', '.join(unknown)}; the model's stages: "
+                                f"{', '.join(stages(work, example)) or 'none (fewer than two)'}")
             work, outcome = prune_any(work, example, criterion=cfg.criterion, ratio=1 - (1 - cfg.ratio) ** (1 / cfg.steps),
-                                      cost=cost, cost_name=name, round_to=round_to, gradients=grads)
+                                      cost=cost, cost_name=name, round_to=round_to, gradients=grads,
+                                      stage_ratios=per_step)
         else:
             goal = start * share ** (step / cfg.steps)
             work, outcome = prune_any(work, example, criterion=cfg.criterion, keep=min(1.0, goal / cost(work)),

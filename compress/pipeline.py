@@ -113,6 +113,9 @@ def _budget(model: nn.Module, cfg: PruneConfig, x: torch.Tensor) -> Budget | Non
         return cfg.target_macs, lambda m: count_macs(m, x), count_macs(model, x)
     if cfg.target_params is not None:
         return cfg.target_params, parameter_count, parameter_count(model)
+    if cfg.stage_ratios:
+        raise UserError("prune.stage_ratios applies to your own models (hwnas compress FILE.py:CALLABLE); hwnas's "
+                        "networks are pruned per block by their coupling")
     if cfg.target_latency_ms is not None:
         raise UserError("prune.target_latency_ms applies to your own models (hwnas compress FILE.py:CALLABLE "
                         "--profile P); for a trial of a search, set the budget in the search (search.budgets)")

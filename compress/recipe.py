@@ -44,6 +44,7 @@ class PruneConfig:
     target_macs: float | None = None  # ... or the share of the model's MACs to keep
     target_params: float | None = None  # ... or the share of its parameters (file size, on-chip memory)
     target_latency_ms: float | None = None  # ... or a predicted latency on the target profile (own models)
+    stage_ratios: dict[str, float] = field(default_factory=dict)  # own models, with ratio: a ratio per stage
     scope: str = "per-layer"
     round_to: int = 8
     streams: bool = False  # also the residual-coupled channels between inverted residuals (compress.prune)
@@ -67,6 +68,10 @@ class PruneConfig:
               "exactly one of ratio, target_macs, target_params or target_latency_ms")
         if self.target_latency_ms is not None:
             check(self.target_latency_ms > 0, "prune.target_latency_ms", self.target_latency_ms, "numbers > 0")
+        check(not self.stage_ratios or self.ratio is not None, "prune.stage_ratios", self.stage_ratios,
+              "per-stage ratios together with ratio (the ratio of layers outside the named stages)")
+        for stage, r in self.stage_ratios.items():
+            check(0 <= r < 1, f"prune.stage_ratios.{stage}", r, "0 <= ratio < 1")
         if self.ratio is not None:
             check(0 <= self.ratio < 1, "prune.ratio", self.ratio, "0 <= ratio < 1")
         if self.target_macs is not None:

@@ -1,7 +1,7 @@
 """Hardware-aware compression search for a user's own model: ``hwnas compress MODEL --search``.
 
-An Optuna study over recipes (pruning criterion and MAC share, or pruning to the latency
-budget itself; quantization scheme) under the device's budgets. Every trial's recipe is applied
+An Optuna study over recipes (pruning criterion and MAC share, a ratio per stage of the model's
+graph, or pruning to the latency budget itself; quantization scheme) under the device's budgets. Every trial's recipe is applied
 (:func:`nas.search.own_compress.compressed_files`) and its deployed file measured on itself:
 validation and test accuracy by onnxruntime, size in bytes, latency predicted on the target
 profile (measured on this host for a measured profile). Objectives: validation accuracy up,
@@ -19,13 +19,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+import torch
 
+from compress.graph_prune import stages
 from compress.recipe import DistillConfig, PruneConfig, QuantizeConfig, Recipe
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
@@ -53,6 +55,8 @@ class RecipeSpace:
     keep_macs: tuple[float, ...] = KEEP_MACS
     quantize: tuple[str, ...] = ("fp32", "int8-per-channel", "int8-per-tensor")
     calibration_images: int = 256
+    stages: tuple[str, ...] = ()  # the model's stages (compress.graph_prune.stages): a ratio for each
+    stage_ratios: tuple[float, ...] = (0.0, 0.25, 0.5)
 
     def budget(self, key: str) -> float | None:
         return dict(self.budgets).get(key)
@@ -76,15 +80,20 @@ def parse_budgets(items: list[str] | None) -> tuple[tuple[str, float], ...]:
 
 def sample_recipe(trial: optuna.Trial, space: RecipeSpace, profile: HardwareProfile) -> Recipe | None:
     """The recipe of one trial (None: the model as it is, to place it on the front)."""
-    modes = ["none", "macs"] + (["latency"] if space.budget("latency_ms") else [])
+    modes = ["none", "macs"] + (["latency"] if space.budget("latency_ms") else []) + (["stages"] if space.stages else [])
     mode = trial.suggest_categorical("prune", modes)
     prune = None
     if mode != "none":
         criterion = trial.suggest_categorical("criterion", list(space.criteria))
-        target: dict[str, float] = ({"target_latency_ms": float(space.budget("latency_ms") or 0)} if mode == "latency"
-                                    else {"target_macs": trial.suggest_categorical("keep_macs", list(space.keep_macs))})
-        prune = PruneConfig(criterion=criterion, finetune_iters=space.finetune_iters, distill=DistillConfig(),
-                            **target)  # type: ignore[arg-type]
+        target: dict[str, Any] = {"target_latency_ms": float(space.budget("latency_ms") or 0)} if mode == "latency" else {}
+        if mode == "macs":
+            target = {"target_macs": trial.suggest_categorical("keep_macs", list(space.keep_macs))}
+        if mode == "stages":
+            ratios = {s: trial.suggest_categorical(f"ratio.{s}", list(space.stage_ratios)) for s in space.stages}
+            target = {"ratio": 0.0, "stage_ratios": {s: r for s, r in ratios.items() if r}}
+        if target.get("ratio") != 0.0 or target.get("stage_ratios"):
+            prune = PruneConfig(criterion=criterion, finetune_iters=space.finetune_iters, distill=DistillConfig(),
+                                **target)
     calibrated = list(profile.model or ())
     allowed = [q for q in space.quantize if q != "fp32" or not calibrated or "fp32" in calibrated]
     scheme = trial.suggest_categorical("quantize", allowed or ["int8-per-tensor"])
@@ -151,6 +160,8 @@ def search_recipes(own: OwnModel, splits: Splits, profile: HardwareProfile, out:
                    space: RecipeSpace, seed: int = 0, say: Callable[[str], None] = log.info) -> pd.DataFrame:
     """Run (or resume) the search until ``trials`` trials have finished; returns the front."""
     check_data(own, splits)
+    if own.module is not None and not space.stages:
+        space = replace(space, stages=tuple(stages(own.module, torch.zeros(own.input_shape))))
     settings = {"model": own.name, "input_shape": list(own.input_shape), "profile": profile.tag, "data": splits.name,
                 "space": asdict(space), "seed": seed}
     study = open_compress_study(out, settings)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from compress.coupling import channel_groups
-from compress.graph_prune import prune_any
+from compress.graph_prune import prune_any, stages
 from nas.cost.costs import count_macs
 from nas.space.builder import build
 from nas.space.zoo import mobilenet_v2, shufflenet_v2
@@ -74,3 +74,14 @@ def test_grammar_networks_why_the_hand_written_coupling_stays() -> None:
     assert dense_blocks
     groups, dense = channel_groups(sh)
     assert not dense and dense_blocks <= {g.name.removesuffix(".right") for g in groups}
+
+
+def test_stages_and_a_ratio_per_stage() -> None:
+    net = own_models.resnet().eval()
+    assert stages(net, X) == ["stem", "layer1", "layer2", "layer3"]
+    single = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                 torch.nn.Linear(8, 10))
+    assert stages(single, X) == []  # one conv and the classifier: no stages to set apart
+    _, outcome = prune_any(net, X, ratio=0.0, stage_ratios={"layer3": 0.5}, cost=_macs)
+    assert outcome.channels and all(name.startswith("layer3.") for name in outcome.channels)
+    assert outcome.channels["layer3.0.conv1.0"] == [64, 32]

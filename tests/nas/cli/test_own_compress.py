@@ -106,6 +106,8 @@ def test_an_onnx_file_is_quantized_with_power_of_two_scales(user: Path) -> None:
     ("model.onnx", "{prune: {ratio: 0.5}}", [], "pruning needs the PyTorch model"),
     ("model.onnx", "{quantize: {mode: static}}", ["--format", "tflite"], "converted from the PyTorch model"),
     ("nets.py:resnet", "{quantize: {mode: static}}", ["--input-shape", "1,16,16"], "cannot be exported to ONNX at input [1, 1, 16, 16]"),
+    ("nets.py:resnet", "{prune: {ratio: 0.0, stage_ratios: {nope: 0.5}}}", ["--input-shape", "3,16,16"],
+     "prune.stage_ratios names nope; the model's stages: stem, layer1, layer2, layer3"),
 ])
 def test_what_cannot_be_done_is_one_line(user: Path, model: str, recipe: str, extra: list[str], message: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
