@@ -139,7 +139,7 @@ def compress_phase(splits: Splits) -> dict[str, Any]:
 def search_phase(splits: Splits, trials: int) -> list[dict[str, Any]]:
     own = from_module(trained(), (3, 32, 32), "tests/own_models.py:ResNetSmall")
     front = search_recipes(own, splits, load_profile("raspberry-pi4"), WORK / "search", trials=trials,
-                           space=RecipeSpace(finetune_iters=600), seed=0, say=lambda line: print(line, flush=True))
+                           space=RecipeSpace(finetune_iters=500), seed=0, say=lambda line: print(line, flush=True))
     return [{str(k): v for k, v in row.items()} for row in front.to_dict(orient="records")]
 
 
