@@ -186,13 +186,30 @@ def _finished(study: optuna.Study) -> int:
                                                         optuna.trial.TrialState.FAIL)))
 
 
+def short_recipe(recipe_json: str) -> str:
+    """A recipe in a few words for progress lines (the record keeps the full JSON)."""
+    if recipe_json == "none":
+        return "as it is (fp32)"
+    r = json.loads(recipe_json)
+    p, q = r.get("prune"), r.get("quantize")
+    words = []
+    if p:
+        budget = next((f"{k} {v}" for k in ("target_macs", "target_latency_ms", "target_params") if (v := p.get(k))),
+                      f"stages {p.get('stage_ratios')}" if p.get("stage_ratios") else f"ratio {p.get('ratio')}")
+        words.append(f"prune {p['criterion']} {budget}")
+    if q:
+        words.append(f"int8 {'per-channel' if q['per_channel'] else 'per-tensor'}"
+                     + (" pof2" if q.get("scales") == "pof2" else "") if q["mode"] == "static" else q["mode"])
+    return ", ".join(words) or "as it is"
+
+
 def _summary(t: optuna.trial.FrozenTrial) -> str:
     r = RecipeTrial.of(t)
     if t.state != optuna.trial.TrialState.COMPLETE or t.values is None:
         return f"failed: {r.error or 'see the log'}"
     acc, ms, size = t.values
     return (f"val {100 * acc:.2f}% {ms:.4g} ms ({r.latency_kind}) {size / 1e3:.0f} kB"
-            + ("" if r.feasible else " OVER BUDGET") + f"  {r.recipe}")
+            + ("" if r.feasible else " OVER BUDGET") + f"  {short_recipe(r.recipe)}")
 
 
 def _best(study: optuna.Study) -> str:
