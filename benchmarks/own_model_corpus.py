@@ -52,9 +52,13 @@ ZOO = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small
 
 def corpus(resolution: int) -> dict[str, Callable[[], nn.Module]]:
     models: dict[str, Callable[[], nn.Module]] = {f"plain/{k}": v for k, v in own_models.ALL.items()}
-    for entry in zoo_entries(classes=10, in_chs=3, resolution=resolution):
-        if entry.name in ZOO:
-            models[f"zoo/{entry.name}"] = functools.partial(build, entry.spec)
+    chosen: dict[str, Any] = {}
+    for entry in zoo_entries(classes=10, in_chs=3, resolution=resolution):  # each family at width 1 (else its first)
+        if entry.family in ZOO and (entry.family not in chosen or "_1x_" in entry.name
+                                    and "_1x_" not in chosen[entry.family].name):
+            chosen[entry.family] = entry
+    for family in ZOO:
+        models[f"zoo/{family}"] = functools.partial(build, chosen[family].spec)
     return models
 
 
