@@ -100,10 +100,12 @@ def stages(model: nn.Module, example: torch.Tensor) -> list[str]:
 
 
 def _pruner(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[str], *, ratio: float,
-            steps: int = 1, ratio_dict: dict[str, float] | None = None, round_to: int | None = None) -> Any:
+            steps: int = 1, ratio_dict: dict[str, float] | None = None, round_to: int | None = None,
+            global_scope: bool = False) -> Any:
     modules = dict(model.named_modules())
     return tp.pruner.MetaPruner(
         model, example, importance=IMPORTANCE[criterion](), pruning_ratio=ratio, iterative_steps=steps,
+        global_pruning=global_scope, max_pruning_ratio=MAX_RATIO,
         pruning_ratio_dict={modules[n]: r for n, r in (ratio_dict or {}).items()} or None,
         ignored_layers=[modules[n] for n in ignored], round_to=round_to)
 
@@ -141,17 +143,20 @@ def unsafe_groups(model: nn.Module, example: torch.Tensor, ignored: list[str]) -
 
 def _run(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[str], *, ratio: float | None,
          cost: Cost, target: float | None, round_to: int | None,
-         gradients: Callable[[nn.Module], None] | None, stage_ratios: dict[str, float] | None = None) -> int:
+         gradients: Callable[[nn.Module], None] | None, stage_ratios: dict[str, float] | None = None,
+         global_scope: bool = False) -> int:
     """Prune ``model`` in place to ``ratio`` (per stage where ``stage_ratios`` says) or until
     ``cost`` <= ``target``; returns the steps taken."""
     if ratio is not None:
-        pruner = _pruner(model, example, criterion, ignored, ratio=ratio, round_to=round_to, ratio_dict=stage_ratios)
+        pruner = _pruner(model, example, criterion, ignored, ratio=ratio, round_to=round_to, ratio_dict=stage_ratios,
+                         global_scope=global_scope)
         if gradients is not None:
             gradients(model)
         pruner.step()
         return 1
     assert target is not None
-    pruner = _pruner(model, example, criterion, ignored, ratio=MAX_RATIO, steps=STEPS, round_to=round_to)
+    pruner = _pruner(model, example, criterion, ignored, ratio=MAX_RATIO, steps=STEPS, round_to=round_to,
+                     global_scope=global_scope)
     steps = 0
     while steps < STEPS and cost(model) > target:
         if gradients is not None:
@@ -164,11 +169,13 @@ def _run(model: nn.Module, example: torch.Tensor, criterion: str, ignored: list[
 def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1", ratio: float | None = None,
               keep: float | None = None, cost: Cost, cost_name: str = "cost", round_to: int | None = None,
               gradients: Callable[[nn.Module], None] | None = None,
-              stage_ratios: dict[str, float] | None = None) -> tuple[nn.Module, GraphPruned]:
+              stage_ratios: dict[str, float] | None = None, global_scope: bool = False) -> tuple[nn.Module, GraphPruned]:
     """A pruned copy of ``model``: ``ratio`` of every prunable layer's channels removed (the
     layers of a stage named in ``stage_ratios``: that stage's ratio), or pruned until ``cost`` is
     at most ``keep`` times its value before (``gradients(model)`` fills the gradients the taylor
-    criterion reads, before each step)."""
+    criterion reads, before each step). ``global_scope``: channels ranked across layers by their
+    normalized importance (Torch-Pruning's global pruning; no layer loses more than ``MAX_RATIO``),
+    so that a budget is met where channels matter least, instead of the same share of every layer."""
     if (ratio is None) == (keep is None):
         raise ValueError("give exactly one of ratio and keep")
     if criterion not in IMPORTANCE:
@@ -182,7 +189,7 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1",
     work = copy.deepcopy(model)
     try:
         steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target, round_to=round_to,
-                     gradients=gradients, stage_ratios=stage_ratios)
+                     gradients=gradients, stage_ratios=stage_ratios, global_scope=global_scope)
         with torch.no_grad():
             work.eval()(example)
     except Exception as exc:  # noqa: BLE001 - find the groups at fault, leave them dense, prune the rest
@@ -193,7 +200,8 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, criterion: str = "l1",
         work = copy.deepcopy(model)
         try:
             steps = _run(work, example, criterion, ignored, ratio=ratio, cost=cost, target=target,
-                         round_to=round_to, gradients=gradients, stage_ratios=stage_ratios)
+                         round_to=round_to, gradients=gradients, stage_ratios=stage_ratios,
+                         global_scope=global_scope)
             with torch.no_grad():
                 work.eval()(example)
         except Exception as again:  # noqa: BLE001 - groups that fail only together: refuse in one line

@@ -79,11 +79,12 @@ def prune_own(model: nn.Module, cfg: PruneConfig, splits: Splits, input_shape: t
                                 f"{', '.join(stages(work, example)) or 'none (fewer than two)'}")
             work, outcome = prune_any(work, example, criterion=cfg.criterion, ratio=1 - (1 - cfg.ratio) ** (1 / cfg.steps),
                                       cost=cost, cost_name=name, round_to=round_to, gradients=grads,
-                                      stage_ratios=per_step)
+                                      stage_ratios=per_step, global_scope=cfg.scope == "global")
         else:
             goal = start * share ** (step / cfg.steps)
             work, outcome = prune_any(work, example, criterion=cfg.criterion, keep=min(1.0, goal / cost(work)),
-                                      cost=cost, cost_name=name, round_to=round_to, gradients=grads)
+                                      cost=cost, cost_name=name, round_to=round_to, gradients=grads,
+                                      global_scope=cfg.scope == "global")
         first = first or outcome
         d = cfg.distill
         fine_tune(work, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=resolution,

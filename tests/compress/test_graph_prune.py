@@ -85,3 +85,16 @@ def test_stages_and_a_ratio_per_stage() -> None:
     _, outcome = prune_any(net, X, ratio=0.0, stage_ratios={"layer3": 0.5}, cost=_macs)
     assert outcome.channels and all(name.startswith("layer3.") for name in outcome.channels)
     assert outcome.channels["layer3.0.conv1.0"] == [64, 32]
+
+
+def test_global_scope_ranks_channels_across_layers() -> None:
+    net = own_models.resnet().eval()
+    _, local = prune_any(net, X, keep=0.5, cost=_macs, round_to=4)
+    _, ranked = prune_any(net, X, keep=0.5, cost=_macs, round_to=4, global_scope=True)
+    assert local.met and ranked.met
+    def spread(channels: dict[str, list[int]]) -> float:
+        shares = [after / before for before, after in channels.values()]
+        return max(shares) - min(shares)
+
+    # per layer: about the same share everywhere (rounding aside); global: where channels matter least
+    assert spread(ranked.channels) > spread(local.channels) + 0.2
