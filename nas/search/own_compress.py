@@ -1,9 +1,7 @@
 """Compress a user's own model for a device: the Python API behind ``hwnas compress FILE``.
 
->>> # doctest: +SKIP
->>> from nas.search.own_compress import compress_model
->>> result = compress_model(my_module, splits, recipe, input_shape=(3, 32, 32), profile="raspberry-pi4")
->>> result.report["files"]["model_int8.onnx"]["test_accuracy"]
+    result = compress_model(my_module, splits, recipe, input_shape=(3, 32, 32), profile="raspberry-pi4")
+    result.report["files"]["model_int8.onnx"]["test_accuracy"]
 
 The recipe's steps run on the module (pruning through the dependency graph, distilled
 fine-tuning), then each file is exported with the ``hwnas.preprocess`` deploy contract and
