@@ -9,7 +9,7 @@ training loop, not ``hwnas train``), then compressed by hwnas for a device.
    usual CIFAR mean/std; checkpointed every epoch (runs/own_model/), so an interrupted run resumes;
    the trained state dict is kept in benchmarks/reference/own_model_resnet.pt.
 2. compress: ``compress_model`` (what ``hwnas compress FILE.py:CALLABLE`` runs) with pruning to 50%
-   of MACs through Torch-Pruning's dependency graph (L1, 4000 steps of distilled fine-tuning) and
+   of MACs through Torch-Pruning's dependency graph (L1, 6000 steps of distilled fine-tuning) and
    static int8 (QOperator, per-channel); accuracy of every file on the 10,000 test images measured by onnxruntime,
    host latency measured side by side with the original file.
 3. search: the compression search for the ``raspberry-pi4`` profile (resumable study in
@@ -53,7 +53,7 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # the usual CIFA
 # round_to 8 (the default): channel counts onnxruntime's blocked kernels run fast (round_to 1 reached 48% of
 # MACs and lost 1.63 points but ran only 1.28x faster: 1.09x in fp32); QOperator: onnxruntime's integer ops,
 # the host runtime here (QDQ's scales and zero points cost 20% more bytes)
-RECIPE = {"prune": {"criterion": "l1", "target_macs": 0.5, "finetune_iters": 4000, "lr": 1e-3,
+RECIPE = {"prune": {"criterion": "l1", "target_macs": 0.5, "finetune_iters": 6000, "lr": 1e-3,
                     "distill": {"temperature": 4.0, "alpha": 0.9}},
           "quantize": {"mode": "static", "calibration_images": 512, "format": "qoperator"}}
 
