@@ -93,6 +93,12 @@ def write_outputs(result: CompressedModel, out: Path) -> None:
     write_atomic(out / "report.md", "\n".join(lines).encode())
 
 
+def _stem(own: OwnModel) -> str:
+    """A folder name for the model: the file's stem, with the callable's name for FILE.py:CALLABLE."""
+    file, _, attr = own.name.partition(":")
+    return Path(file).stem + (f"-{attr}" if attr else "")
+
+
 def _search(args: argparse.Namespace, own: OwnModel, splits: Splits) -> int:
     if args.recipe:
         raise UserError("give --recipe or --search, not both")
@@ -100,7 +106,7 @@ def _search(args: argparse.Namespace, own: OwnModel, splits: Splits) -> int:
         raise UserError("--trials must be >= 1 and --finetune-iters >= 0")
     profile = load_profile(args.profile or "cpu")
     space = RecipeSpace(budgets=parse_budgets(args.budget), finetune_iters=args.finetune_iters)
-    stem = Path(own.name.split(":")[0]).stem + (f"-{own.name.split(':')[1]}" if ":" in own.name else "")
+    stem = _stem(own)
     out = Path(args.out or Path("compressed") / f"{stem}-search-{profile.name}")
     print(f"hwnas compress {own.name} --search on {profile.tag}: {args.trials} trials, budgets "
           f"{dict(space.budgets) or 'none'}; study {out / 'study.db'} (optuna-dashboard sqlite:///{out / 'study.db'})",
@@ -123,7 +129,7 @@ def cmd_compress_own(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     own: OwnModel = load_from_args(args, args.model_dir)
     splits = load_data(args)
-    stem = Path(own.name.split(":")[0]).stem + (f"-{own.name.split(':')[1]}" if ":" in own.name else "")
+    stem = _stem(own)
     out = Path(args.out or Path("compressed") / f"{stem}-{hashlib.sha1(recipe.to_json().encode()).hexdigest()[:8]}")
     print(f"hwnas compress {own.name} ({own.source}): recipe {recipe.to_json()}", flush=True)
     result = compress_model(own, splits, recipe, profile=args.profile or "cpu", formats=tuple(args.format or ["onnx"]),

@@ -146,8 +146,7 @@ def _matrix_layer(node: onnx.NodeProto, graph: GraphModel, acts: list[str], outs
     ins = shapes[acts[0]]
     out_elems = math.prod(outs)
     if node.op_type in ("Conv", "ConvTranspose"):
-        w = next(i for i in node.input[1:2])
-        w_shape = _weight_shape(graph, w)
+        w_shape = _weight_shape(graph, node.input[1])
         g = int(_attr(node, "group", 1))  # type: ignore[call-overload]
         k = tuple(int(v) for v in w_shape[2:]) or (1,)
         strides = _attr(node, "strides", [1])

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from nas.core.errors import UserError
+from nas.cost.graph import fixed_input
 from nas.deploy.export import OPSET
 
 
@@ -172,14 +173,8 @@ def load_own_model(ref: str, *, weights: Path | None = None, input_shape: tuple[
 
 
 def onnx_input_shape(proto: onnx.ModelProto, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    """(1, C, H, W) of an ONNX file's image input: its own dims, or ``input_shape`` where given."""
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
-    if not inputs:
-        raise UserError("the ONNX file has no input")
-    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in inputs[0].type.tensor_type.shape.dim]
-    if input_shape is not None:
-        return (1, *input_shape)
-    if len(dims) < 2 or min(dims[1:]) < 1:
-        raise UserError(f"input {inputs[0].name!r} has open dimensions {dims}; give them with --input-shape C,H,W")
-    return (1, *dims[1:])
+    """(1, C, H, W) of an ONNX file's one image input: its own dims, or ``input_shape`` where given
+    (the same rules the layer table fixes the graph by; ``proto`` is left unchanged)."""
+    work = onnx.ModelProto()
+    work.CopyFrom(proto)
+    return fixed_input(work, input_shape)[1]

@@ -137,7 +137,7 @@ def compressed_files(own: OwnModel, splits: Splits, recipe: Recipe, profile: Har
     return work, files, pruned
 
 
-def file_figures(name: str, data: bytes, model: OwnModel, splits: Splits, profile: HardwareProfile,
+def file_figures(data: bytes, model: OwnModel, splits: Splits, profile: HardwareProfile,
                  precision: str, threads: int) -> dict[str, Any]:
     """Accuracy measured on an ONNX file, and the latency predicted for it on ``profile``."""
     return _onnx_figures(data, model, splits, threads) | {"predicted": _prediction(model, profile, precision)}
@@ -157,7 +157,7 @@ def compress_model(model: OwnModel | nn.Module, splits: Splits, recipe: Recipe, 
     work, made, pruned = compressed_files(own, splits, recipe, profile, seed=seed)
     precision = recipe.precision
     files = {"original.onnx": _export(own, splits, "fp32"), **made}
-    figures = {n: file_figures(n, d, own if n == "original.onnx" else work, splits, profile,
+    figures = {n: file_figures(d, own if n == "original.onnx" else work, splits, profile,
                                precision if n.startswith(f"model_{precision}") else "fp32", threads)
                for n, d in files.items()}
     for n, lat in _latencies(files, own.input_shape, threads).items():

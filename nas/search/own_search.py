@@ -33,7 +33,6 @@ from nas.core.errors import UserError
 from nas.core.files import write_atomic
 from nas.data.splits import Splits
 from nas.deploy.own_model import OwnModel
-from nas.hardware.own_pricing import price_own
 from nas.hardware.profiles import HardwareProfile
 from nas.search.own_compress import check_data, compressed_files, file_figures
 from nas.search.own_record import RecipeTrial, save_study_settings, study_settings
@@ -138,15 +137,16 @@ def _evaluate(trial: optuna.Trial, own: OwnModel, splits: Splits, space: RecipeS
     RecipeTrial(recipe=recipe.to_json() if recipe else "none").save(trial)  # kept if the trial fails
     work, files, pruned = compressed_files(own, splits, recipe or Recipe(), profile, seed=seed)
     name = f"model_{precision}.onnx" if precision != "fp32" else "model.onnx"
-    price = price_own(work, profile, precision=precision)
-    limits = {"latency_ms": price.latency_ms, "peak_memory_mb": price.costs.memory_mb,
+    # the file's figures carry the profile's price (a measured profile times the file once, here)
+    figures = file_figures(files[name], work, splits, profile, precision, threads=1)
+    pred = figures["predicted"]
+    limits = {"latency_ms": pred["latency_ms"], "peak_memory_mb": pred["peak_memory_mb"],
               "file_mb": len(files[name]) / 1e6}
     constraints = [(limits[k] or 0.0) - v for k, v in space.budgets]
     for (key, _), value in zip(space.budgets, constraints, strict=True):
         trial.set_constraint(key, value)  # > 0: over that budget by this much (Optuna's samplers read it)
     prune = None if pruned is None else {"cost": pruned.cost, "before": pruned.before, "after": pruned.after,
                                          "met": pruned.met, "left_dense": pruned.left_dense}
-    figures = file_figures(name, files[name], work, splits, profile, precision, threads=1)
     folder = out / "trials" / str(trial.number)
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / name, files[name])
