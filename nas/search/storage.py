@@ -117,6 +117,12 @@ def _rdb(url: str, heartbeat: bool) -> optuna.storages.RDBStorage:
                                           **kwargs)
 
 
+def _schema_race(exc: Exception) -> bool:
+    """SQLite reports two processes creating one schema (a worker, the dashboard, a script reading
+    the study) as an OperationalError "table ... already exists", not as an IntegrityError."""
+    return isinstance(exc, sqlalchemy.exc.OperationalError) and "already exists" in str(exc)
+
+
 def retrying(what: str, url: str, action: Any) -> Any:
     """Run ``action()``, retrying the races of workers that start together (two creating one
     schema or one study); an unreachable or misconfigured database is a one-line UserError, at
@@ -134,6 +140,11 @@ def retrying(what: str, url: str, action: Any) -> Any:
             time.sleep(0.2 + random.random() * (attempt + 1) * 0.3)  # noqa: S311 - jitter, not security
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlalchemy.exc.ArgumentError,
                 sqlalchemy.exc.NoSuchModuleError) as exc:
+            if _schema_race(exc) and attempt < _RETRIES - 1:
+                log.info("%s %s raced another process creating the schema (%s); retrying", what, redact(url),
+                         first_line(exc))
+                time.sleep(0.2 + random.random() * (attempt + 1) * 0.3)  # noqa: S311 - jitter, not security
+                continue
             raise UserError(f"cannot use storage {redact(url)}: {first_line(exc)}") from None
     raise AssertionError("unreachable")
 

@@ -26,6 +26,7 @@ from nas.core.errors import UserError
 from nas.deploy.export import DeployInfo, to_onnx
 from nas.deploy.host_latency import measure_latency
 from nas.deploy.remote import RemoteAgent
+from nas.search.storage import storage_from_url
 from nas.space.arch import parse
 from nas.space.builder import build
 from tests.conftest import tiny_config
@@ -154,10 +155,10 @@ def test_three_workers_share_one_agent_killed_and_started_again(tmp_path: Path, 
     while time.monotonic() < deadline:  # kill the agent once a trial has completed
         if (run / "study.db").exists():
             try:
-                trials = optuna.load_study(study_name="tiny", storage=storage).trials
+                trials = optuna.load_study(study_name="tiny", storage=storage_from_url(storage, heartbeat=False)).trials
                 if any(t.state == TrialState.COMPLETE for t in trials):
                     break
-            except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
+            except (KeyError, ValueError, UserError, optuna.exceptions.StorageInternalError):
                 pass  # the study is being created
         time.sleep(0.5)
     agent.send_signal(signal.SIGKILL)
