@@ -153,6 +153,7 @@ def test_three_workers_share_one_agent_killed_and_started_again(tmp_path: Path, 
     storage = f"sqlite:///{run / 'study.db'}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:  # kill the agent once a trial has completed
+        assert search.poll() is None, (tmp_path / "search.log").read_text()[-3000:]  # died early: say why at once
         if (run / "study.db").exists():
             try:
                 trials = optuna.load_study(study_name="tiny", storage=storage_from_url(storage, heartbeat=False)).trials
