@@ -152,16 +152,33 @@ def retrying(what: str, url: str, action: Any) -> Any:
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+def _stays_empty(path: Path, wait_s: float = 5.0) -> bool:
+    """An empty file is either a lost database or one another process is creating this moment
+    (SQLite writes the header with the first table): wait ``wait_s`` for the header."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if path.stat().st_size > 0:
+            return False
+    return True
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise UserError(f"storage {path}: cannot read it ({exc.strerror})") from None
+
+
 def check_sqlite(path: Path) -> None:
     """Refuse an SQLite file that is empty or not SQLite (a new file is created by SQLite itself):
     opening it would write a fresh schema, and the run would start over without a word."""
     if not path.exists():
         return
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise UserError(f"storage {path}: cannot read it ({exc.strerror})") from None
+    head = _head(path)
+    if not head and not _stays_empty(path):
+        head = _head(path)  # another worker has just created it
     if not head:
         raise UserError(f"storage {path} is empty (0 bytes), not a study database; restore it from a copy, or "
                         "remove it and use --out for a new run folder")
