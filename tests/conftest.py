@@ -13,7 +13,7 @@ from torch import nn
 
 from nas.core.config import TrainConfig
 from nas.data.splits import Preprocess
-from nas.train.trainer import train
+from nas.train.trainer import EpochHook, train
 
 from tests import pg_server  # shared with benchmarks/reliability.py
 
@@ -87,13 +87,17 @@ class FakeTrainer:
         self.calls = 0
 
     def __call__(self, model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
-                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
+                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None,
+                 on_epoch: EpochHook | None = None) -> list[float]:
         self.calls += 1
         if self.calls in self.fail_on:
             raise self.fail_on[self.calls]
         if self.real:
             return train(model, images, labels, preprocess=preprocess, resolution=resolution, cfg=cfg, seed=seed,
-                         teacher_logits=teacher_logits)
+                         teacher_logits=teacher_logits, on_epoch=on_epoch)
+        for epoch in range(1, cfg.epochs + 1):
+            if on_epoch is not None:
+                on_epoch(epoch, model)
         return [0.0] * cfg.epochs
 
 

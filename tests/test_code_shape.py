@@ -14,7 +14,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # the trial record, and the coordination attributes of workers (candidate, skipped, at_chance; host, pid)
 RECORD_OWNERS = {"nas/search/record.py", "nas/search/objective.py", "nas/search/slots.py", "nas/search/workers.py",
-                 "nas/search/own_record.py"}
+                 "nas/search/own_record.py", "nas/search/rungs.py"}
 
 
 def _rel(path: Path) -> str:

@@ -220,6 +220,28 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class EarlyStopping:
+    """Multi-objective asynchronous successive halving (MO-ASHA, Schmucker et al. 2021): after
+    each epoch in ``rungs`` a trial continues only if its validation accuracy there, with its
+    costs (known before training), is in the best 1/``eta`` of the trials that reached the same
+    rung so far, ranked by non-dominated sorting then crowding distance. Nothing is stopped at a
+    rung fewer than ``min_trials`` trials (this one included) have reached."""
+
+    rungs: tuple[int, ...] = (1,)
+    eta: int = 3
+    min_trials: int = 4
+
+    def __post_init__(self) -> None:
+        check(bool(self.rungs) and all(r >= 1 for r in self.rungs) and list(self.rungs) == sorted(set(self.rungs)),
+              "search.early_stopping.rungs", self.rungs, "a non-empty increasing list of epochs >= 1")
+        check(self.eta >= 2, "search.early_stopping.eta", self.eta, "integers >= 2")
+        check(self.min_trials >= 2, "search.early_stopping.min_trials", self.min_trials, "integers >= 2")
+
+
+SAMPLERS = ("random", "nsga2", "tpe", "gp")
+
+
+@dataclass(frozen=True)
 class SearchSection:
     trials: int = 12
     sampler: str = "nsga2"
@@ -239,6 +261,7 @@ class SearchSection:
     # null: budgets hold the point prediction; q (e.g. 0.9): the q-quantile of the target profile's
     # held-out error around it (a latency the device meets with probability about q)
     budget_quantile: float | None = None
+    early_stopping: EarlyStopping | None = None  # null: every candidate trains all its epochs
 
     def __post_init__(self) -> None:
         check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")
@@ -248,7 +271,9 @@ class SearchSection:
         if self.artifacts is not None:
             check(bool(self.artifacts), "search.artifacts", self.artifacts, f"null or a list of {', '.join(ARTIFACT_NAMES)}")
             check_choices(self.artifacts, "search.artifacts", ARTIFACT_NAMES)
-        check(self.sampler in ("nsga2", "tpe"), "search.sampler", self.sampler, "nsga2, tpe")
+        check(self.sampler in SAMPLERS, "search.sampler", self.sampler, ", ".join(SAMPLERS))
+        check(self.early_stopping is None or self.strategy != "supernet", "search.early_stopping",
+              self.early_stopping, "null with search.strategy supernet (subnetworks inherit weights, no epochs)")
         check(self.population >= 2, "search.population", self.population, "integers >= 2")
         check_choices(self.objectives, "search.objectives", OBJECTIVES)
         check("accuracy" in self.objectives, "search.objectives", self.objectives, "lists that include accuracy")
@@ -335,6 +360,10 @@ class SearchConfig:
         check(0 <= self.seed < 2**32, "seed", self.seed, "integers from 0 to 2**32 - 1")
         check(self.search.strategy != "supernet" or self.train.distill is None, "train.distill", self.train.distill,
               "null with search.strategy supernet (subnetworks inherit weights; the supernet distills in place)")
+        stopping = self.search.early_stopping
+        check(stopping is None or stopping.rungs[-1] < self.train.epochs, "search.early_stopping.rungs",
+              stopping.rungs if stopping else None, f"epochs below train.epochs ({self.train.epochs}): a rung is "
+              "where a trial may stop before its last epoch")
 
 
 def bundled_searches() -> dict[str, Path]:

@@ -10,15 +10,17 @@ tests pass fakes. The latency source is chosen once per search (:mod:`nas.hardwa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from compress.pipeline import apply_recipe, deployed_weight_mb
 from compress.recipe import Recipe, tflite_int8_options
@@ -38,11 +40,13 @@ from nas.hardware.latency_source import LatencySource, latency_source
 from nas.hardware.pricing import PredictedLatency, measure_on_host, predict_on_profiles
 from nas.hardware.profiles import HardwareProfile, calibrated_predicted_profiles
 from nas.search.int8_qat import final_qat_weights
+from nas.search.mo_asha import EarlyStopped
 from nas.search.record import CandidateResult
 from nas.space.arch import ArchSpec
 from nas.space.builder import Net, build
+from nas.train.final import accuracy
 from nas.train.teacher import teacher_logits
-from nas.train.trainer import train
+from nas.train.trainer import EpochHook, train
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +55,15 @@ class Trainer(Protocol):
     """Trains ``model`` in place and returns the mean loss of each epoch (:func:`nas.train.trainer.train`)."""
 
     def __call__(self, model: Net, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
-                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
+                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None,
+                 on_epoch: EpochHook | None = None) -> list[float]:
         ...
 
 
 HostMeasurer = Callable[[bytes, ArchSpec, HardwareProfile], LatencyMeasurement]
+# early stopping's judge (nas.search.rungs): (epoch, validation accuracy there, the candidate's costs in
+# objective order); it raises EarlyStopped to stop the candidate
+RungHook = Callable[[int, float, Sequence[float]], None]
 
 
 def measure_file(onnx_bytes: bytes, spec: ArchSpec, host: HardwareProfile) -> LatencyMeasurement:
@@ -167,6 +175,7 @@ class _Evaluation:
         cfg = context.cfg
         self.spec, self.recipe, self.context, self.seed, self.files = spec, recipe, context, seed, files
         self.started = time.perf_counter()
+        self.latency_before_training: float | None = None  # priced by the gate or for early stopping
         self.info = DeployInfo.for_arch(spec, context.splits.preprocess, context.splits.classes)
         recipe_json = recipe.to_json() if recipe else ("none" if cfg.compression is not None else None)
         self.record = CandidateResult(arch=spec.format(), seed=seed, profile=context.source.profile.name,
@@ -188,15 +197,17 @@ class _Evaluation:
         self.update(costs=costs, predicted=predicted)
         return costs, predicted
 
+    def _untrained_latency(self, model: Net) -> float:
+        onnx_bytes = to_onnx(model, self.info)
+        device = self.context.source.on_device(onnx_bytes, self.spec)  # a remote profile: on the device
+        return (device or self.context.measure(onnx_bytes, self.spec, self.context.source.host)).median_ms
+
     def gate(self, model: Net, costs: ModelCosts, predicted: Mapping[str, PredictedLatency]) -> bool:
         """Reject before training when over a budget (recorded); True when rejected."""
         budgets, source = self.context.cfg.search.budgets, self.context.source
-        def untrained() -> float:
-            onnx_bytes = to_onnx(model, self.info)
-            device = source.on_device(onnx_bytes, self.spec)  # a remote profile: on the device
-            return (device or self.context.measure(onnx_bytes, self.spec, source.host)).median_ms
-
+        untrained = functools.partial(self._untrained_latency, model)
         latency = source.before_training(predicted, untrained if budgets.latency_ms is not None else None)
+        self.latency_before_training = latency
         values = _budget_values(costs, latency, source.budget_ratio)
         violations = budget_violations(values, budgets)
         if not any(v > 0 for v in violations.values()):
@@ -206,12 +217,48 @@ class _Evaluation:
                     latency_kind=source.kind if latency is not None else None, seconds=self.elapsed())
         return True
 
-    def train(self, model: Net) -> None:
+    def rung_costs(self, model: Net, predicted: Mapping[str, PredictedLatency]) -> list[float]:
+        """The candidate's costs in objective order (accuracy left out), known before training:
+        what early stopping ranks it on beside its accuracy at a rung. The dense network's (a
+        recipe's compression comes after training)."""
+        costs, out = self.record.costs, []
+        assert costs is not None
+        for name in self.context.cfg.search.objectives:
+            if name == "latency_ms":
+                if self.latency_before_training is None:
+                    self.latency_before_training = self.context.source.before_training(
+                        predicted, functools.partial(self._untrained_latency, model))
+                assert self.latency_before_training is not None
+                out.append(self.latency_before_training)
+            elif name != "accuracy":
+                out.append(float({"macs": costs.macs, "parameters": costs.params, "peak_memory_mb": costs.memory_mb}[name]))
+        return out
+
+    def _at_epoch(self, at_rung: RungHook, costs: Sequence[float], epoch: int, model: nn.Module) -> None:
+        stopping = self.context.cfg.search.early_stopping
+        if stopping is None or epoch not in stopping.rungs:
+            return
+        splits = self.context.splits
+        device = next(model.parameters()).device
+        value = accuracy(model, splits.x_val, splits.y_val, preprocess=splits.preprocess,
+                         resolution=self.spec.resolution, device=device)
+        self.update(rung_accuracy={**self.record.rung_accuracy, epoch: value})
+        note("    rung at epoch %d: validation accuracy %.2f%%", epoch, 100 * value)
+        at_rung(epoch, value, costs)
+
+    def train(self, model: Net, at_rung: RungHook | None = None,
+              predicted: Mapping[str, PredictedLatency] | None = None) -> None:
         context, splits = self.context, self.context.splits
+        hook = None
+        if at_rung is not None and context.cfg.search.early_stopping is not None:
+            hook = functools.partial(self._at_epoch, at_rung, self.rung_costs(model, predicted or {}))
         started = time.perf_counter()
-        losses = context.trainer(model, splits.x_train, splits.y_train, preprocess=splits.preprocess,
-                                 resolution=self.spec.resolution, cfg=context.cfg.train, seed=self.seed,
-                                 teacher_logits=context.teacher_logits)
+        try:
+            losses = context.trainer(model, splits.x_train, splits.y_train, preprocess=splits.preprocess,
+                                     resolution=self.spec.resolution, cfg=context.cfg.train, seed=self.seed,
+                                     teacher_logits=context.teacher_logits, on_epoch=hook)
+        finally:
+            self.update(train_seconds=time.perf_counter() - started)
         distill = context.cfg.train.distill
         self.update(train_loss=tuple(losses), train_seconds=time.perf_counter() - started,
                     teacher=distill.model if distill is not None and context.weights_from is None else None,
@@ -304,11 +351,12 @@ class _Evaluation:
 
 
 def evaluate(spec: ArchSpec, recipe: Recipe | None, context: EvalContext, *, seed: int, files: TrialFiles,
-             gate: bool = True) -> CandidateResult:
+             gate: bool = True, at_rung: RungHook | None = None) -> CandidateResult:
     """Price, gate (unless ``gate`` is False: over budget is then recorded as infeasible, not
     rejected), train, compress, export and measure one candidate. A candidate over budget comes
-    back with ``rejected_before_training``. An error or a Ctrl-C raises :class:`CandidateFailed`
-    holding the partial record, the original exception as its ``__cause__``."""
+    back with ``rejected_before_training``; one ``at_rung`` stopped (``search.early_stopping``)
+    with ``stopped_at_rung``, neither exported nor measured. An error or a Ctrl-C raises
+    :class:`CandidateFailed` holding the partial record, the original exception as its ``__cause__``."""
     run = _Evaluation(spec, recipe, context, seed, files)
     try:
         torch.manual_seed(seed)
@@ -318,7 +366,11 @@ def evaluate(spec: ArchSpec, recipe: Recipe | None, context: EvalContext, *, see
             return run.record
         if not gate:
             context.source.before_training(predicted, None)  # a target that cannot price it fails here too
-        run.train(model)
+        try:
+            run.train(model, at_rung, predicted)
+        except EarlyStopped as stopped:
+            run.update(stopped_at_rung=stopped.rung, stop_reason=stopped.reason, seconds=run.elapsed())
+            return run.record
         onnx_bytes, compressed = None, None
         if recipe is not None:
             onnx_bytes, compressed, predicted = run.compress(model, recipe)

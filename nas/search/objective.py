@@ -18,6 +18,7 @@ from compress.recipe import Recipe, sample_recipe
 from nas.search.artifacts import upload_trial_files
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
 from nas.search.record import CandidateResult
+from nas.search.rungs import RungJudge
 from nas.search.slots import at_chance, candidate_key, check_duplicate, flag_at_chance, wait_for_slot
 from nas.search.workers import claim, heartbeat
 from nas.space.arch import ArchSpec
@@ -74,8 +75,11 @@ class Objective:
             self.on_start(trial.number, spec.format())
         seed = self.context.cfg.seed * 100_003 + trial.number
         files = TrialFiles(self.run_dir, f"{self.artifacts}/{trial.number:04d}")
+        stopping, objectives = self.context.cfg.search.early_stopping, self.context.cfg.search.objectives
+        judge = None if stopping is None or baseline else RungJudge(
+            trial, stopping, tuple(name for name in objectives if name != "accuracy"))
         try:
-            result = evaluate(spec, recipe, self.context, seed=seed, files=files, gate=gate)
+            result = evaluate(spec, recipe, self.context, seed=seed, files=files, gate=gate, at_rung=judge)
         except CandidateFailed as failed:
             record(trial, _labelled(failed.record, baseline))
             raise failed.__cause__ or failed from None
@@ -87,6 +91,8 @@ class Objective:
             flag_at_chance(trial)
         if result.rejected_before_training:
             raise optuna.TrialPruned(f"over budget before training: {result.infeasible_reason}")
+        if result.stopped_at_rung is not None:
+            raise optuna.TrialPruned(f"stopped early: {result.stop_reason}")
         return tuple(result.objective(name) for name in self.context.cfg.search.objectives)
 
 

@@ -72,6 +72,8 @@ def _outcome(trial: optuna.trial.FrozenTrial) -> str:
         macs = r.costs.macs if r.costs else 0
         return (f"{_acc(r.test_accuracy)} (val {100 * (r.val_accuracy or 0.0):.1f}%)  lat {r.latency_ms or 0.0:.3f} ms"
                 f"{_pred(r)}  MACs {macs / 1e6:.2f}M  {status}")
+    if trial.state == optuna.trial.TrialState.PRUNED and r is not None and r.stopped_at_rung is not None:
+        return f"stopped early at {r.stop_reason}"
     if trial.state == optuna.trial.TrialState.PRUNED:
         return f"rejected before training: {r.infeasible_reason if r else '?'}"
     if skipped_reason(trial) is not None:

@@ -28,11 +28,13 @@ RECORD_VERSION = 2
 # trials.csv: these stored keys, in this order (after trial and state, before predictions and parameters)
 TABLE_COLUMNS = ("baseline", "arch", "test_accuracy", "val_accuracy", "macs", "parameters", "latency_ms",
                  "latency_kind", "peak_memory_mb", "weight_mb", "peak_activation_mb", "file_bytes", "feasible",
-                 "rejected_before_training", "infeasible_reason", "error", "onnx_path", "seconds", "seed",
+                 "rejected_before_training", "infeasible_reason", "stopped_at_rung", "stop_reason", "error",
+                 "onnx_path", "seconds", "seed",
                  "profile", "profile_version", "artifact", "artifact_runtime", "edgetpu_ready", "export_errors")
 _PRED = "latency_ms_pred_"
 _HOST = "latency_ms_meas_cpu"
 _HOST_P90 = "latency_p90_ms_meas_cpu"
+RUNG = "val_accuracy_epoch_"  # + the epoch: validation accuracy at an early-stopping rung (PyTorch, not the file)
 # Optional scalar fields stored under their own name, with the decimals they are rounded to (None: as is).
 _SCALARS: dict[str, int | None] = {
     "recipe": None, "baseline": None, "family": None, "teacher": None, "inherited": None, "weight_bits_note": None,
@@ -40,7 +42,7 @@ _SCALARS: dict[str, int | None] = {
     "onnx_path": None, "weights_path": None, "file_bytes": None, "feasible": None,
     "rejected_before_training": None, "infeasible_reason": None, "train_seconds": 2, "compress_seconds": 2,
     "seconds": 3, "error": None, "artifact": None, "artifact_runtime": None, "edgetpu_ready": None,
-    "edgetpu_summary": None, "export_errors": None,
+    "edgetpu_summary": None, "export_errors": None, "stopped_at_rung": None, "stop_reason": None,
 }
 
 
@@ -90,6 +92,11 @@ class CandidateResult:
     edgetpu_ready: bool | None = None  # the int8 TFLite file passes the Edge TPU readiness check
     edgetpu_summary: str | None = None
     export_errors: str | None = None  # files of the trial's kinds a converter could not make, one reason each
+    # early stopping (search.early_stopping): validation accuracy at each rung reached, by epoch, measured
+    # on the PyTorch model during training; the rung that stopped the trial and why (never exported)
+    rung_accuracy: Mapping[int, float] = field(default_factory=dict)
+    stopped_at_rung: int | None = None
+    stop_reason: str | None = None
 
     @property
     def latency_caveat(self) -> str | None:
@@ -141,6 +148,7 @@ class CandidateResult:
             attrs["train_loss"] = [round(v, 5) for v in self.train_loss]
         if self.artifacts:
             attrs["artifacts"] = {k: dict(v) for k, v in self.artifacts.items()}
+        attrs |= rung_attrs(self.rung_accuracy)
         return attrs
 
     @classmethod
@@ -158,7 +166,7 @@ class CandidateResult:
                    costs=_costs_of(attrs), predicted=_predictions_of(attrs), host_latency_ms=attrs.get(_HOST),
                    host_latency_p90_ms=attrs.get(_HOST_P90), pruned_channels=attrs.get("pruned_channels"),
                    train_loss=tuple(attrs.get("train_loss", ())), constraints=dict(constraints or {}),
-                   artifacts=dict(attrs.get("artifacts") or {}),
+                   artifacts=dict(attrs.get("artifacts") or {}), rung_accuracy=rung_accuracy_of(attrs),
                    **{key: attrs.get(key) for key in _SCALARS})
 
     def table_row(self) -> dict[str, Any]:
@@ -168,9 +176,18 @@ class CandidateResult:
         for key in sorted(attrs):
             if key.startswith(_PRED) and key.endswith("_band"):  # two columns: the interval's ends
                 row[f"{key}_lo"], row[f"{key}_hi"] = attrs[key]
-            elif key.startswith((_PRED, _HOST)):
+            elif key.startswith((_PRED, _HOST, RUNG)):
                 row[key] = attrs[key]
         return row
+
+
+def rung_attrs(accuracy: Mapping[int, float]) -> dict[str, float]:
+    """The stored keys of the accuracy at each rung (one flat key per epoch: a dashboard column)."""
+    return {f"{RUNG}{epoch}": round(value, 5) for epoch, value in sorted(accuracy.items())}
+
+
+def rung_accuracy_of(attrs: Mapping[str, Any]) -> dict[int, float]:
+    return {int(key.removeprefix(RUNG)): float(value) for key, value in attrs.items() if key.startswith(RUNG)}
 
 
 def failure_attrs(error: str) -> dict[str, Any]:

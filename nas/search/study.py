@@ -62,11 +62,25 @@ def directions(objectives: tuple[str, ...]) -> list[StudyDirection]:
 def make_sampler(cfg: SearchConfig, *, worker: int) -> optuna.samplers.BaseSampler:
     """The sampler of worker ``worker`` (its index in the study, :mod:`nas.search.workers`):
     seeded from the study seed and that index, so workers started together draw different
-    candidates and a resumed run does not redraw its first trials."""
+    candidates and a resumed run does not redraw its first trials.
+
+    Budgets reach every sampler as Optuna constraints (``Trial.set_constraint``, which replaced
+    ``constraints_func`` in Optuna 5). TPE learns from all of them, candidates rejected before
+    training included (pruned trials with constraint values form its infeasible group); Optuna's
+    NSGA-II and GP read completed trials only, so they learn a budget that the exported file
+    misses, not one the architecture misses before training (those cost a pricing, not a training)."""
     seed = worker_seed(cfg.seed, worker)
-    if cfg.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(2, cfg.search.population))
-    return optuna.samplers.NSGAIISampler(population_size=cfg.search.population, seed=seed)
+    startup = max(2, cfg.search.population)  # random draws before a model-based sampler models anything
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if cfg.search.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if cfg.search.sampler == "tpe":  # group: one joint model per set of parameters that occur together
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup)
+        if cfg.search.sampler == "gp":  # the blocks a depth adds are outside its fixed space: drawn at random
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False,
+                                             independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+        return optuna.samplers.NSGAIISampler(population_size=cfg.search.population, seed=seed)
 
 
 def check_run_config(run_dir: Path, cfg: SearchConfig) -> None:

@@ -17,6 +17,7 @@ from nas.core.config import TrainConfig
 from nas.data.splits import Preprocess, to_tensor
 from nas.space.builder import Net
 from nas.supernet.net import Supernet
+from nas.train.trainer import EpochHook
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ class Inheritor:
     bn_images: int
 
     def __call__(self, model: Net, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
-                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
+                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None,
+                 on_epoch: EpochHook | None = None) -> list[float]:
+        # no epochs to stop early: the config refuses search.early_stopping with the supernet strategy
         model.load_state_dict(self.supernet.extract(model.spec).state_dict())
         used = recalibrate_bn(model, images, preprocess, resolution, n_images=self.bn_images, seed=seed)
         log.debug("inherited %s, BatchNorm re-estimated on %d images", model.spec.format(), used)

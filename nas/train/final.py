@@ -33,7 +33,7 @@ from nas.core.progress import Ticker
 from nas.data.splits import Preprocess, to_tensor
 from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import soft_loss
-from nas.train.trainer import make_optimizer, make_scheduler, pick_device
+from nas.train.trainer import EpochHook, make_optimizer, make_scheduler, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,20 @@ def _save_atomic(state: dict[str, Any], path: Path) -> None:
         raise
 
 
+def _augmentations(cfg: TrainConfig, preprocess: Preprocess, *, distilled: bool) -> tuple[str, ...]:
+    augment = cfg.augmentations(preprocess.channels) if isinstance(cfg, FinalConfig) else ()
+    if distilled and augment:
+        raise UserError("final.distill needs final.augment: [] (the teacher's logits are of unaugmented "
+                        "images); allowed: distillation without augmentation, or augmentation without it")
+    return augment
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return pick_device(cfg.device)
+
+
 class FinalTrainer:
     """Trains to convergence with a checkpoint per epoch in ``checkpoint``; a matching checkpoint
     found there is resumed (one made with other settings is refused, naming the difference)."""
@@ -190,14 +204,10 @@ class FinalTrainer:
         return int(state["epoch"])
 
     def __call__(self, model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
-                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
-        augment = cfg.augmentations(preprocess.channels) if isinstance(cfg, FinalConfig) else ()
-        if teacher_logits is not None and augment:
-            raise UserError("final.distill needs final.augment: [] (the teacher's logits are of unaugmented "
-                            "images); allowed: distillation without augmentation, or augmentation without it")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        device = pick_device(cfg.device)
+                 resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None,
+                 on_epoch: EpochHook | None = None) -> list[float]:
+        augment = _augmentations(cfg, preprocess, distilled=teacher_logits is not None)
+        device = _device(cfg)
         images, labels, teacher_logits = _subset(images, labels, teacher_logits, cfg.train_subset, seed)
         torch.manual_seed(seed)
         to_channels_last(model, device).train()
@@ -247,5 +257,7 @@ class FinalTrainer:
             if self.on_epoch is not None:
                 self.on_epoch(EpochReport(epoch + 1, cfg.epochs, mean_loss, val, time.perf_counter() - started, eta,
                                           start_epoch))
+            if on_epoch is not None:
+                on_epoch(epoch + 1, model)
         to_contiguous(model, "cpu").eval()
         return [h["loss"] for h in self.history]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,6 +17,8 @@ from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import soft_loss
 
 log = logging.getLogger(__name__)
+
+EpochHook = Callable[[int, nn.Module], None]  # (epoch, 1-based; the model): called after each epoch
 
 
 def pick_device(name: str) -> torch.device:
@@ -50,13 +53,13 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preprocess: Preprocess,
-          resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None) -> list[float]:
+          resolution: int, cfg: TrainConfig, seed: int, teacher_logits: np.ndarray | None = None,
+          on_epoch: EpochHook | None = None) -> list[float]:
     """Train ``model`` in place on uint8 NHWC ``images``; returns the mean loss of each epoch.
-    With ``teacher_logits`` (one row per image) and ``cfg.distill``, the loss is
-    alpha * T^2 * KL(teacher || student) + (1 - alpha) * the label loss.
-
-    The subset and the batch order come from ``seed`` alone, so a trial re-runs identically.
-    """
+    ``on_epoch(epoch, model)`` runs after each epoch (1-based; the model on its device); what it
+    raises ends the training (early stopping). With ``teacher_logits`` (one row per image) and
+    ``cfg.distill``, the loss is alpha * T^2 * KL(teacher || student) + (1 - alpha) * the label
+    loss. The subset and the batch order come from ``seed`` alone: a trial re-runs identically."""
     distill = cfg.distill if teacher_logits is not None else None
     if distill is not None:
         assert teacher_logits is not None and len(teacher_logits) == len(labels)
@@ -104,5 +107,7 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, preproces
         if not math.isfinite(epoch_losses[-1]):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {epoch_losses[-1]})")
         log.debug("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, epoch_losses[-1])
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
     to_contiguous(model, "cpu").eval()
     return epoch_losses
