@@ -23,7 +23,7 @@ def _points(events: Sequence[dict[str, Any]], key: str = "val") -> list[tuple[fl
     return [(e["end_s"], (e[key], e["latency_ms"], e["macs"] / 1e6)) for e in events if e["feasible"]]
 
 
-def test_hv(events: Sequence[dict[str, Any]], ref: Point) -> float:
+def hv_of_test_front(events: Sequence[dict[str, Any]], ref: Point) -> float:
     """The final front chosen on validation accuracy, scored with its test accuracy."""
     val = [p for _, p in _points(events)]
     test = [p for _, p in _points(events, "test")]
@@ -39,7 +39,7 @@ def strategy_figures(results: Sequence[dict[str, Any]], ref: Point, random_final
     reach = time_to_reach(median_curve, GRID, random_target)
     counts = pd.DataFrame([r["counts"] for r in results]).mean().round(1).to_dict()
     return {"seeds": len(results), "hv_median": med, "hv_q1": q1, "hv_q3": q3,
-            "test_hv_median": float(np.median([test_hv(r["events"], ref) for r in results])),
+            "test_hv_median": float(np.median([hv_of_test_front(r["events"], ref) for r in results])),
             "regret_median": union_hv - med, "time_to_random_hv_s": reach,
             "speedup_vs_random": None if reach is None or reach == 0 else round(GRID[-1] / reach, 2),
             "p_vs_random": rank_test(list(finals), list(random_final)),
@@ -65,7 +65,7 @@ def real_figures(table: pd.DataFrame, ref: Point) -> dict[str, Any]:
         trained = rows[rows["feasible"] & rows["val_file"].notna() & (rows["end_s"] <= GRID[-1])]
         events = [{"end_s": r.end_s, "val": r.val_file, "test": r.test_file, "latency_ms": r.latency_ms,
                    "macs": r.macs, "feasible": True} for r in trained.itertuples()]
-        out[str(run)] = {"hv": hypervolume([p for _, p in _points(events)], ref), "test_hv": test_hv(events, ref),
+        out[str(run)] = {"hv": hypervolume([p for _, p in _points(events)], ref), "test_hv": hv_of_test_front(events, ref),
                          "trained": int(len(trained)), "rejected": int(rows["rejected"].sum())}
     return out
 
