@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/search_efficiency.py            # every stage; resumable
     .venv/bin/python benchmarks/search_efficiency.py --stage real  # only the real runs
+    .venv/bin/python benchmarks/search_efficiency.py --stage pair --data fmnist --pair random tpe --seeds 5 6
+        # real runs of one strategy pair on seeds of your own, beside the replayed quartiles
 
 Stages (each cached under runs/bench-efficiency/, so a killed run continues where it stopped):
 
@@ -41,7 +43,7 @@ from search_real import benchmark_config
 from search_replay import Replay
 from search_report import dataset_figures, plot, real_figures
 from search_report_md import markdown, setup_text
-from search_stats import Point, hypervolume
+from search_stats import Point, hypervolume, quartiles, rank_test
 from search_table import Surrogate, held_out_error, load_run, parse_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,12 +85,11 @@ def run_real(jobs: queue.SimpleQueue[tuple[str, str, int]]) -> None:
         print(f"real run {out.name} done", flush=True)
 
 
-def stage_real() -> None:
-    """Every real run, two at a time (one per core)."""
+def stage_real(runs: list[tuple[str, str, int]] | None = None) -> None:
+    """Every real run (or ``runs``), two at a time (one per core)."""
     jobs: queue.SimpleQueue[tuple[str, str, int]] = queue.SimpleQueue()
-    for data in DATASETS:
-        for sampler, seed in REAL_RUNS[data]:
-            jobs.put((data, sampler, seed))
+    for job in runs or [(d, sampler, seed) for d in DATASETS for sampler, seed in REAL_RUNS[d]]:
+        jobs.put(job)
     threads = [threading.Thread(target=run_real, args=(jobs,)) for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -233,11 +234,31 @@ def write_report(datasets: list[str]) -> None:
     print(markdown(payload))
 
 
+def stage_pair(data: str, pair: list[str], seeds: list[int]) -> None:
+    """Real runs of two samplers on seeds of your own, their final hypervolumes beside the
+    replayed quartiles (re-checking one strategy pair without the table)."""
+    stage_real([(data, sampler, seed) for seed in seeds for sampler in pair])
+    ref, rows = REFERENCE[data], []
+    for sampler in pair:
+        hvs = [real_figures(load_run(real_dir(data, sampler, seed), f"{sampler}-{seed}"), ref)[f"{sampler}-{seed}"]["hv"]
+               for seed in seeds]
+        replayed = [final_hv(replay_one_cached(data, sampler, seed), ref) for seed in SEEDS]
+        rows.append({"sampler": sampler, "seeds": seeds, "real_final_hv": hvs, "replay_quartiles": quartiles(replayed)})
+    p = rank_test(rows[1]["real_final_hv"], rows[0]["real_final_hv"])
+    result = {"data": data, "pair": pair, "runs": rows, f"p_{pair[1]}_over_{pair[0]}": p}
+    write_atomic(RESULTS / f"search_efficiency_pair_{data}_{'_'.join(pair)}.json", json.dumps(result, indent=1).encode())
+    print(json.dumps(result, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=("real", "replay", "report", "all"), default="all")
+    parser.add_argument("--stage", choices=("real", "replay", "report", "all", "pair"), default="all")
+    parser.add_argument("--pair", nargs=2, default=["random", "tpe"], help="--stage pair: the two samplers")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[5, 6], help="--stage pair: seeds of your own")
     parser.add_argument("--data", nargs="+", choices=DATASETS, default=list(DATASETS))
     args = parser.parse_args()
+    if args.stage == "pair":
+        stage_pair(args.data[0], args.pair, args.seeds)
     if args.stage in ("real", "all"):
         stage_real()
     if args.stage in ("replay", "all"):
