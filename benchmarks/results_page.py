@@ -140,6 +140,17 @@ def _own_model_corpus() -> str:
             f"{100 * share['int8']:.0f}% (target >= 90% each)")
 
 
+def _search_efficiency() -> str:
+    r = _json("search_efficiency")
+    parts = []
+    for data, label in (("fmnist", "Fashion-MNIST"), ("cifar10", "CIFAR-10")):
+        t = r["target"][data]
+        speedup = "never reaches it" if t["speedup_vs_random"] is None else f"{t['speedup_vs_random']:.2f}x"
+        parts.append(f"{label}: {t['best']} reaches random's median hypervolume {speedup} sooner, p {t['p_vs_random']:.2g} "
+                     f"({'met' if t['met'] else 'NOT met'})")
+    return "best strategy vs random sampling at equal wall clock (target >= 2x, p < 0.05): " + "; ".join(parts)
+
+
 # (benchmark, what it measures, command, headline)
 BENCHMARKS: tuple[tuple[str, str, str, Callable[[], str]], ...] = (
     ("quickstart", "the quickstart search", "benchmarks/quickstart.py --baselines", _quickstart),
@@ -148,6 +159,8 @@ BENCHMARKS: tuple[tuple[str, str, str, Callable[[], str]], ...] = (
     ("device_latency", "device latency models", "benchmarks/device_latency.py", _device_latency),
     ("latency_model", "host latency model", "benchmarks/latency_model.py", _latency_model),
     ("supernet", "supernet ranking", "benchmarks/supernet.py", _supernet),
+    ("search_efficiency", "search strategies vs random sampling", "benchmarks/search_efficiency.py",
+     _search_efficiency),
     ("reliability", "worker kills and bad inputs", "benchmarks/reliability.py", _reliability),
     ("faults", "storage, disk and file faults; fuzzing", "benchmarks/faults.py", _faults),
     ("device_agent", "latency agent agreement", "benchmarks/device_agent.py", _device_agent),

@@ -39,6 +39,7 @@ from nas.core.files import write_atomic
 from nas.cost.costs import ModelCosts, count_costs
 from nas.space.arch import ArchSpec
 
+from results_page import record_run
 from search_real import benchmark_config
 from search_replay import Replay
 from search_report import dataset_figures, plot, real_figures
@@ -231,6 +232,7 @@ def write_report(datasets: list[str]) -> None:
                "union_hv": {d: figures[d]["union_hv"] for d in figures}}
     write_atomic(RESULTS / "search_efficiency.json", json.dumps(payload, indent=1, default=float).encode())
     write_atomic(RESULTS / "search_efficiency.md", markdown(payload).encode())
+    record_run("search_efficiency")
     print(markdown(payload))
 
 

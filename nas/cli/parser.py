@@ -211,7 +211,7 @@ def _profile(sub: Subparsers) -> None:
                    help="with a HW-NAS-Bench table: a compute kind the table lacks runs with the fitted parameters of "
                         "one it has (e.g. conv=pwconv); written into the fit note; repeatable")
     p.set_defaults(func=_handler("profile", "cmd_profile_calibrate"))
-    p = profile.add_parser("build", help="measure this machine with onnxruntime for calibrate",
+    p = profile.add_parser("build", help="measure this machine (or a device, --remote) with onnxruntime for calibrate",
                            description="Time a designed set of networks with onnxruntime on this machine (and its "
                                        "peak MAC rate, bandwidth and layout), write NAME-measurements.json with the "
                                        "conditions and an uncalibrated profile NAME.yaml; then run calibrate.")
@@ -228,6 +228,9 @@ def _profile(sub: Subparsers) -> None:
     p.add_argument("--space", help="time random networks of this search file's space instead of the generic "
                                    "designed set (a model for the space you will search)")
     p.add_argument("--force", action="store_true", help="overwrite an existing NAME.yaml with version 1")
+    p.add_argument("--remote", metavar="URL",
+                   help="measure the device at URL instead of this machine: its latency agent (hwnas device serve "
+                        "on the device; token from HWNAS_AGENT_TOKEN) times every file with the device's onnxruntime")
     p.set_defaults(func=_handler("profile", "cmd_profile_build"))
 
 

@@ -13,6 +13,7 @@ import yaml
 from nas.core.config import SpaceConfig, load_search_config
 from nas.core.errors import UserError
 from nas.data.datasets import input_channels
+from nas.deploy.remote import RemoteAgent
 from nas.hardware.calibrate import Sibling, calibrate_from_build, calibrate_from_networks, calibrate_profile
 from nas.hardware.fitting import Score
 from nas.hardware.hwnasbench import load_table
@@ -116,9 +117,10 @@ def cmd_profile_build(args: argparse.Namespace) -> int:
     if args.space:
         cfg = load_search_config(args.space)
         space, in_chs = cfg.space, input_channels(cfg.data.dataset)
+    agent = RemoteAgent.from_env(args.remote) if args.remote else None
     data = build_measurements(args.name, n=args.n, seed=args.seed, precisions=precisions, threads=args.threads,
                               repeats=args.repeats, rounds=args.rounds, space=space, space_name=args.space or "",
-                              in_chs=in_chs, progress=report)
+                              in_chs=in_chs, progress=report, agent=agent)
     measurements = folder / f"{args.name}-measurements.json"
     measurements.write_text(json.dumps(data, indent=1))
     profile = folder / f"{args.name}.yaml"

@@ -33,6 +33,8 @@ from nas.core.config import SpaceConfig, StageConfig
 from nas.core.errors import UserError
 from nas.core.vocab import PRECISIONS
 from nas.deploy.export import OPSET, DeployInfo, to_onnx
+from nas.deploy.host_latency import LatencyMeasurement
+from nas.deploy.remote import RemoteAgent
 from nas.deploy.host_latency import measure_latency, session
 from nas.space.arch import ArchSpec
 from nas.space.builder import build
@@ -42,6 +44,20 @@ from nas.space.kinds import block_types
 log = logging.getLogger(__name__)
 
 FORMAT = "hwnas-measurements/1"
+# times one ONNX file: (model, input shape, threads, warmup, repeats) -> its measurement
+Timer = Callable[[bytes, tuple[int, ...], int, int, int], LatencyMeasurement]
+
+
+def local_timer(model: bytes, shape: tuple[int, ...], threads: int, warmup: int, repeats: int) -> LatencyMeasurement:
+    """onnxruntime in this process, on this machine."""
+    return measure_latency(model, shape, threads=threads, warmup=warmup, repeats=repeats)
+
+
+def agent_timer(agent: RemoteAgent) -> Timer:
+    """The device's agent times each file (``hwnas device serve`` on the device; its onnxruntime)."""
+    def timer(model: bytes, shape: tuple[int, ...], threads: int, warmup: int, repeats: int) -> LatencyMeasurement:
+        return agent.measure(model, threads=threads, warmup=warmup, repeats=repeats)
+    return timer
 DEFAULT_PRECISIONS = ("fp32", "int8")
 
 
@@ -109,14 +125,26 @@ def at_precision(model: bytes, input_shape: tuple[int, ...], precision: str) -> 
     raise UserError(f"precision {precision!r} cannot be measured; allowed: {', '.join(PRECISIONS)}")
 
 
-def measure_peak_macs(precision: str, *, threads: int, repeats: int) -> tuple[float, str]:
+def measure_peak_macs(precision: str, *, threads: int, repeats: int, timer: Timer = local_timer) -> tuple[float, str]:
     """Multiply-adds per second of a large 1x1 convolution (256 -> 256 channels at 28x28)."""
     conv = nn.Sequential(nn.Conv2d(256, 256, 1, bias=False))
     shape = (1, 256, 28, 28)
     model = at_precision(export_for_timing(conv, shape), shape, precision)
-    ms = measure_latency(model, shape, threads=threads, repeats=repeats).median_ms
+    ms = timer(model, shape, threads, 10, repeats).median_ms
     macs = 256 * 256 * 28 * 28
     return macs / (ms * 1e-3), f"1x1 conv 256->256 at 28x28 ({macs / 1e6:.1f} M MACs), median {ms:.3f} ms"
+
+
+def measure_remote_bandwidth(timer: Timer, *, threads: int, repeats: int) -> tuple[float, str]:
+    """GB/s of a 64 MiB fp32 input added to itself (reads 64 MiB, writes 64 MiB), timed by
+    ``timer``: the agent feeds one input of its own, so the file carries no 64 MiB constant."""
+    n = 16 * 1024 * 1024
+    a = onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [n])
+    c = onnx.helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [n])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Add", ["a", "a"], ["c"])], "bw", [a], [c])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=8)
+    ms = timer(model.SerializeToString(), (n,), threads, 3, max(3, repeats // 20)).median_ms
+    return 2 * 4 * n / (ms * 1e-3) / 1e9, f"64 MiB fp32 added to itself on the device (2 x 64 MiB moved), median {ms:.2f} ms"
 
 
 def measure_bandwidth(*, threads: int, repeats: int) -> tuple[float, str]:
@@ -158,8 +186,8 @@ def detect_layout_block(*, threads: int) -> int:
 
 
 def time_networks(archs: list[ArchSpec], precisions: tuple[str, ...], *, threads: int = 1, warmup: int = 10,
-                  repeats: int = 200, rounds: int = 3,
-                  progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+                  repeats: int = 200, rounds: int = 3, progress: Callable[[int, int, str], None] | None = None,
+                  timer: Timer = local_timer) -> list[dict[str, Any]]:
     """Latency of each network at each precision: the rows of a measurement file.
 
     Every network is timed in ``rounds`` passes over the whole list, each time in a fresh session
@@ -178,7 +206,7 @@ def time_networks(archs: list[ArchSpec], precisions: tuple[str, ...], *, threads
     for r in range(rounds):
         for i, (arch, shape, by_precision) in enumerate(models):
             for precision, model in by_precision.items():
-                latency = measure_latency(model, shape, threads=threads, warmup=warmup, repeats=repeats)
+                latency = timer(model, shape, threads, warmup, repeats)
                 timings.setdefault((arch, precision), []).append((latency.median_ms, latency.p90_ms))
             if progress:
                 progress(r * len(models) + i + 1, rounds * len(models), arch)
@@ -187,47 +215,68 @@ def time_networks(archs: list[ArchSpec], precisions: tuple[str, ...], *, threads
             for (arch, precision), t in timings.items()]
 
 
+def _machine(agent: RemoteAgent | None, *, threads: int, repeats: int) -> dict[str, Any]:
+    """What a measurement file says of the machine measured: this one, or the agent's device
+    (its onnxruntime, CPU and platform; its bandwidth through the agent; no blocked layout
+    assumed: onnxruntime's NCHWc is an x86 feature and cannot be read back through the agent)."""
+    if agent is None:
+        gb_s, bw_how = measure_bandwidth(threads=threads, repeats=repeats)
+        return {"timer": local_timer, "runtime": f"onnxruntime {ort.__version__}",
+                "cpu": platform.processor() or platform.machine(), "platform": platform.platform(),
+                "bandwidth": {"value": gb_s, "how": bw_how}, "layout_block": detect_layout_block(threads=threads)}
+    info = agent.info()
+    runtime = info.get("runtimes", {}).get("onnxruntime")
+    if runtime is None:
+        raise UserError(f"the device agent at {agent.url} has no onnxruntime ({', '.join(info.get('runtimes', {}))}); "
+                        "allowed: an agent whose device has onnxruntime installed (pip install onnxruntime)")
+    timer = agent_timer(agent)
+    gb_s, bw_how = measure_remote_bandwidth(timer, threads=threads, repeats=repeats)
+    device = info.get("conditions", {})
+    return {"timer": timer, "runtime": str(runtime), "cpu": str(device.get("machine", "?")),
+            "platform": f"{device.get('system', '?')} on {device.get('host', '?')}, through the hwnas agent at "
+                        f"{agent.url}", "bandwidth": {"value": gb_s, "how": bw_how}, "layout_block": 0}
+
+
 def build_measurements(name: str, *, n: int = 300, seed: int = 0, precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
                        threads: int = 1, warmup: int = 10, repeats: int = 200, rounds: int = 3,
                        space: SpaceConfig | None = None,
                        space_name: str = "", in_chs: tuple[int, ...] = (1, 3),
                        progress: Callable[[int, int, str], None] | None = None,
-                       rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Measure this machine; returns the content of a measurement file (see module docstring).
-    ``space`` replaces the designed set by random networks of a search space (``space_name``
-    says which in the conditions; ``in_chs`` are its input channels). ``rows`` given (from
-    :func:`time_networks` on these networks, e.g. timed interleaved with others) are used as
-    they are instead of timing the networks again."""
-
+                       rows: list[dict[str, Any]] | None = None, agent: RemoteAgent | None = None) -> dict[str, Any]:
+    """Measure this machine, or with ``agent`` the device it runs on; returns the content of a
+    measurement file (see module docstring). ``space`` replaces the designed set by random
+    networks of a search space (``space_name`` says which in the conditions; ``in_chs`` are its
+    input channels). ``rows`` given (from :func:`time_networks` on these networks, e.g. timed
+    interleaved with others) are used as they are instead of timing the networks again."""
     for precision in precisions:
         if precision not in PRECISIONS:
             raise UserError(f"precision {precision!r} cannot be measured; allowed: {', '.join(PRECISIONS)}")
     archs = designed_architectures(n, seed=seed, space=space, in_chs=in_chs)
-    peaks = {p: dict(zip(("macs_per_s", "how"), measure_peak_macs(p, threads=threads, repeats=repeats)))
-             for p in precisions}
-    gb_s, bw_how = measure_bandwidth(threads=threads, repeats=repeats)
+    machine = _machine(agent, threads=threads, repeats=repeats)
+    peaks = {p: dict(zip(("macs_per_s", "how"), measure_peak_macs(p, threads=threads, repeats=repeats,
+                                                                  timer=machine["timer"]))) for p in precisions}
     if rows is None:
         rows = time_networks(archs, precisions, threads=threads, warmup=warmup, repeats=repeats, rounds=rounds,
-                             progress=progress)
+                             progress=progress, timer=machine["timer"])
     elif {r["arch"] for r in rows} != {a.format() for a in archs}:
         raise ValueError("rows must time exactly the networks of this designed set")
     return {
         "format": FORMAT, "name": name,
         "conditions": {
-            "runtime": f"onnxruntime {ort.__version__}", "execution_provider": "CPUExecutionProvider",
+            "runtime": machine["runtime"], "execution_provider": "CPUExecutionProvider",
             "graph_optimization": "ORT_ENABLE_ALL (default)", "threads": threads, "batch": 1, "warmup": warmup,
             "repeats": repeats, "rounds": rounds, "precisions": list(precisions),
             "statistic": "median over rounds (passes over the whole set, a fresh session each) of the median of "
                          "repeats",
-            "int8": "static QDQ, per-channel weights (compress.quantize)", "cpu": platform.processor() or
-            platform.machine(), "platform": platform.platform(), "date": datetime.date.today().isoformat(),
+            "int8": "static QDQ, per-channel weights (compress.quantize)", "cpu": machine["cpu"],
+            "platform": machine["platform"], "date": datetime.date.today().isoformat(),
             "designed_set": (f"{len(archs)} networks, seed {seed}, "
                              + (f"random networks of search space {space_name}" if space is not None else
                                 "single- and multi-stage networks of every block type")
                              + " (nas.hardware.profile_build.designed_architectures)")},
         "peak_macs_per_s": peaks,
-        "bandwidth_gb_s": {"value": gb_s, "how": bw_how},
-        "layout_block": detect_layout_block(threads=threads),
+        "bandwidth_gb_s": machine["bandwidth"],
+        "layout_block": machine["layout_block"],
         "measurements": rows,
     }
 

@@ -175,3 +175,35 @@ def test_three_workers_share_one_agent_killed_and_started_again(tmp_path: Path, 
     assert len(done) == 4 and not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert all("through the hwnas agent" in t.user_attrs["latency_how"] for t in done)
     assert "unreachable" in (tmp_path / "search.log").read_text()  # the outage was ridden out, and said
+
+
+def test_profile_build_remote_measures_the_designed_set_through_the_agent_and_calibrates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    port = _free_port()
+    proc = _start(port, tmp_path / "agent.log")  # the agent's default bounds: the designed set has 2 MB files
+    agent = f"http://127.0.0.1:{port}"
+    try:
+        _build_and_calibrate(agent, tmp_path, monkeypatch, capsys)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _build_and_calibrate(agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HWNAS_AGENT_TOKEN", TOKEN)
+    out = tmp_path / "dev"
+    assert main(["profile", "build", "--remote", agent, "--name", "dev", "--n", "12", "--precision", "fp32",
+                 "--repeats", "5", "--rounds", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "dev-measurements.json").read_text())
+    conditions = data["conditions"]
+    assert agent in conditions["platform"] and conditions["runtime"].startswith("onnxruntime")
+    assert len(data["measurements"]) == 12 and all(r["latency_ms"] > 0 for r in data["measurements"])
+    assert data["layout_block"] == 0 and "on the device" in data["bandwidth_gb_s"]["how"]
+    assert data["bandwidth_gb_s"]["value"] > 0 and data["peak_macs_per_s"]["fp32"]["macs_per_s"] > 0
+    assert main(["profile", "calibrate", str(out / "dev.yaml"), "--measurements",
+                 str(out / "dev-measurements.json")]) == 0
+    assert "calibrated" in capsys.readouterr().out
+    monkeypatch.delenv("HWNAS_AGENT_TOKEN")
+    assert main(["profile", "build", "--remote", agent, "--name", "x", "--n", "10", "--out", str(tmp_path)]) == 2
+    assert "HWNAS_AGENT_TOKEN" in capsys.readouterr().err
