@@ -17,10 +17,12 @@ from nas.search.artifacts import open_store
 from nas.search.budget_scan import explain_empty_front
 from nas.search.on_supernet import supernet_path
 from nas.search.progress import Progress
+from nas.search.record import result_of
 from nas.search.report import write_outputs
 from nas.search.run_folder import check_run_dir, run_storage
 from nas.search.storage import redact
 from nas.search.study import baselines_study_name, find_study, load_run_config
+from nas.search.verify_front import check_verify_profile, summary, verify_front
 from nas.space.kinds import check_space
 
 EXIT_INTERRUPTED = 130
@@ -84,6 +86,11 @@ def finish_run(cfg: SearchConfig, run_dir: Path, storage: str) -> None:
           f"models: {run_dir / 'models'}; all trials: {run_dir / 'trials.csv'}")
     if len(front):
         print(front_text(front))
+    verify_on = check_verify_profile(cfg.search.verify_front)
+    if verify_on is not None and search is not None:
+        print(f"measuring the front's {n_search} files on {verify_on.tag} (search.verify_front) ...", flush=True)
+        records = {t.number: r for t in search.trials if (r := result_of(t)) is not None}
+        print(summary(verify_front(run_dir, front, verify_on, records), verify_on))
     if n_search == 0 and (run_dir / "trials.csv").is_file():
         trials = pd.read_csv(run_dir / "trials.csv")
         searched = trials[trials["baseline"].isna()] if "baseline" in trials else trials

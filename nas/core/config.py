@@ -262,6 +262,7 @@ class SearchSection:
     # held-out error around it (a latency the device meets with probability about q)
     budget_quantile: float | None = None
     early_stopping: EarlyStopping | None = None  # null: every candidate trains all its epochs
+    verify_front: str | None = None  # a remote profile: the front's files measured on its device at the end
 
     def __post_init__(self) -> None:
         check(self.trials >= 1, "search.trials", self.trials, "integers >= 1")

@@ -31,6 +31,7 @@ from nas.search.on_supernet import inheriting, open_supernet
 from nas.search.run_folder import check_run_dir, clean_orphans, default_storage, save_storage
 from nas.search.slots import counts
 from nas.search.storage import redact, retrying, storage_from_url
+from nas.search.verify_front import check_verify_profile
 from nas.search.workers import recover_stale, register_worker, requeue_interrupted, worker_seed
 from nas.train.trainer import pick_device, train
 
@@ -148,6 +149,7 @@ def prepare_search(cfg: SearchConfig, run_dir: Path, *, profile: HardwareProfile
     latency_source(profile, precision=artifact_precision(cfg, profile), budget_quantile=cfg.search.budget_quantile)
     artifact_kinds(cfg, profile)
     pick_device(cfg.train.device)  # cuda without a GPU is refused before any trial
+    check_verify_profile(cfg.search.verify_front)
     check_run_dir(run_dir)
     check_run_config(run_dir, cfg)
     splits = splits or load_splits(cfg, cache_dir=run_dir.parent / ".cache")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -207,3 +208,25 @@ def _build_and_calibrate(agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("HWNAS_AGENT_TOKEN")
     assert main(["profile", "build", "--remote", agent, "--name", "x", "--n", "10", "--out", str(tmp_path)]) == 2
     assert "HWNAS_AGENT_TOKEN" in capsys.readouterr().err
+
+
+def test_verify_front_measures_a_predicted_searchs_front_on_the_device(agent: str, tmp_path: Path, idx_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HWNAS_AGENT_TOKEN", TOKEN)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(idx_dir, trials=3, profile="raspberry-pi4", artifacts=["onnx"],
+                                                 verify_front=str(_remote_profile(tmp_path, agent)))))
+    assert main(["search", str(config), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    front = pd.read_csv(tmp_path / "run" / "front.csv")
+    verified = pd.read_csv(tmp_path / "run" / "front_verified.csv")
+    assert set(verified["trial"]) == set(front.loc[front["source"] == "search", "trial"]) and len(verified)
+    assert (verified["latency_kind"] == "predicted").all() and (verified["measured_ms"] > 0).all()
+    assert verified["measured_how"].str.contains("through the hwnas agent at " + agent).all()
+    assert "front verified on my-device" in out and "inside the predicted band" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(tiny_config(idx_dir, trials=1, verify_front="raspberry-pi4")))
+    assert main(["search", str(bad), "--out", str(tmp_path / "run2")]) == 2
+    assert "search.verify_front: 'raspberry-pi4' is a predicted profile" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()
