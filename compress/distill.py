@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.core.progress import Ticker
 from nas.data.splits import Preprocess, to_tensor
 from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import kd_loss
@@ -35,6 +36,7 @@ def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, prepr
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
     losses = []
+    ticker = Ticker("fine-tuning step", iterations, indent="    ")  # a line every 20 s: n/N, elapsed, ETA
     for step in range(iterations):
         idx = rng.choice(len(labels), min(batch_size, len(labels)), replace=False)
         x = to_tensor(images[idx], preprocess, resolution).to(memory_format=torch.channels_last)
@@ -56,6 +58,7 @@ def fine_tune(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, prepr
             after_step(model, step)
         if step % 10 == 0:
             losses.append(float(loss.detach()))
+        ticker.update(step + 1, f"loss {losses[-1]:.3f}", force=step + 1 == iterations and iterations >= 500)
     to_contiguous(model).eval()
     log.debug("fine-tuned %d steps, last loss %.4f", iterations, losses[-1])
     return losses
