@@ -20,6 +20,7 @@ class RecipeTrial:
     feasible: bool = False
     prune: dict[str, Any] | None = None
     error: str = ""
+    same_as: int | None = None  # the earlier trial with the same recipe whose file and figures this one reuses
 
     def save(self, trial: optuna.Trial) -> None:
         for key, value in asdict(self).items():

@@ -135,6 +135,13 @@ def _evaluate(trial: optuna.Trial, own: OwnModel, splits: Splits, space: RecipeS
     recipe = sample_recipe(trial, space, profile)
     precision = recipe.precision if recipe else "fp32"
     RecipeTrial(recipe=recipe.to_json() if recipe else "none").save(trial)  # kept if the trial fails
+    earlier = _same_recipe(trial, recipe.to_json() if recipe else "none")
+    if earlier is not None:  # the sampler proposed a recipe already measured: its file and figures, not another hour
+        assert earlier.values is not None
+        replace(RecipeTrial.of(earlier), same_as=earlier.number).save(trial)
+        for key, value in earlier.constraints.items():
+            trial.set_constraint(key, value)
+        return earlier.values[0], earlier.values[1], earlier.values[2]
     work, files, pruned = compressed_files(own, splits, recipe or Recipe(), profile, seed=seed)
     name = f"model_{precision}.onnx" if precision != "fp32" else "model.onnx"
     # the file's figures carry the profile's price (a measured profile times the file once, here)
@@ -154,6 +161,14 @@ def _evaluate(trial: optuna.Trial, own: OwnModel, splits: Splits, space: RecipeS
     RecipeTrial(recipe=recipe.to_json() if recipe else "none", file=str(Path("trials") / str(trial.number) / name),
                 figures=figures, latency_kind=kind, feasible=all(c <= 0 for c in constraints), prune=prune).save(trial)
     return figures["val_accuracy"], float(latency or 0.0), float(figures["bytes"])
+
+
+def _same_recipe(trial: optuna.Trial, recipe_json: str) -> optuna.trial.FrozenTrial | None:
+    """The earliest completed trial of the study with this recipe, if any."""
+    for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if RecipeTrial.of(other).recipe == recipe_json and other.values is not None:
+            return other
+    return None
 
 
 def search_recipes(own: OwnModel, splits: Splits, profile: HardwareProfile, out: Path, *, trials: int,
@@ -209,7 +224,8 @@ def _summary(t: optuna.trial.FrozenTrial) -> str:
         return f"failed: {r.error or 'see the log'}"
     acc, ms, size = t.values
     return (f"val {100 * acc:.2f}% {ms:.4g} ms ({r.latency_kind}) {size / 1e3:.0f} kB"
-            + ("" if r.feasible else " OVER BUDGET") + f"  {short_recipe(r.recipe)}")
+            + ("" if r.feasible else " OVER BUDGET") + f"  {short_recipe(r.recipe)}"
+            + (f" (same recipe as trial {r.same_as}: its file and figures)" if r.same_as is not None else ""))
 
 
 def _best(study: optuna.Study) -> str:
@@ -232,6 +248,7 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
                    for b in ((-o.values[0], o.values[1], o.values[2]) for o in ok))
 
     rows = []
+    ok = [t for t in ok if RecipeTrial.of(t).same_as is None]  # a repeat shows as the trial it repeats
     for t in sorted((t for t in ok if not dominated(t)), key=lambda t: t.values[1]):
         r = RecipeTrial.of(t)
         f = r.figures

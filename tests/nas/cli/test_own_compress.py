@@ -16,12 +16,13 @@ from PIL import Image
 
 from compress.distill import fine_tune
 from nas.cli import main
-from nas.data.splits import Preprocess
+from nas.data.splits import Preprocess, Splits
 from nas.deploy.contract import CONTRACT_KEY
 from nas.deploy.own_model import from_module, module_to_onnx
 from nas.hardware.own_pricing import price_own
 from nas.hardware.profiles import load_profile
 from nas.search.own_record import RecipeTrial
+from nas.search.own_search import RecipeSpace, search_recipes
 from tests import own_models
 from tests.conftest import pattern_images
 
@@ -132,3 +133,27 @@ def test_compression_search_writes_a_front_of_measured_files_and_resumes(user: P
     study = optuna.load_study(study_name="compress", storage=f"sqlite:///{user / 'search' / 'study.db'}")
     assert len(study.trials) == 4 and all(RecipeTrial.of(t).feasible for t in study.trials if t.values)
     assert main([*base, "--trials", "4", *args[:-1], "file_mb=1"]) == 2  # other settings: refused, kept
+
+
+def test_a_recipe_proposed_again_reuses_the_measured_file_not_another_run(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 96)
+    images = np.stack(pattern_images(labels, SIZE, rng, 3))
+    pre = Preprocess(SIZE, 3, (0.3,) * 3, (0.3,) * 3, "RGB")
+    splits = Splits("t", tuple("abcd"), images, labels, images[:32], labels[:32], images[32:64], labels[32:64], pre)
+    own = from_module(own_models.resnet(), (3, SIZE, SIZE), "resnet")
+    # two recipes only (as it is; pruned to half its MACs), five trials: at least three repeats
+    space = RecipeSpace(finetune_iters=2, criteria=("l1",), keep_macs=(0.5,), quantize=("fp32",),
+                        stages=("none",), stage_ratios=(0.0,))
+    search_recipes(own, splits, load_profile("raspberry-pi4"), tmp_path, trials=5, space=space)
+    study = optuna.load_study(study_name="compress", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    records = {t.number: RecipeTrial.of(t) for t in study.trials}
+    repeats = [n for n, r in records.items() if r.same_as is not None]
+    assert len(repeats) >= 3
+    for n in repeats:
+        original = records[n].same_as
+        assert original is not None and records[original].same_as is None
+        assert study.trials[n].values == study.trials[original].values
+        assert records[n].file == records[original].file and not (tmp_path / "trials" / str(n)).exists()
+    front = pd.read_csv(tmp_path / "front.csv")
+    assert not set(front["trial"]) & set(repeats) and front["recipe"].is_unique
