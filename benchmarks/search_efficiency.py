@@ -155,10 +155,15 @@ def stage_replay(data: str) -> None:
         for seed in SEEDS:
             replay_one(data, strategy, seed, surrogate, pricer)
         print(f"{data}: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
-    best = best_model_based(data)
-    for seed in SEEDS:
-        replay_one(data, f"{best}+es", seed, surrogate, pricer)
-    print(f"{data}: {best}+es replayed over {len(SEEDS)} seeds", flush=True)
+    for strategy in with_early_stopping(data):
+        for seed in SEEDS:
+            replay_one(data, strategy, seed, surrogate, pricer)
+        print(f"{data}: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
+
+
+def with_early_stopping(data: str) -> list[str]:
+    """Early stopping on the best model-based sampler of ``data``, and on random sampling (its effect alone)."""
+    return [f"{best_model_based(data)}+es", "random+es"]
 
 
 def best_model_based(data: str) -> str:
@@ -211,7 +216,7 @@ def min_max(data: str, strategy: str) -> tuple[float, float]:
 def write_report(datasets: list[str]) -> None:
     figures, report, validations, surrogates, reals = {}, {}, {}, {}, {}
     for data in datasets:
-        strategies = [*BASE_STRATEGIES, f"{best_model_based(data)}+es"]
+        strategies = [*BASE_STRATEGIES, *with_early_stopping(data)]
         fig = dataset_figures(functools.partial(replays_of, data), strategies, REFERENCE[data])
         figures[data] = fig
         reals[data] = real_figures(load_table(data), REFERENCE[data])
