@@ -45,7 +45,7 @@ from search_replay import Replay
 from search_report import dataset_figures, plot, real_figures
 from search_report_md import markdown, setup_text
 from search_stats import Point, hypervolume, quartiles, rank_test
-from search_table import Surrogate, held_out_error, load_run, parse_all
+from search_table import Surrogate, held_out_error, load_run, parse_all, rung_agreement
 
 ROOT = Path(__file__).resolve().parent.parent
 WS = ROOT / "runs" / "bench-efficiency"
@@ -58,7 +58,8 @@ REAL_MINUTES = 10.0
 REPLAY_BUDGET_S = 600.0  # the same 10 minutes of one worker as the real runs
 SEEDS = tuple(range(10))
 BASE_STRATEGIES = ("random", "nsga2", "tpe", "gp")
-ES = {"rungs": [1], "eta": 3, "min_trials": 4}  # stop after the first of 3 epochs unless in the best third
+# early stopping after epoch 1 or epoch 2 of 3 unless in the best third of the trials at that rung
+ES = {"es1": {"rungs": [1], "eta": 3, "min_trials": 4}, "es2": {"rungs": [2], "eta": 3, "min_trials": 4}}
 # hypervolume reference points: chance accuracy, a host latency above every candidate, the MACs budget (M)
 REFERENCE: dict[str, Point] = {"fmnist": (0.1, 0.5, 2.5), "cifar10": (0.1, 1.0, 8.0)}
 
@@ -122,7 +123,7 @@ class Pricer:
 
 def strategy_config(data: str, strategy: str, seed: int) -> SearchConfig:
     sampler, _, stopping = strategy.partition("+")
-    return benchmark_config(data, sampler, seed, early_stopping=ES if stopping else None)
+    return benchmark_config(data, sampler, seed, early_stopping=ES[stopping] if stopping else None)
 
 
 def replay_one(data: str, strategy: str, seed: int, surrogate: Surrogate, pricer: Pricer) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def stage_replay(data: str) -> None:
     specs = parse_all(list(table["arch"]), pricer)
     surrogate = Surrogate(table, specs)
     (WS / "replay" / data).mkdir(parents=True, exist_ok=True)
-    check = held_out_error(table, specs)
+    check = held_out_error(table, specs) | rung_agreement(surrogate, specs)
     write_atomic(WS / "replay" / data / "surrogate.json", json.dumps(check).encode())
     print(f"{data}: surrogate on {len(surrogate.rows)} trained architectures; held out: {check}", flush=True)
     for strategy in BASE_STRATEGIES:
@@ -162,8 +163,9 @@ def stage_replay(data: str) -> None:
 
 
 def with_early_stopping(data: str) -> list[str]:
-    """Early stopping on the best model-based sampler of ``data``, and on random sampling (its effect alone)."""
-    return [f"{best_model_based(data)}+es", "random+es"]
+    """Early stopping at epoch 1 and at epoch 2 on the best model-based sampler of ``data``."""
+    best = best_model_based(data)
+    return [f"{best}+es1", f"{best}+es2"]
 
 
 def best_model_based(data: str) -> str:

@@ -46,7 +46,8 @@ def markdown(payload: dict[str, Any]) -> str:
              "trials only, up to a fixed reference point per dataset; not normalised. Regret: the HV of the union "
              "of every front any strategy found on that dataset, minus the strategy's. Test-front HV: the final "
              "front chosen on validation, scored with test accuracy (surrogate's in replays; measured on the "
-             "files in real runs).", ""]
+             "files in real runs). `X+es1` / `X+es2`: sampler X with `search.early_stopping` at epoch 1 / epoch 2 of "
+             "3 (`eta: 3`, `min_trials: 4`), on the model-based sampler with the best median HV.", ""]
     for data in ("fmnist", "cifar10"):
         if data not in payload:
             continue
@@ -63,7 +64,10 @@ def markdown(payload: dict[str, Any]) -> str:
                   f"file validation accuracy Kendall tau {s['val_file_kendall_tau']:.2f}, MAE "
                   f"{s['val_file_mae_points']:.2f} points; epoch-1 accuracy tau {s['acc_e1_kendall_tau']:.2f}, MAE "
                   f"{s['acc_e1_mae_points']:.2f} points; test accuracy tau {s['test_file_kendall_tau']:.2f}; seconds per "
-                  f"epoch MdAPE {s['epoch_s_mdape_pct']:.0f}%; host latency MdAPE {s['latency_ms_mdape_pct']:.0f}%.", ""]
+                  f"epoch MdAPE {s['epoch_s_mdape_pct']:.0f}%; host latency MdAPE {s['latency_ms_mdape_pct']:.0f}%. What a rung "
+                  f"knows, Kendall tau of the accuracy after epoch 1 (2) with the file's: real runs "
+                  f"{s['acc_e1_tau_real']:.2f} ({s['acc_e2_tau_real']:.2f}), the surrogate's draws "
+                  f"{s['acc_e1_tau_replayed']:.2f} ({s['acc_e2_tau_replayed']:.2f}).", ""]
         v = payload["validation"][data]
         lines += ["Real runs beside their replays (final HV at 600 s):", "",
                   "| strategy | real runs | replay q1 / median / q3 | real within replay min-max |", "|---|---|---|---|"]

@@ -152,6 +152,7 @@ class Surrogate:
         self.rows = trained
         x = np.stack([features(*specs[a]) for a in trained["arch"]])
         self.acc = {t: GP().fit(x, trained[t].to_numpy(float)) for t in ACC_TARGETS}
+        self.corr = _residual_correlation(x, trained)
         cost_x = _cost_columns(x)
         self.epoch_s = LogLinear().fit(cost_x, trained["epoch_s"].to_numpy(float))
         self.after_s = LogLinear().fit(cost_x, trained["after_train_s"].clip(lower=0.1).to_numpy(float))
@@ -169,12 +170,43 @@ class Surrogate:
     def draw(self, x: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
         """One candidate's figures as a real run would see them: mean plus noise."""
         out = self.mean(x)
-        z = rng.standard_normal()
-        for t, gp in self.acc.items():
-            out[t] = float(np.clip(out[t] + gp.noise * z, 0.0, 1.0))
+        z = np.linalg.cholesky(self.corr) @ rng.standard_normal(len(ACC_TARGETS))
+        for i, (t, gp) in enumerate(self.acc.items()):
+            out[t] = float(np.clip(out[t] + gp.noise * z[i], 0.0, 1.0))
         for key, model in (("epoch_s", self.epoch_s), ("after_s", self.after_s), ("latency_ms", self.latency)):
             out[key] *= math.exp(model.noise * rng.standard_normal())
         return out
+
+
+def _residual_correlation(x: np.ndarray, trained: pd.DataFrame) -> np.ndarray:
+    """How the accuracies of one candidate err together (epoch 1 against the file's, ...): the
+    correlation of their two-fold cross-fitted residuals, so a replayed candidate's epoch-1 figure
+    is as (un)informative of its final one as in the real runs."""
+    half = np.arange(len(x)) % 2 == 0
+    residuals = np.zeros((len(x), len(ACC_TARGETS)))
+    for j, target in enumerate(ACC_TARGETS):
+        y = trained[target].to_numpy(float)
+        for fit in (half, ~half):
+            residuals[~fit, j] = y[~fit] - GP().fit(x[fit], y[fit]).predict(x[~fit])
+    corr = np.corrcoef(residuals.T)
+    values, vectors = np.linalg.eigh(corr)  # nearest positive definite: a Cholesky factor exists
+    corr = vectors @ np.diag(np.clip(values, 1e-6, None)) @ vectors.T
+    scale = np.sqrt(np.diag(corr))
+    return np.asarray(corr / np.outer(scale, scale) + 1e-9 * np.eye(len(ACC_TARGETS)))
+
+
+def rung_agreement(surrogate: Surrogate, specs: dict[str, tuple[ArchSpec, ModelCosts]],
+                   seed: int = 0) -> dict[str, float]:
+    """Kendall tau of the accuracy at epochs 1 and 2 with the file's, in the real runs and in the
+    surrogate's draws for the same architectures: what early stopping at a rung can know."""
+    rng = np.random.default_rng(seed)
+    real = surrogate.rows
+    drawn = pd.DataFrame([surrogate.draw(features(*specs[a]), rng) for a in real["arch"]])
+    out = {}
+    for epoch in ("acc_e1", "acc_e2"):
+        out[f"{epoch}_tau_real"] = float(stats.kendalltau(real[epoch], real["val_file"]).statistic)
+        out[f"{epoch}_tau_replayed"] = float(stats.kendalltau(drawn[epoch], drawn["val_file"]).statistic)
+    return out
 
 
 def held_out_error(table: pd.DataFrame, specs: dict[str, tuple[ArchSpec, ModelCosts]], *,
