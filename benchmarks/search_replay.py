@@ -59,6 +59,7 @@ class Replay:
     price: Any  # spec -> ModelCosts (cached by the caller)
     in_chs: int
     classes: int
+    curves: bool = False  # as the real runs: every epoch's validation accuracy measured (benchmarks/search_real.py)
     events: list[Event] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {"trained": 0, "stopped": 0, "rejected": 0,
                                                             "duplicates": 0})
@@ -83,7 +84,7 @@ class Replay:
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             seen.add(spec.format())
-            clock = self._evaluate(study, trial, spec, clock, rng)
+            clock = self._evaluate(study, trial, spec, clock, rng) + self.surrogate.between_s
         return [e for e in self.events if e.end_s <= self.budget_s]
 
     def _evaluate(self, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, clock: float,
@@ -117,6 +118,8 @@ class Replay:
             clock += (3 - done) * figures["epoch_s"] + figures["after_s"]
         else:
             clock += 3 * figures["epoch_s"] + figures["after_s"]
+        if self.curves:
+            clock += 3 * self.surrogate.eval_s
         self.counts["trained"] += 1
         objective = {"accuracy": figures["val_file"], "latency_ms": figures["latency_ms"], "macs": float(costs.macs)}
         study.tell(trial, [objective[n] for n in self.cfg.search.objectives])

@@ -74,6 +74,8 @@ def plot(figures: dict[str, dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(figures), figsize=(6 * len(figures), 4.2))
     for ax, (data, fig_data) in zip(np.atleast_1d(axes), figures.items()):
         for name, s in fig_data["strategies"].items():
+            if "@" in name:  # the validation replays (the real runs' conditions) stay in the tables
+                continue
             curves = s["_curves"]
             q1, med, q3 = np.percentile(curves, [25, 50, 75], axis=0)
             ax.plot(GRID, med, label=f"{name} (n={s['seeds']})")

@@ -160,6 +160,7 @@ class Surrogate:
         self.eval_s = float(trained["eval_s"].median())
         rejected = table[table["rejected"]]
         self.reject_s = float(rejected["seconds"].median()) if len(rejected) else 0.2
+        self.between_s = between_trials_s(table)
 
     def mean(self, x: np.ndarray) -> dict[str, float]:
         cost_x = _cost_columns(x)
@@ -176,6 +177,16 @@ class Surrogate:
         for key, model in (("epoch_s", self.epoch_s), ("after_s", self.after_s), ("latency_ms", self.latency)):
             out[key] *= math.exp(model.noise * rng.standard_normal())
         return out
+
+
+def between_trials_s(table: pd.DataFrame) -> float:
+    """The median time from one trial's end to the next one's start in the real runs (the run's
+    tables, front plot and models rewritten after each trial; the next candidate sampled)."""
+    gaps = []
+    for _, rows in table.groupby("run"):
+        rows = rows.sort_values("end_s")
+        gaps.extend((rows["end_s"].diff() - rows["seconds"]).dropna().tolist())
+    return float(np.median(gaps)) if gaps else 0.0
 
 
 def _residual_correlation(x: np.ndarray, trained: pd.DataFrame) -> np.ndarray:
