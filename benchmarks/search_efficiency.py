@@ -58,6 +58,8 @@ REAL_MINUTES = 10.0
 REPLAY_BUDGET_S = 600.0  # the same 10 minutes of one worker as the real runs
 SEEDS = tuple(range(10))
 BASE_STRATEGIES = ("random", "nsga2", "tpe", "gp")
+# TPE with half the random start (4 trials of about 30 a run, not 8)
+VARIANTS = ("tpe/p4",)
 # the real runs' pair replayed under the real runs' conditions (each epoch's accuracy also measured), to check the table
 VALIDATION = ("random@real", "tpe@real")
 # early stopping after epoch 1 or epoch 2 of 3 unless in the best third of the trials at that rung
@@ -124,8 +126,11 @@ class Pricer:
 
 
 def strategy_config(data: str, strategy: str, seed: int) -> SearchConfig:
-    sampler, _, stopping = strategy.partition("+")
-    return benchmark_config(data, sampler, seed, early_stopping=ES[stopping] if stopping else None)
+    """``SAMPLER[/pN][+esK]``: a sampler, its population (random start) N, early stopping K."""
+    name, _, stopping = strategy.partition("+")
+    sampler, _, population = name.partition("/p")
+    return benchmark_config(data, sampler, seed, early_stopping=ES[stopping] if stopping else None,
+                            population=int(population or 8))
 
 
 def replay_one(data: str, strategy: str, seed: int, surrogate: Surrogate, pricer: Pricer) -> dict[str, Any]:
@@ -159,7 +164,7 @@ def stage_replay(data: str) -> None:
         for seed in SEEDS:
             replay_one(data, strategy, seed, surrogate, pricer)
         print(f"{data}: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
-    for strategy in [*with_early_stopping(data), *VALIDATION]:
+    for strategy in [*with_early_stopping(data), *VARIANTS, *VALIDATION]:
         for seed in SEEDS:
             replay_one(data, strategy, seed, surrogate, pricer)
         print(f"{data}: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
@@ -222,7 +227,7 @@ def min_max(data: str, strategy: str) -> tuple[float, float]:
 def write_report(datasets: list[str]) -> None:
     figures, report, validations, surrogates, reals = {}, {}, {}, {}, {}
     for data in datasets:
-        strategies = [*BASE_STRATEGIES, *with_early_stopping(data), *VALIDATION]
+        strategies = [*BASE_STRATEGIES, *with_early_stopping(data), *VARIANTS, *VALIDATION]
         fig = dataset_figures(functools.partial(replays_of, data), strategies, REFERENCE[data])
         figures[data] = fig
         reals[data] = real_figures(load_table(data), REFERENCE[data])

@@ -43,14 +43,15 @@ def cifar10_space() -> dict[str, Any]:
 
 
 def benchmark_config(data: str, sampler: str, seed: int, *, early_stopping: dict[str, Any] | None = None,
-                     name: str | None = None) -> SearchConfig:
+                     name: str | None = None, population: int = 8) -> SearchConfig:
     """The quickstart search (Fashion-MNIST) or its CIFAR-10 counterpart, one training thread,
-    ``sampler`` and ``seed``; trials unbounded (the wall-clock budget stops the run)."""
+    ``sampler`` and ``seed``; trials unbounded (the wall-clock budget stops the run). ``population``:
+    NSGA-II's, and the random start of TPE and GP (8, as the quickstart had when measured)."""
     raw = config_to_dict(load_search_config("quickstart"))
     raw["name"] = name or f"eff-{data}-{sampler}-{seed}"
     raw["seed"] = seed
     raw["train"] |= {"threads": 1, "epochs": EPOCHS}
-    raw["search"] |= {"sampler": sampler, "trials": 10_000, "early_stopping": early_stopping}
+    raw["search"] |= {"sampler": sampler, "trials": 10_000, "early_stopping": early_stopping, "population": population}
     if data == "cifar10":
         raw["data"] = {"dataset": "cifar10", "dir": str(CIFAR10), "download": False, "val_fraction": 0.1}
         raw["space"] = cifar10_space()

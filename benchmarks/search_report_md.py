@@ -47,7 +47,8 @@ def markdown(payload: dict[str, Any]) -> str:
              "of every front any strategy found on that dataset, minus the strategy's. Test-front HV: the final "
              "front chosen on validation, scored with test accuracy (surrogate's in replays; measured on the "
              "files in real runs). `X+es1` / `X+es2`: sampler X with `search.early_stopping` at epoch 1 / epoch 2 of "
-             "3 (`eta: 3`, `min_trials: 4`), on the model-based sampler with the best median HV. `X@real`: X "
+             "3 (`eta: 3`, `min_trials: 4`), on the model-based sampler with the best median HV. `tpe/p4`: TPE with "
+             "`population: 4` (4 random start-up trials instead of 8). `X@real`: X "
              "replayed under the real runs' conditions (each epoch's validation accuracy also measured, as "
              "benchmarks/search_real.py does), to set beside the real runs; every replay also pays the real runs' "
              "median time between trials (tables, plot and models rewritten after each trial).", ""]
