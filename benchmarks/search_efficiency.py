@@ -237,8 +237,8 @@ def write_report(datasets: list[str]) -> None:
                         for name, f in fig["strategies"].items()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(figures, RESULTS / "search_efficiency.png")
-    best = {d: max((s for s in report[d] if s != "random" and "@" not in s), key=lambda s: report[d][s]["hv_median"])
-            for d in report}
+    best = {d: max((s for s in report[d] if s != "random" and "@" not in s),
+                   key=lambda s: (report[d][s]["speedup_vs_random"] or 0.0, report[d][s]["hv_median"])) for d in report}
     target = {d: {"best": best[d], "speedup_vs_random": report[d][best[d]]["speedup_vs_random"],
                   "p_vs_random": report[d][best[d]]["p_vs_random"],
                   "met": bool((report[d][best[d]]["speedup_vs_random"] or 0) >= 2 and report[d][best[d]]["p_vs_random"] < 0.05)}

@@ -81,6 +81,8 @@ def plot(figures: dict[str, dict[str, Any]], path: Path) -> None:
             ax.plot(GRID, med, label=f"{name} (n={s['seeds']})")
             ax.fill_between(GRID, q1, q3, alpha=0.15)
         ax.axhline(fig_data["random_median_final_hv"], color="grey", ls=":", lw=1)
+        ax.axhline(fig_data["union_hv"], color="black", ls="--", lw=0.8)  # every front found, united
+        ax.set_ylim(0.9 * fig_data["random_median_final_hv"], 1.01 * fig_data["union_hv"])  # where strategies differ
         ax.set_title(f"{data}: hypervolume (val) vs time, one worker, replayed")
         ax.set_xlabel("seconds")
         ax.set_ylabel("hypervolume (acc x ms x M MACs)")

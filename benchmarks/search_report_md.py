@@ -60,7 +60,7 @@ def markdown(payload: dict[str, Any]) -> str:
         lines += [f"## {data}", "", f"Reference point: accuracy {ref['accuracy']}, latency {ref['latency_ms']} ms, "
                   f"{ref['macs_m']} M MACs; union HV {payload['union_hv'][data]:.4f}.", ""]
         lines += _strategy_rows(data, payload[data])
-        lines += ["", f"Best strategy: **{target['best']}**, speedup vs random {_fmt(target['speedup_vs_random'], '.2f')}, "
+        lines += ["", f"Best strategy (fastest to random's median final HV; ties: the higher HV): **{target['best']}**, speedup vs random {_fmt(target['speedup_vs_random'], '.2f')}, "
                   f"p {_fmt(target['p_vs_random'], '.3g')}: target (speedup >= 2, p < 0.05) "
                   f"**{'MET' if target['met'] else 'NOT MET'}**.", ""]
         s = payload["surrogate_held_out"][data]
