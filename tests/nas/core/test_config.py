@@ -40,7 +40,7 @@ def test_every_profile_loads_with_version_and_provenance(name: str) -> None:
     ({"trainn": {}}, "unknown key 'trainn'; allowed: name, space, seed, data, train, final, search"),
     ({"train": {"epochs": 0}}, "train.epochs: 0 not allowed; allowed: integers >= 1"),
     ({"train": {"optimizer": "adam"}}, "train.optimizer: 'adam' not allowed; allowed: adamw, sgd"),
-    ({"search": {"sampler": "cmaes"}}, "search.sampler: 'cmaes' not allowed; allowed: nsga2, tpe"),
+    ({"search": {"sampler": "cmaes"}}, "search.sampler: 'cmaes' not allowed; allowed: random, nsga2, tpe, gp"),
     ({"search": {"objectives": ["accuracy", "flops"]}}, "search.objectives: 'flops' not allowed"),
     ({"search": {"budgets": {"latency": 3}}}, "search.budgets: unknown key 'latency'"),
     ({"data": {"dataset": "imagenet"}}, "data.dataset: 'imagenet' not allowed; allowed: fashion-mnist"),
