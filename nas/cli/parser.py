@@ -211,6 +211,11 @@ def _profile(sub: Subparsers) -> None:
                    help="with a HW-NAS-Bench table: a compute kind the table lacks runs with the fitted parameters of "
                         "one it has (e.g. conv=pwconv); written into the fit note; repeatable")
     p.set_defaults(func=_handler("profile", "cmd_profile_calibrate"))
+    _profile_build(profile)
+
+
+def _profile_build(profile: Subparsers) -> None:
+    """Register ``profile build``."""
     p = profile.add_parser("build", help="measure this machine (or a device, --remote) with onnxruntime for calibrate",
                            description="Time a designed set of networks with onnxruntime on this machine (and its "
                                        "peak MAC rate, bandwidth and layout), write NAME-measurements.json with the "

@@ -62,7 +62,8 @@ def _check(storage: str, trials: int) -> optuna.Study:
     study = optuna.load_study(study_name="tiny", storage=storage_from_url(storage, heartbeat=False))
     states = [t.state for t in study.trials]
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == trials, states
+    assert len(finished) == trials, [(t.number, t.state.name, t.user_attrs.get(SKIPPED), t.user_attrs.get("error"),
+                                      t.user_attrs.get(KEY)) for t in study.trials]
     keys = [t.user_attrs[KEY] for t in finished]
     assert len(set(keys)) == len(keys), "a candidate was evaluated twice"
     assert TrialState.RUNNING not in states
