@@ -4,7 +4,7 @@ benchmarks/search_table.py, on a simulated clock of one worker.
 Everything but the training is hwnas's own: the sampler (``nas.search.study.make_sampler`` of the
 benchmark config with ``search.sampler`` set), the space (``SearchSpace.sample``), the exact
 costs and the budget gate (``count_costs``, ``budget_violations``, constraints on the trial as the
-search sets them), duplicate candidates skipped, and early stopping decided by the search's own
+search sets them), duplicate candidates skipped (the next one drawn at random), and early stopping decided by the search's own
 ``RungJudge`` on the replayed study. The surrogate supplies what training would: the accuracy after
 each epoch and of the file, seconds per epoch and for the file's evaluation, and host latency. The
 clock advances by those seconds, by the median rejection time for a candidate over budget, and by
@@ -25,6 +25,7 @@ from nas.core.config import SearchConfig
 from nas.cost.costs import ModelCosts
 from nas.search.evaluate import budget_violations
 from nas.search.mo_asha import EarlyStopped
+from nas.search.redraw import redraw_next
 from nas.search.rungs import RungJudge
 from nas.search.study import directions, make_sampler
 from nas.space.arch import ArchSpec
@@ -81,6 +82,7 @@ class Replay:
             clock += spent
             if spec.format() in seen:
                 self.counts["duplicates"] += 1
+                redraw_next(study)  # as the search does: the next candidate is drawn at random
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             seen.add(spec.format())

@@ -19,7 +19,8 @@ from nas.search.artifacts import upload_trial_files
 from nas.search.evaluate import CandidateFailed, EvalContext, TrialFiles, evaluate
 from nas.search.record import CandidateResult
 from nas.search.rungs import RungJudge
-from nas.search.slots import at_chance, candidate_key, check_duplicate, flag_at_chance, wait_for_slot
+from nas.search.redraw import redraw_next
+from nas.search.slots import TrialSkipped, at_chance, candidate_key, check_duplicate, flag_at_chance, wait_for_slot
 from nas.search.workers import claim, heartbeat
 from nas.space.arch import ArchSpec
 from nas.space.sampler import SearchSpace
@@ -57,7 +58,11 @@ class Objective:
         with heartbeat(trial):
             spec = self.space.sample(trial)
             recipe = self.sample_recipe(trial, spec)
-            check_duplicate(trial, candidate_key(spec.format(), recipe.to_json() if recipe else None))
+            try:
+                check_duplicate(trial, candidate_key(spec.format(), recipe.to_json() if recipe else None))
+            except TrialSkipped:
+                redraw_next(trial.study)  # the sampler proposed a candidate already evaluated: draw the next at random
+                raise
             if self.total is not None:
                 wait_for_slot(trial, self.total)
             return self.run(trial, spec, recipe)

@@ -31,6 +31,7 @@ from nas.search.on_supernet import inheriting, open_supernet
 from nas.search.run_folder import check_run_dir, clean_orphans, default_storage, save_storage
 from nas.search.slots import counts
 from nas.search.storage import redact, retrying, storage_from_url
+from nas.search.redraw import RedrawSampler
 from nas.search.verify_front import check_verify_profile
 from nas.search.workers import recover_stale, register_worker, requeue_interrupted, worker_seed
 from nas.train.trainer import pick_device, train
@@ -69,13 +70,18 @@ def make_sampler(cfg: SearchConfig, *, worker: int) -> optuna.samplers.BaseSampl
     ``constraints_func`` in Optuna 5). TPE learns from all of them, candidates rejected before
     training included (pruned trials with constraint values form its infeasible group); Optuna's
     NSGA-II and GP read completed trials only, so they learn a budget that the exported file
-    misses, not one the architecture misses before training (those cost a pricing, not a training)."""
+    misses, not one the architecture misses before training (those cost a pricing, not a training).
+    A model-based sampler draws at random after it proposed a duplicate (:mod:`nas.search.redraw`)."""
     seed = worker_seed(cfg.seed, worker)
+    if cfg.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return RedrawSampler(_model_based(cfg, seed), optuna.samplers.RandomSampler(seed=seed + 1))
+
+
+def _model_based(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     startup = max(2, cfg.search.population)  # random draws before a model-based sampler models anything
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if cfg.search.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
         if cfg.search.sampler == "tpe":  # group: one joint model per set of parameters that occur together
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup)
         if cfg.search.sampler == "gp":  # the blocks a depth adds are outside its fixed space: drawn at random
