@@ -42,7 +42,7 @@ from nas.space.arch import ArchSpec
 from results_page import record_run
 from search_real import benchmark_config
 from search_replay import Replay
-from search_report import dataset_figures, plot, real_figures
+from search_report import dataset_figures, final_hv, plot, real_figures
 from search_report_md import markdown, setup_text
 from search_stats import Point, hypervolume, quartiles, rank_test
 from search_table import Surrogate, held_out_error, load_run, parse_all, rung_agreement
@@ -201,25 +201,16 @@ def replay_one_cached(data: str, strategy: str, seed: int) -> dict[str, Any]:
     return dict(json.loads((WS / "replay" / data / f"{strategy}-{seed}.json").read_text()))
 
 
-def points_of(events: list[dict[str, Any]], key: str = "val") -> list[tuple[float, Point]]:
-    return [(e["end_s"], (e[key], e["latency_ms"], e["macs"] / 1e6)) for e in events if e["feasible"]]
-
-
-def final_hv(result: dict[str, Any], ref: Point) -> float:
-    return hypervolume([p for _, p in points_of(result["events"])], ref)
-
-
 def validation(data: str, real: dict[str, Any], fig: dict[str, Any]) -> dict[str, Any]:
     """The real runs beside the replays of the same strategies: does the table replay what runs see?"""
     out = {}
     for sampler in ("random", "tpe"):
+        low, high = min_max(data, f"{sampler}@real")
         mine = [real[f"{sampler}-{seed}"]["hv"] for s, seed in REAL_RUNS[data] if s == sampler and f"{s}-{seed}" in real]
         replayed = fig["strategies"][f"{sampler}@real"]
         out[sampler] = {"real_final_hv": mine, "replay_hv_q1": replayed["hv_q1"], "replay_hv_median": replayed["hv_median"],
                         "replay_hv_q3": replayed["hv_q3"],
-                        "real_within_replay_range": [bool(min_max(data, f"{sampler}@real")[0] <= v
-                                                          <= min_max(data, f"{sampler}@real")[1])
-                                                     for v in mine]}
+                        "real_within_replay_range": [bool(low <= v <= high) for v in mine]}
     real_ratio = np.median(out["tpe"]["real_final_hv"]) / np.median(out["random"]["real_final_hv"])
     out["tpe_over_random"] = {"real": float(real_ratio), "replay": fig["strategies"]["tpe@real"]["hv_median"]
                               / fig["strategies"]["random@real"]["hv_median"]}

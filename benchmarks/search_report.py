@@ -23,6 +23,11 @@ def _points(events: Sequence[dict[str, Any]], key: str = "val") -> list[tuple[fl
     return [(e["end_s"], (e[key], e["latency_ms"], e["macs"] / 1e6)) for e in events if e["feasible"]]
 
 
+def final_hv(result: dict[str, Any], ref: Point) -> float:
+    """The hypervolume of every feasible trial a replay finished within its budget."""
+    return hypervolume([p for _, p in _points(result["events"])], ref)
+
+
 def hv_of_test_front(events: Sequence[dict[str, Any]], ref: Point) -> float:
     """The final front chosen on validation accuracy, scored with its test accuracy."""
     val = [p for _, p in _points(events)]

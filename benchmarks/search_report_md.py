@@ -24,7 +24,7 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return str(value)
 
 
-def _strategy_rows(data: str, figures: dict[str, Any]) -> list[str]:
+def _strategy_rows(figures: dict[str, Any]) -> list[str]:
     lines = ["| strategy | seeds | HV median [q1, q3] | test-front HV median | regret median | time to random's "
              "median HV (s) | speedup vs random | p vs random (Mann-Whitney, one-sided) | trained / stopped / "
              "rejected per run | sampler s per run |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -59,7 +59,7 @@ def markdown(payload: dict[str, Any]) -> str:
         target = payload["target"][data]
         lines += [f"## {data}", "", f"Reference point: accuracy {ref['accuracy']}, latency {ref['latency_ms']} ms, "
                   f"{ref['macs_m']} M MACs; union HV {payload['union_hv'][data]:.4f}.", ""]
-        lines += _strategy_rows(data, payload[data])
+        lines += _strategy_rows(payload[data])
         lines += ["", f"Best strategy (fastest to random's median final HV; ties: the higher HV): **{target['best']}**, speedup vs random {_fmt(target['speedup_vs_random'], '.2f')}, "
                   f"p {_fmt(target['p_vs_random'], '.3g')}: target (speedup >= 2, p < 0.05) "
                   f"**{'MET' if target['met'] else 'NOT MET'}**.", ""]

@@ -221,8 +221,7 @@ class _Evaluation:
         """The candidate's costs in objective order (accuracy left out), known before training:
         what early stopping ranks it on beside its accuracy at a rung. The dense network's (a
         recipe's compression comes after training)."""
-        costs, out = self.record.costs, []
-        assert costs is not None
+        out = []
         for name in self.context.cfg.search.objectives:
             if name == "latency_ms":
                 if self.latency_before_training is None:
@@ -231,7 +230,7 @@ class _Evaluation:
                 assert self.latency_before_training is not None
                 out.append(self.latency_before_training)
             elif name != "accuracy":
-                out.append(float({"macs": costs.macs, "parameters": costs.params, "peak_memory_mb": costs.memory_mb}[name]))
+                out.append(self.record.objective(name))  # MACs, parameters, memory: from the priced costs
         return out
 
     def _at_epoch(self, at_rung: RungHook, costs: Sequence[float], epoch: int, model: nn.Module) -> None:
@@ -260,7 +259,7 @@ class _Evaluation:
         finally:
             self.update(train_seconds=time.perf_counter() - started)
         distill = context.cfg.train.distill
-        self.update(train_loss=tuple(losses), train_seconds=time.perf_counter() - started,
+        self.update(train_loss=tuple(losses),
                     teacher=distill.model if distill is not None and context.weights_from is None else None,
                     inherited=context.weights_from)
 
