@@ -34,21 +34,14 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from scipy.stats import kendalltau
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nas.core.config import load_search_config  # noqa: E402
-from nas.cost.costs import count_costs  # noqa: E402
 from nas.search.study import config_to_dict, load_splits  # noqa: E402
-from nas.space.arch import ArchSpec  # noqa: E402
-from nas.space.builder import build  # noqa: E402
-from nas.supernet.inherit import accuracy, recalibrate_bn  # noqa: E402
-from nas.supernet.space import SupernetSpace  # noqa: E402
-from nas.supernet.store import load_supernet  # noqa: E402
-from nas.train.trainer import train  # noqa: E402
 from results_page import record_run  # noqa: E402  (benchmarks/ is on the path when run as a script)
+from supernet_rank import final_trained, inherited, rank_figures, rank_subnets, standalone  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -107,66 +100,16 @@ def mark_done(ws: Path, name: str, value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def rank_subnets(cfg_path: Path, n: int) -> list[ArchSpec]:
-    """The first ``n`` distinct budget-feasible random subnetworks (seed 1) of the config's space."""
-    cfg = load_search_config(cfg_path)
-    splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
-    space = SupernetSpace(cfg.space, in_chs=splits.preprocess.channels, num_classes=len(splits.classes))
-    rng, budgets = np.random.default_rng(1), cfg.search.budgets
-    specs: list[ArchSpec] = []
-    while len(specs) < n:
-        spec = space.random(rng)
-        costs = count_costs(spec)
-        if (budgets.macs and costs.macs > budgets.macs) or (budgets.peak_memory_mb and
-                                                             costs.memory_mb > budgets.peak_memory_mb):
-            continue
-        if all(s.format() != spec.format() for s in specs):
-            specs.append(spec)
-    return specs
-
-
-def standalone(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> dict[str, float]:
-    """Validation accuracy of the rank subnetworks each trained alone at the search's proxy budget
-    (``train``), cached per arch in standalone.json: it does not depend on the supernet."""
-    cfg = load_search_config(cfg_path)
-    splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
-    cache = ws / "standalone.json"
-    done: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
-    for i, spec in enumerate(specs):
-        if spec.format() in done:
-            continue
-        torch.manual_seed(cfg.seed)
-        alone = build(spec)
-        train(alone, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
-              cfg=cfg.train, seed=cfg.seed)
-        done[spec.format()] = accuracy(alone, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
-        cache.write_text(json.dumps(done, indent=1))
-        print(f"standalone {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}%  {spec.format()}", flush=True)
-    return done
-
-
-def rank_agreement(cfg_path: Path, ws: Path, n: int) -> dict[str, Any]:
-    """Inherited (BatchNorm re-estimated) against stand-alone accuracy of the ``n`` rank subnetworks."""
-    cfg = load_search_config(cfg_path)
-    splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
+def rank_agreement(cfg_path: Path, ws: Path, n: int, finals: int) -> dict[str, Any]:
+    """Inherited accuracy against two stand-alone runs and the final budget (benchmarks/supernet_rank.py)."""
     specs = rank_subnets(cfg_path, n)
-    alone = standalone(cfg_path, ws, specs)
-    sn = load_supernet(ws / "supernet" / "supernet.pt")
-    rows: list[dict[str, Any]] = []
-    for spec in specs:
-        started = time.perf_counter()
-        model = sn.net.extract(spec)
-        recalibrate_bn(model, splits.x_train, splits.preprocess, spec.resolution, n_images=cfg.supernet.bn_images,
-                       seed=cfg.seed)
-        inherited = accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
-        rows.append({"arch": spec.format(), "macs": count_costs(spec).macs, "inherited": inherited,
-                     "standalone": alone[spec.format()], "inherit_seconds": time.perf_counter() - started})
+    alone = (standalone(cfg_path, ws, specs, 0), standalone(cfg_path, ws, specs, 1))
+    final = final_trained(cfg_path, ws, specs[:finals])
+    rows = inherited(cfg_path, ws, specs)
+    for r in rows:
+        r.update(standalone_a=alone[0][r["arch"]], standalone_b=alone[1][r["arch"]], final=final.get(r["arch"]))
     (ws / "rank.json").write_text(json.dumps(rows, indent=1))
-    tau = kendalltau([r["inherited"] for r in rows], [r["standalone"] for r in rows])
-    return {"kendall_tau": float(tau.statistic), "kendall_p": float(tau.pvalue), "subnets": len(rows),
-            "inherit_seconds_median": float(np.median([r["inherit_seconds"] for r in rows])),
-            "inherited_mean": float(np.mean([r["inherited"] for r in rows])),
-            "standalone_mean": float(np.mean([r["standalone"] for r in rows]))}
+    return rank_figures(rows, alone, final)
 
 
 def trials(run_dir: Path) -> pd.DataFrame:
@@ -232,7 +175,10 @@ def stages(data: str, ws: Path, a: argparse.Namespace) -> dict[str, Any]:
                                        "weights": info["weights"], "sha256": info["sha256"],
                                        "val_accuracy_pytorch": info["val_accuracy_pytorch"]})
     out["train"] = done
-    out["rank"] = stage_done(ws, "rank") or mark_done(ws, "rank", rank_agreement(paths["supernet"], ws, a.subnets))
+    out["rank"] = stage_done(ws, "rank") or mark_done(ws, "rank", rank_agreement(paths["supernet"], ws, a.subnets,
+                                                                                 a.finals))
+    if a.rank_only:
+        return out
     if (done := stage_done(ws, "search")) is None:
         wall = run(["search", str(paths["supernet"]), "--out", str(ws / "search-supernet"), "--trials",
                     str(a.trials)], ws / "search.log")
@@ -362,8 +308,12 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--core-only", action="store_true",
                         help="only the four headline figures: no device fronts, no finals")
+    parser.add_argument("--finals", type=int, default=10, help="rank subnetworks also trained at the final budget")
+    parser.add_argument("--rank-only", action="store_true", help="train the supernet and judge its rank; no searches")
     parser.add_argument("--standalone-only", action="store_true",
-                        help="only train the rank subnetworks alone (independent of the supernet)")
+                        help="only train the rank subnetworks alone (independent of the supernet); with --seed-index")
+    parser.add_argument("--seed-index", type=int, default=0, help="--standalone-only: 0 or 1 (the second run); "
+                        "2: the final-budget trainings")
     a = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS / "supernet.json"
@@ -374,7 +324,12 @@ def main() -> None:
         ws.mkdir(parents=True, exist_ok=True)
         if a.standalone_only:
             path = configs(a.data, ws)["supernet"]
-            standalone(path, ws, rank_subnets(path, a.subnets))
+            torch.set_num_threads(1)  # two of these run side by side on two cores
+            specs = rank_subnets(path, a.subnets)
+            if a.seed_index == 2:
+                final_trained(path, ws, specs[:a.finals])
+            else:
+                standalone(path, ws, specs, a.seed_index)
             return
         by_data[a.data] = figures(a.data, ws, stages(a.data, ws, a))
     done = {d: r for d, r in by_data.items() if r}

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from nas.cli._run import EXIT_INTERRUPTED
-from nas.core.config import load_search_config
+from nas.core.config import SearchConfig, load_search_config
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
-from nas.search.on_supernet import default_supernet_dir, supernet_path
+from nas.search.on_supernet import default_supernet_dir, supernet_path, supernet_space
 from nas.search.study import load_splits
 from nas.space.kinds import elastic_kinds
+from nas.supernet.derive import derive_space
 from nas.supernet.inherit import accuracy, recalibrate_bn
 from nas.supernet.net import Supernet
 from nas.supernet.space import SupernetSpace
@@ -38,6 +39,20 @@ def _printer(every: int) -> Callable[[StepReport], None]:
     return show
 
 
+def _print_space(cfg: SearchConfig, in_chs: int, num_classes: int) -> None:
+    """Say what the supernet leaves out of the search space (derive), or why the space as written
+    will train poorly (given)."""
+    notes = derive_space(cfg.space, cfg.search.budgets, in_chs=in_chs, num_classes=num_classes).notes
+    if not notes:
+        return
+    if cfg.supernet.space == "derive":
+        print("supernet space derived from space and search.budgets (supernet.space: derive): " + "; ".join(notes),
+              flush=True)
+    else:
+        print("warning: supernet.space: given keeps a space too wide for shared weights to rank subnetworks ("
+              + "; ".join(notes) + "); supernet.space: derive leaves these out", flush=True)
+
+
 def cmd_supernet_train(args: argparse.Namespace) -> int:
     cfg = load_search_config(args.config)
     if args.epochs is not None:
@@ -45,19 +60,23 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_supernet_dir(cfg.name)
     pick_device(cfg.supernet.device)  # cuda without a GPU: refused before reading data
     splits = load_splits(cfg, cache_dir=out.parent / ".cache")
-    space = SupernetSpace(cfg.space, in_chs=splits.preprocess.channels, num_classes=len(splits.classes))
+    in_chs, classes = splits.preprocess.channels, len(splits.classes)
+    _print_space(cfg, in_chs, classes)
+    space = SupernetSpace(supernet_space(cfg, in_chs=in_chs, num_classes=classes).space, in_chs=in_chs,
+                          num_classes=classes)
     torch.manual_seed(cfg.seed)
     net = Supernet(space)
     checkpoint = out / "checkpoint.pt"
     if args.restart:
         checkpoint.unlink(missing_ok=True)
     trainer = SupernetTrainer(net, splits, cfg.supernet, seed=cfg.seed, checkpoint=checkpoint,
-                              on_step=_printer(max(1, args.print_every)))
+                              budgets=cfg.search.budgets, on_step=_printer(max(1, args.print_every)))
     params = sum(p.numel() for p in net.parameters())
     print(f"hwnas supernet train {cfg.name}: {params / 1e6:.2f} M weights over block types "
-          f"{', '.join(sorted({k for s in cfg.space.stages for k in (s.block_types or cfg.space.block_types)}))} "
+          f"{', '.join(sorted({k for s in space.cfg.stages for k in (s.block_types or space.cfg.block_types)}))} "
           f"(elastic: {', '.join(elastic_kinds())}); {cfg.supernet.epochs} epochs x {trainer.steps} steps of "
-          f"{cfg.supernet.batch_size} images, sandwich rule with {cfg.supernet.random_subnets} random subnetworks; "
+          f"{cfg.supernet.batch_size} images, sandwich rule with {cfg.supernet.random_subnets} random subnetworks "
+          f"({cfg.supernet.sampling} sampling), one resolution per batch; "
           f"largest {space.largest().format()}; smallest {space.smallest().format()}; checkpoint {checkpoint}",
           flush=True)
     try:

@@ -114,7 +114,6 @@ class TrainConfig:
     distill: TeacherConfig | None = None
 
     def __post_init__(self) -> None:
-        check(self.epochs >= 1, f"{self.SECTION}.epochs", self.epochs, "integers >= 1")
         check(self.train_subset is None or self.train_subset >= 1, f"{self.SECTION}.train_subset", self.train_subset,
               "null (all) or integers >= 1")
         check(1 <= self.epochs <= 100_000, f"{self.SECTION}.epochs", self.epochs, "integers from 1 to 100000")
@@ -128,8 +127,6 @@ class TrainConfig:
               "onecycle, cosine, constant")
         check(0 <= self.label_smoothing < 1, f"{self.SECTION}.label_smoothing", self.label_smoothing, "0 <= x < 1")
         check(self.device in ("auto", "cpu", "cuda"), f"{self.SECTION}.device", self.device, "auto, cpu, cuda")
-
-
 
 
 @dataclass(frozen=True)
@@ -190,6 +187,9 @@ class SupernetConfig(TrainConfig):
     random_subnets: int = 2
     distill_temperature: float = 1.0
     reorder: bool = True  # sort hidden channels by importance after each epoch (once-for-all)
+    label_smoothing: float = 0.1  # the largest's labels (the others learn its outputs), as once-for-all
+    space: str = "derive"  # derive: narrowed to the budgets (nas.supernet.derive); given: as written
+    sampling: str = "macs"  # macs: random subnetworks at MAC targets up to search.budgets; uniform
     bn_images: int = 2000  # training images a subnetwork's BatchNorm statistics are re-estimated on
     checkpoint_minutes: float = 5.0
 
@@ -198,6 +198,8 @@ class SupernetConfig(TrainConfig):
         check(self.distill is None, "supernet.distill", self.distill, "null (the supernet distills in place from "
               "its largest subnetwork)")
         check(0 <= self.random_subnets <= 16, "supernet.random_subnets", self.random_subnets, "integers from 0 to 16")
+        check(self.space in ("derive", "given"), "supernet.space", self.space, "derive, given")
+        check(self.sampling in ("macs", "uniform"), "supernet.sampling", self.sampling, "macs, uniform")
         check(self.distill_temperature > 0, "supernet.distill_temperature", self.distill_temperature, "numbers > 0")
         check(1 <= self.bn_images <= 1_000_000, "supernet.bn_images", self.bn_images, "integers from 1 to 1000000")
         check(0 < self.checkpoint_minutes <= 1440, "supernet.checkpoint_minutes", self.checkpoint_minutes,

@@ -13,6 +13,8 @@ from pathlib import Path
 from nas.core.config import SearchConfig
 from nas.data.splits import Splits
 from nas.search.evaluate import EvalContext
+from nas.core.config import SpaceConfig
+from nas.supernet.derive import DerivedSpace, derive_space
 from nas.supernet.inherit import Inheritor
 from nas.supernet.space import check_elastic
 from nas.supernet.store import SupernetFile, check_matches, load_supernet
@@ -28,17 +30,34 @@ def supernet_path(cfg: SearchConfig) -> Path:
     return Path(cfg.search.supernet) if cfg.search.supernet else default_supernet_dir(cfg.name) / "supernet.pt"
 
 
+def supernet_space(cfg: SearchConfig, *, in_chs: int, num_classes: int) -> DerivedSpace:
+    """The space a supernet of ``cfg`` trains and a supernet search of ``cfg`` searches:
+    ``space`` narrowed to the budgets (``supernet.space: derive``, :mod:`nas.supernet.derive`)
+    or as written (``given``)."""
+    if cfg.supernet.space == "given":
+        return DerivedSpace(cfg.space, ())
+    return derive_space(cfg.space, cfg.search.budgets, in_chs=in_chs, num_classes=num_classes)
+
+
+def searched_space(cfg: SearchConfig, splits: Splits) -> SpaceConfig:
+    return supernet_space(cfg, in_chs=splits.preprocess.channels, num_classes=len(splits.classes)).space
+
+
 def open_supernet(cfg: SearchConfig, splits: Splits) -> SupernetFile:
     """The search's supernet, checked against its space and data (one-line errors otherwise)."""
-    check_elastic(cfg.space)
+    space = searched_space(cfg, splits)
+    check_elastic(space)
     supernet = load_supernet(supernet_path(cfg))
-    check_matches(supernet, cfg.space, splits)
+    check_matches(supernet, space, splits)
     return supernet
 
 
 def inheriting(context: EvalContext, supernet: SupernetFile) -> EvalContext:
-    """``context`` with training replaced by inheriting ``supernet``'s weights."""
-    bn_images = context.cfg.supernet.bn_images
-    return dataclasses.replace(context, trainer=Inheritor(supernet.net, bn_images),
+    """``context`` searching the supernet's space, training replaced by inheriting its weights."""
+    cfg = context.cfg
+    bn_images = cfg.supernet.bn_images
+    space = searched_space(cfg, context.splits)
+    return dataclasses.replace(context, cfg=dataclasses.replace(cfg, space=space),
+                               trainer=Inheritor(supernet.net, bn_images),
                                weights_from=f"{supernet.describe()}; BatchNorm re-estimated on {bn_images} "
                                             "training images")

@@ -1,8 +1,9 @@
 """Training a supernet: the sandwich rule with in-place distillation (BigNAS), seeded, resumable.
 
-Each step: the largest subnetwork learns the labels; the smallest and ``random_subnets`` random
-subnetworks (each at its own resolution) learn the largest's softened outputs; one optimizer step
-for their summed gradients. After each epoch the hidden channels are sorted by importance
+Each step draws one resolution for the batch; at it the largest subnetwork learns the labels
+(label smoothing ``label_smoothing``), the smallest and ``random_subnets`` random subnetworks
+(drawn at MAC targets within the search's budgets, :mod:`nas.supernet.sampling`) learn the
+largest's softened outputs; one optimizer step for their summed gradients. After each epoch the hidden channels are sorted by importance
 (:meth:`Supernet.reorder`, optimizer state permuted with them). The batch order and the random
 subnetworks of step ``s`` of epoch ``e`` depend on ``(seed, e, s)`` only, so a run resumed from
 its checkpoint (written every epoch and every ``checkpoint_minutes``) continues exactly.
@@ -24,11 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.core.config import SupernetConfig
+from nas.core.config import Budgets, SupernetConfig
 from nas.core.errors import UserError
 from nas.core.files import write_atomic
 from nas.data.splits import Splits, to_tensor
 from nas.supernet.net import Supernet
+from nas.supernet.sampling import SubnetSampler, at
 from nas.train.layout import to_channels_last, to_contiguous
 from nas.train.losses import soft_loss
 from nas.train.trainer import make_optimizer, make_scheduler, pick_device
@@ -59,9 +61,9 @@ class _State:
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
-def _fingerprint(net: Supernet, cfg: SupernetConfig, seed: int, n_train: int) -> str:
+def _fingerprint(net: Supernet, cfg: SupernetConfig, seed: int, n_train: int, sampler: SubnetSampler) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "device", "checkpoint_minutes")}
-    return json.dumps({"cfg": settings, "seed": seed, "n_train": n_train,
+    return json.dumps({"cfg": settings, "seed": seed, "n_train": n_train, "sampler": sampler.describe(),
                        "space": dataclasses.asdict(net.space.cfg)}, sort_keys=True, default=str)
 
 
@@ -69,9 +71,10 @@ class SupernetTrainer:
     """Trains ``net`` on ``splits`` under ``cfg``, checkpointing to ``checkpoint``."""
 
     def __init__(self, net: Supernet, splits: Splits, cfg: SupernetConfig, *, seed: int, checkpoint: Path,
-                 on_step: Callable[[StepReport], None] | None = None) -> None:
+                 budgets: Budgets = Budgets(), on_step: Callable[[StepReport], None] | None = None) -> None:
         self.net, self.splits, self.cfg, self.seed, self.checkpoint = net, splits, cfg, seed, checkpoint
         self.on_step = on_step
+        self.sampler = SubnetSampler(net.space, budgets, cfg.sampling)
         rng = np.random.default_rng(seed)
         n = len(splits.y_train)
         keep = np.sort(rng.choice(n, cfg.train_subset, replace=False)) if cfg.train_subset and cfg.train_subset < n \
@@ -79,7 +82,7 @@ class SupernetTrainer:
         self.images, self.labels = splits.x_train[keep], splits.y_train[keep]
         self.steps = math.ceil(len(self.labels) / cfg.batch_size)
         self.device = pick_device(cfg.device)
-        self.fingerprint = _fingerprint(net, cfg, seed, len(self.labels))
+        self.fingerprint = _fingerprint(net, cfg, seed, len(self.labels), self.sampler)
 
     def run(self) -> list[dict[str, float]]:
         """Train (resuming a matching checkpoint) to the last epoch; returns the per-epoch history."""
@@ -107,22 +110,24 @@ class SupernetTrainer:
         return state.history
 
     def _step(self, state: _State, optimizer: torch.optim.Optimizer) -> None:
-        """One sandwich step: largest on labels, smallest and random ones distilled from it."""
+        """One sandwich step at one resolution: largest on labels, smallest and random ones distilled from it."""
         net, space, cfg, device = self.net, self.net.space, self.cfg, self.device
         rng = np.random.default_rng([self.seed, state.epoch, state.step])
         order = np.random.default_rng([self.seed, state.epoch]).permutation(len(self.labels))
         idx = order[state.step * cfg.batch_size:(state.step + 1) * cfg.batch_size]
         images, labels = self.images[idx], torch.from_numpy(self.labels[idx]).to(device)
         optimizer.zero_grad(set_to_none=True)
-        largest = space.largest()
-        logits = net(self._batch(images, largest.resolution), largest)
+        resolution = self.sampler.resolution(rng)
+        x = self._batch(images, resolution)
+        logits = net(x, at(space.largest(), resolution))
         loss = nn.functional.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
         loss.backward()
         soft = logits.detach()
         distilled = 0.0
-        students = [space.smallest(), *(space.random(rng) for _ in range(cfg.random_subnets))]
+        students = [at(space.smallest(), resolution), *(self.sampler.draw(rng, resolution)
+                                                        for _ in range(cfg.random_subnets))]
         for spec in students:
-            student_loss = soft_loss(net(self._batch(images, spec.resolution), spec), soft, cfg.distill_temperature)
+            student_loss = soft_loss(net(x, spec), soft, cfg.distill_temperature)
             student_loss.backward()
             distilled += float(student_loss.detach()) / len(students)
         optimizer.step()

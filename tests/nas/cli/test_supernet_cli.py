@@ -50,6 +50,7 @@ def test_supernet_trains_and_searches_end_to_end(tmp_path: Path, idx_dir: Path,
     assert main(["supernet", "train", str(cfg), "--out", str(tmp_path / "sn")]) == 0
     out = capsys.readouterr().out
     assert "epoch 1/1" in out and "ETA" in out and (tmp_path / "sn" / "supernet.pt").exists()
+    assert "supernet space derived" in out and "fir, ds left to a per-trial search" in out
     assert main(["supernet", "train", str(cfg), "--out", str(tmp_path / "sn")]) == 0  # resumed: nothing left
     assert main(["supernet", "info", str(tmp_path / "sn" / "supernet.pt")]) == 0
 
@@ -57,6 +58,9 @@ def test_supernet_trains_and_searches_end_to_end(tmp_path: Path, idx_dir: Path,
     assert main(["search", str(cfg), "--out", str(run)]) == 0
     complete = _trials(run)
     assert len(complete) >= 2
+    # the search searches the supernet's derived space: one block kind, no expansion 1
+    assert all("-fir_" not in t.user_attrs["arch"] and "-ds_" not in t.user_attrs["arch"]
+               and "_e1_" not in t.user_attrs["arch"] for t in complete)
     raw = load_idx_dataset("mnist", idx_dir, download_ok=False)
     splits = split(raw, val_fraction=0.2, seed=0)
     for trial in complete:

@@ -1,0 +1,153 @@
+"""Rank agreement of a supernet, judged against the noise of training itself (issue 29).
+
+Random budget-feasible subnetworks of the supernet's space (uniform draws, the search's budgets
+checked by the search's own cost count) are each trained alone twice at the search's proxy budget
+(``train``, seeds ``cfg.seed`` and ``cfg.seed + 1``: initialisation and batch order differ); the
+Kendall tau between the two stand-alone runs is the noise ceiling: no score ranks a run better
+than another run of the same training does, on average. The first ``finals`` of them are also
+trained at the ``final`` section's budget (``FinalTrainer``, checkpointed per epoch, so a killed
+run resumes). Every result is cached per architecture in the workspace; stages run in separate
+processes (``--seed-index``) share nothing but those files.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+from nas.core.config import load_search_config
+from nas.cost.costs import count_costs
+from nas.search.on_supernet import searched_space
+from nas.search.study import load_splits
+from nas.space.arch import ArchSpec
+from nas.space.builder import build
+from nas.supernet.inherit import accuracy, recalibrate_bn
+from nas.supernet.space import SupernetSpace
+from nas.supernet.store import load_supernet
+from nas.train.final import FinalTrainer
+from nas.train.trainer import train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rank_subnets(cfg_path: Path, n: int) -> list[ArchSpec]:
+    """The first ``n`` distinct budget-feasible uniform random subnetworks (seed 1) of the supernet's space."""
+    cfg = load_search_config(cfg_path)
+    splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
+    space = SupernetSpace(searched_space(cfg, splits), in_chs=splits.preprocess.channels,
+                          num_classes=len(splits.classes))
+    rng, budgets = np.random.default_rng(1), cfg.search.budgets
+    specs: list[ArchSpec] = []
+    while len(specs) < n:
+        spec = space.random(rng)
+        costs = count_costs(spec)
+        if (budgets.macs and costs.macs > budgets.macs) or (budgets.peak_memory_mb and
+                                                             costs.memory_mb > budgets.peak_memory_mb):
+            continue
+        if all(s.format() != spec.format() for s in specs):
+            specs.append(spec)
+    return specs
+
+
+def _cached(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def standalone(cfg_path: Path, ws: Path, specs: list[ArchSpec], seed_index: int) -> dict[str, float]:
+    """Validation accuracy of each subnetwork trained alone at the proxy budget with seed
+    ``cfg.seed + seed_index``; cached per arch in standalone_<seed_index>.json."""
+    cfg = load_search_config(cfg_path)
+    splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
+    seed = cfg.seed + seed_index
+    cache = ws / f"standalone_{seed_index}.json"
+    done: dict[str, float] = _cached(cache)
+    for i, spec in enumerate(specs):
+        if spec.format() in done:
+            continue
+        started = time.perf_counter()
+        torch.manual_seed(seed)
+        alone = build(spec)
+        train(alone, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
+              cfg=cfg.train, seed=seed)
+        done[spec.format()] = accuracy(alone, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
+        cache.write_text(json.dumps(done, indent=1))
+        print(f"standalone seed {seed} {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}% in "
+              f"{time.perf_counter() - started:.0f} s  {spec.format()}", flush=True)
+    return done
+
+
+def final_trained(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> dict[str, float]:
+    """Validation accuracy of each subnetwork trained at the ``final`` budget (cached, resumable)."""
+    cfg = load_search_config(cfg_path)
+    splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
+    cache = ws / "final.json"
+    done: dict[str, float] = _cached(cache)
+    for i, spec in enumerate(specs):
+        if spec.format() in done:
+            continue
+        started = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        model = build(spec)
+        trainer = FinalTrainer(ws / "final-checkpoints" / f"{i:02d}.pt", splits.x_val, splits.y_val)
+        trainer(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
+                cfg=cfg.final, seed=cfg.seed)
+        done[spec.format()] = accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
+        cache.write_text(json.dumps(done, indent=1))
+        print(f"final ({cfg.final.epochs} epochs) {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}% in "
+              f"{time.perf_counter() - started:.0f} s  {spec.format()}", flush=True)
+    return done
+
+
+def inherited(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> list[dict[str, Any]]:
+    """Each subnetwork's validation accuracy with the supernet's weights, BatchNorm re-estimated."""
+    cfg = load_search_config(cfg_path)
+    splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
+    sn = load_supernet(ws / "supernet" / "supernet.pt")
+    rows = []
+    for spec in specs:
+        started = time.perf_counter()
+        model = sn.net.extract(spec)
+        recalibrate_bn(model, splits.x_train, splits.preprocess, spec.resolution, n_images=cfg.supernet.bn_images,
+                       seed=cfg.seed)
+        rows.append({"arch": spec.format(), "macs": count_costs(spec).macs,
+                     "inherited": accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution),
+                     "inherit_seconds": time.perf_counter() - started})
+    return rows
+
+
+def _tau(a: list[float], b: list[float]) -> float:
+    return float(kendalltau(a, b).statistic)
+
+
+def rank_figures(rows: list[dict[str, Any]], alone: tuple[dict[str, float], dict[str, float]],
+                 final: dict[str, float]) -> dict[str, Any]:
+    """The issue's keys from inherited scores, two stand-alone runs and final-trained accuracies."""
+    inh = [r["inherited"] for r in rows]
+    a, b = ([run[r["arch"]] for r in rows] for run in alone)
+    mean_alone = [(x + y) / 2 for x, y in zip(a, b)]
+    tau_a, tau_b, ceiling = _tau(inh, a), _tau(inh, b), _tau(a, b)
+    tau = (tau_a + tau_b) / 2  # each against one run, as the ceiling compares one run with another
+    with_final = [r for r in rows if r["arch"] in final]
+    return {
+        "subnets": len(rows), "kendall_tau": tau, "kendall_tau_seed_a": tau_a, "kendall_tau_seed_b": tau_b,
+        "kendall_tau_vs_standalone_mean": _tau(inh, mean_alone), "noise_ceiling_tau": ceiling,
+        "tau_ratio": tau / ceiling if ceiling > 0 else float("nan"),
+        "spearman": float((spearmanr(inh, a).statistic + spearmanr(inh, b).statistic) / 2),
+        "noise_ceiling_spearman": float(spearmanr(a, b).statistic),
+        "kendall_p_seed_a": float(kendalltau(inh, a).pvalue),
+        "inherited_mean": float(np.mean(inh)), "standalone_mean": float(np.mean(mean_alone)),
+        "standalone_seed_gap_mean": float(np.mean(np.abs(np.subtract(a, b)))),
+        "kendall_tau_final": (_tau([r["inherited"] for r in with_final], [final[r["arch"]] for r in with_final])
+                              if len(with_final) >= 3 else None),
+        "kendall_tau_final_standalone": (_tau([alone[0][r["arch"]] for r in with_final],
+                                              [final[r["arch"]] for r in with_final])
+                                         if len(with_final) >= 3 else None),
+        "final_subnets": len(with_final),
+        "final_mean": float(np.mean([final[r["arch"]] for r in with_final])) if with_final else None,
+        "inherit_seconds_median": float(np.median([r["inherit_seconds"] for r in rows])),
+    }
