@@ -100,8 +100,11 @@ def _latency_model() -> str:
 
 def _supernet() -> str:
     r = _json("supernet")
-    return (f"inherited vs trained-alone rank, Kendall tau: Fashion-MNIST {r['kendall_tau']:.2f}, CIFAR-10 "
-            f"{r['cifar10_kendall_tau']:.2f}; front hypervolume vs per-trial search {r['hv_ratio_macs']:.2f}x")
+    parts = [f"{name}: Kendall tau {d['kendall_tau']:.2f} against a noise ceiling of {d['noise_ceiling_tau']:.2f} "
+             f"(ratio {d['tau_ratio']:.2f}), inherited mean {100 * d['inherited_mean']:.1f}% vs stand-alone "
+             f"{100 * d['standalone_mean']:.1f}%" for name, d in (("Fashion-MNIST", r.get("fmnist")),
+                                                                 ("CIFAR-10", r.get("cifar10"))) if d]
+    return "; ".join(parts) or "not run"
 
 
 def _faults() -> str:

@@ -58,6 +58,13 @@ def _cached(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _add_seconds(path: Path, spec: ArchSpec, seconds: float) -> None:
+    """Wall seconds of one training (one thread, beside one other training on this 2-core machine)."""
+    done = _cached(path)
+    done[spec.format()] = seconds
+    path.write_text(json.dumps(done, indent=1))
+
+
 def standalone(cfg_path: Path, ws: Path, specs: list[ArchSpec], seed_index: int) -> dict[str, float]:
     """Validation accuracy of each subnetwork trained alone at the proxy budget with seed
     ``cfg.seed + seed_index``; cached per arch in standalone_<seed_index>.json."""
@@ -75,6 +82,7 @@ def standalone(cfg_path: Path, ws: Path, specs: list[ArchSpec], seed_index: int)
         train(alone, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
               cfg=cfg.train, seed=seed)
         done[spec.format()] = accuracy(alone, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
+        _add_seconds(ws / f"standalone_{seed_index}_seconds.json", spec, time.perf_counter() - started)
         cache.write_text(json.dumps(done, indent=1))
         print(f"standalone seed {seed} {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}% in "
               f"{time.perf_counter() - started:.0f} s  {spec.format()}", flush=True)
@@ -97,6 +105,7 @@ def final_trained(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> dict[str, 
         trainer(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
                 cfg=cfg.final, seed=cfg.seed)
         done[spec.format()] = accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
+        _add_seconds(ws / "final_seconds.json", spec, time.perf_counter() - started)
         cache.write_text(json.dumps(done, indent=1))
         print(f"final ({cfg.final.epochs} epochs) {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}% in "
               f"{time.perf_counter() - started:.0f} s  {spec.format()}", flush=True)
@@ -120,12 +129,18 @@ def inherited(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> list[dict[str,
     return rows
 
 
+def median_seconds(ws: Path, name: str) -> float | None:
+    """Median wall seconds of the trainings timed in ``<name>_seconds.json``."""
+    times = list(_cached(ws / f"{name}_seconds.json").values())
+    return float(np.median(times)) if times else None
+
+
 def _tau(a: list[float], b: list[float]) -> float:
     return float(kendalltau(a, b).statistic)
 
 
 def rank_figures(rows: list[dict[str, Any]], alone: tuple[dict[str, float], dict[str, float]],
-                 final: dict[str, float]) -> dict[str, Any]:
+                 final: dict[str, float], seconds: tuple[float | None, float | None]) -> dict[str, Any]:
     """The issue's keys from inherited scores, two stand-alone runs and final-trained accuracies."""
     inh = [r["inherited"] for r in rows]
     a, b = ([run[r["arch"]] for r in rows] for run in alone)
@@ -134,6 +149,7 @@ def rank_figures(rows: list[dict[str, Any]], alone: tuple[dict[str, float], dict
     tau = (tau_a + tau_b) / 2  # each against one run, as the ceiling compares one run with another
     with_final = [r for r in rows if r["arch"] in final]
     return {
+        "standalone_seconds_median": seconds[0], "final_seconds_median": seconds[1],
         "subnets": len(rows), "kendall_tau": tau, "kendall_tau_seed_a": tau_a, "kendall_tau_seed_b": tau_b,
         "kendall_tau_vs_standalone_mean": _tau(inh, mean_alone), "noise_ceiling_tau": ceiling,
         "tau_ratio": tau / ceiling if ceiling > 0 else float("nan"),
