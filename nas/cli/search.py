@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ from nas.search.progress import Progress
 from nas.search.reexport import reexport
 from nas.search.report import KEEP_MARK, export_trial_files, front_table
 from nas.search.run_folder import STORAGE_ENV, default_storage, inside, run_storage
+from nas.search.on_supernet import searched_space
 from nas.search.slots import counts
 from nas.search.storage import redact, storage_from_url
 from nas.search.study import create_run, find_study, load_run_config, load_splits, prepare_search, run_search
@@ -33,8 +35,14 @@ from nas.search.study import create_run, find_study, load_run_config, load_split
 def cmd_search(args: argparse.Namespace) -> int:
     cfg, run_dir, storage = prepare_run(args)
     profile, splits = prepare_search(cfg, run_dir)  # everything checked before the run folder is written
+    searched = cfg
+    if cfg.search.strategy == "supernet":  # the space searched is the supernet's (nas.supernet.derive)
+        searched = dataclasses.replace(cfg, space=searched_space(cfg, splits))
+        if searched.space != cfg.space and not os.environ.get(BUDGETS_CHECKED_ENV):
+            print(f"hwnas search {cfg.name}: searching the supernet's space (supernet.space: derive), the space "
+                  "narrowed to the budgets as hwnas supernet train said", flush=True)
     if not os.environ.get(BUDGETS_CHECKED_ENV):
-        check_budgets(cfg, profile, splits)
+        check_budgets(searched, profile, splits)
     if args.workers is not None:
         most = 4 * (os.cpu_count() or 1)  # each worker holds the data and a model (about 300 MB here)
         if not 1 <= args.workers <= most:

@@ -82,6 +82,9 @@ class SupernetTrainer:
         self.images, self.labels = splits.x_train[keep], splits.y_train[keep]
         self.steps = math.ceil(len(self.labels) / cfg.batch_size)
         self.device = pick_device(cfg.device)
+        # bfloat16 autocast on a GPU that has it (no loss scaling needed; BatchNorm and the losses stay
+        # float32 under autocast); float32 elsewhere. Not run on a GPU here: no device was lent.
+        self.bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.fingerprint = _fingerprint(net, cfg, seed, len(self.labels), self.sampler)
 
     def run(self) -> list[dict[str, float]]:
@@ -119,7 +122,8 @@ class SupernetTrainer:
         optimizer.zero_grad(set_to_none=True)
         resolution = self.sampler.resolution(rng)
         x = self._batch(images, resolution)
-        logits = net(x, at(space.largest(), resolution))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = net(x, at(space.largest(), resolution)).float()
         loss = nn.functional.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
         loss.backward()
         soft = logits.detach()
@@ -127,7 +131,9 @@ class SupernetTrainer:
         students = [at(space.smallest(), resolution), *(self.sampler.draw(rng, resolution)
                                                         for _ in range(cfg.random_subnets))]
         for spec in students:
-            student_loss = soft_loss(net(x, spec), soft, cfg.distill_temperature)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+                student = net(x, spec).float()
+            student_loss = soft_loss(student, soft, cfg.distill_temperature)
             student_loss.backward()
             distilled += float(student_loss.detach()) / len(students)
         optimizer.step()
