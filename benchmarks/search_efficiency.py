@@ -20,6 +20,7 @@ Stages (each cached under runs/bench-efficiency/, so a killed run continues wher
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import queue
@@ -39,11 +40,16 @@ from nas.core.files import write_atomic
 from nas.cost.costs import ModelCosts, count_costs
 from nas.space.arch import ArchSpec
 
+from nas.search.study import load_splits
+from nas.supernet.store import check_matches, load_supernet
+
 from results_page import record_run
 from search_real import benchmark_config
 from search_replay import Replay
 from search_report import dataset_figures, final_hv, plot, real_figures
 from search_report_md import markdown, setup_text
+from search_supernet import STRATEGIES as SUPERNET_STRATEGIES
+from search_supernet import InheritedScores, SupernetReplay
 from search_stats import Point, hypervolume, quartiles, rank_test
 from search_table import Surrogate, held_out_error, load_run, parse_all, rung_agreement
 
@@ -181,6 +187,38 @@ def stage_replay(data: str) -> None:
         print(f"{data}: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
 
 
+def stage_supernet() -> None:
+    """Replay the supernet strategies (benchmarks/search_supernet.py) on Fashion-MNIST over SEEDS,
+    from the supernet benchmarks/supernet.py trained (runs/bench-supernet/supernet/)."""
+    torch.set_num_threads(1)
+    folder = ROOT / "runs" / "bench-supernet" / "supernet"
+    supernet = load_supernet(folder / "supernet.pt")
+    train_s = float(json.loads((folder / "training.json").read_text())["train_seconds"])
+    base = strategy_config("fmnist", "tpe", 0)
+    splits = load_splits(base, cache_dir=ROOT / "runs" / ".cache")
+    check_matches(supernet, supernet.net.space.cfg, splits)
+    table = load_table("fmnist")
+    pricer = Pricer()
+    surrogate = Surrogate(table, parse_all(list(table["arch"]), pricer))
+    scores = InheritedScores(supernet, splits, base.supernet.bn_images, base.seed, WS / "replay" / "fmnist" /
+                             "supernet-scores.json")
+    for strategy, profiles in SUPERNET_STRATEGIES.items():
+        for seed in SEEDS:
+            out = WS / "replay" / "fmnist" / f"{strategy}-{seed}.json"
+            if out.exists():
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cfg = dataclasses.replace(strategy_config("fmnist", "tpe", seed), space=supernet.net.space.cfg)
+            replay = SupernetReplay(cfg, surrogate, REPLAY_BUDGET_S, pricer, 1, 10, scores=scores,
+                                    start_s=train_s / profiles)
+            events = replay.run()
+            scores.save()
+            write_atomic(out, json.dumps({"strategy": strategy, "seed": seed, "counts": replay.counts,
+                                          "sampler_s": replay.sampler_s, "start_s": train_s / profiles,
+                                          "events": [e.__dict__ for e in events]}).encode())
+        print(f"fmnist: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
+
+
 def with_early_stopping(data: str) -> list[str]:
     """Early stopping at epoch 1 and at epoch 2 on the best model-based sampler of ``data``."""
     best = best_model_based(data)
@@ -229,7 +267,8 @@ def min_max(data: str, strategy: str) -> tuple[float, float]:
 def write_report(datasets: list[str]) -> None:
     figures, report, validations, surrogates, reals = {}, {}, {}, {}, {}
     for data in datasets:
-        strategies = [*BASE_STRATEGIES, *with_early_stopping(data), *VARIANTS, *VALIDATION]
+        strategies = [*BASE_STRATEGIES, *with_early_stopping(data), *VARIANTS, *VALIDATION,
+                      *(s for s in SUPERNET_STRATEGIES if (WS / "replay" / data / f"{s}-{SEEDS[-1]}.json").exists())]
         fig = dataset_figures(functools.partial(replays_of, data), strategies, REFERENCE[data])
         figures[data] = fig
         reals[data] = real_figures(load_table(data), REFERENCE[data])
@@ -274,7 +313,7 @@ def stage_pair(data: str, pair: list[str], seeds: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=("real", "replay", "report", "all", "pair"), default="all")
+    parser.add_argument("--stage", choices=("real", "replay", "supernet", "report", "all", "pair"), default="all")
     parser.add_argument("--pair", nargs=2, default=["random", "tpe"], help="--stage pair: the two samplers")
     parser.add_argument("--seeds", nargs="+", type=int, default=[5, 6], help="--stage pair: seeds of your own")
     parser.add_argument("--data", nargs="+", choices=DATASETS, default=list(DATASETS))
@@ -289,6 +328,8 @@ def main() -> None:
             thread.start()
         for thread in threads:
             thread.join()
+    if args.stage in ("supernet", "all") and (ROOT / "runs" / "bench-supernet" / "supernet" / "supernet.pt").exists():
+        stage_supernet()
     if args.stage in ("report", "all"):
         write_report(args.data)
 

@@ -1,0 +1,107 @@
+"""The supernet as one strategy of the search-efficiency benchmark (issue 29).
+
+A replay of a search on the trained supernet of benchmarks/supernet.py (Fashion-MNIST, the
+quickstart's data; its space is the quickstart space derived to the same budgets, so every
+subnetwork is an architecture of the benchmark's table space). The sampler (TPE, the best per-trial
+sampler), the budget gate and duplicate handling are those of the per-trial replays; what differs
+is what a candidate costs and scores:
+
+- the simulated clock starts at the supernet's training seconds, divided by the number of device
+  profiles searched from it (``supernet``: 1, its cost paid by this search alone;
+  ``supernet/amortised4``: the four fronts benchmarks/supernet.py searches from it);
+- a candidate's accuracy is real: the subnetwork extracted, its BatchNorm re-estimated on
+  ``supernet.bn_images`` training images and scored on the validation and test splits (PyTorch;
+  an fp32 file scores the same), cached per architecture; its clock cost is the measured seconds
+  of that extraction, re-estimation and validation scoring, plus the table surrogate's export,
+  file evaluation and latency measurement seconds (the same work as a trained candidate's);
+- host latency is the table surrogate's, as for every strategy.
+Candidates then need retraining to deploy at trained accuracy; the front here is the inherited one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from nas.core.files import write_atomic
+from nas.cost.costs import ModelCosts
+from nas.data.splits import Splits
+from nas.search.evaluate import budget_violations
+from nas.space.arch import ArchSpec
+from nas.supernet.inherit import accuracy, recalibrate_bn
+from nas.supernet.store import SupernetFile
+
+from search_replay import Event, Replay
+from search_table import features
+
+STRATEGIES = {"supernet": 1, "supernet/amortised4": 4}  # strategy: device profiles sharing the training
+
+
+@dataclass
+class InheritedScores:
+    """Validation and test accuracy of subnetworks with inherited weights, and the seconds to
+    extract, re-estimate and validate each; cached per architecture in ``cache``."""
+
+    supernet: SupernetFile
+    splits: Splits
+    bn_images: int
+    seed: int
+    cache: Path
+    done: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.cache.exists():
+            self.done = json.loads(self.cache.read_text())
+
+    def __call__(self, spec: ArchSpec) -> tuple[float, float, float]:
+        key = spec.format()
+        if key not in self.done:
+            s, started = self.splits, time.perf_counter()
+            model = self.supernet.net.extract(spec)
+            recalibrate_bn(model, s.x_train, s.preprocess, spec.resolution, n_images=self.bn_images, seed=self.seed)
+            val = accuracy(model, s.x_val, s.y_val, s.preprocess, spec.resolution)
+            seconds = time.perf_counter() - started
+            test = accuracy(model, s.x_test, s.y_test, s.preprocess, spec.resolution)
+            self.done[key] = [val, test, seconds]
+            if len(self.done) % 20 == 0:
+                self.save()
+        val, test, seconds = self.done[key]
+        return val, test, seconds
+
+    def save(self) -> None:
+        write_atomic(self.cache, json.dumps(self.done).encode())
+
+
+@dataclass
+class SupernetReplay(Replay):
+    """A replay whose candidates inherit their weights (module docstring)."""
+
+    scores: InheritedScores | None = None
+    start_s: float = 0.0  # the supernet's training seconds over the profiles sharing it
+
+    def _evaluate(self, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, clock: float,
+                  rng: np.random.Generator) -> float:
+        assert self.scores is not None
+        clock = max(clock, self.start_s)  # nothing is scored before the supernet exists
+        costs: ModelCosts = self.price(spec)
+        values = {"macs": float(costs.macs), "peak_memory_mb": round(costs.memory_mb, 6)}
+        violations = budget_violations(values, self.cfg.search.budgets)
+        for key, excess in violations.items():
+            trial.set_constraint(key, excess)
+        if any(v > 0 for v in violations.values()):
+            self.counts["rejected"] += 1
+            study.tell(trial, state=TrialState.PRUNED)
+            return clock + self.surrogate.reject_s
+        figures = self.surrogate.draw(features(spec, costs), rng)
+        val, test, seconds = self.scores(spec)
+        clock += seconds + figures["after_s"]
+        self.counts["trained"] += 1  # "trained": scored, here by inheriting
+        objective = {"accuracy": val, "latency_ms": figures["latency_ms"], "macs": float(costs.macs)}
+        study.tell(trial, [objective[n] for n in self.cfg.search.objectives])
+        self.events.append(Event(clock, spec.format(), val, test, figures["latency_ms"], float(costs.macs), True))
+        return clock
