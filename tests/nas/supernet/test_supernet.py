@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from nas.core.config import SpaceConfig, StageConfig, SupernetConfig
+from nas.core.config import Budgets, SpaceConfig, StageConfig, SupernetConfig
 from nas.core.errors import UserError
 from nas.data.splits import Preprocess, Splits, to_tensor
-from nas.space.arch import parse
+from nas.cost.parts import PartCosts
+from nas.space.arch import ArchSpec, parse
 from nas.space.builder import build
 from nas.supernet.inherit import Inheritor, accuracy, recalibrate_bn
 from nas.supernet.net import Supernet
@@ -195,3 +196,29 @@ def test_inherited_weights_beat_random_ones_after_supernet_training(tmp_path: Pa
                                          resolution=spec.resolution, cfg=SupernetConfig(), seed=0) == []
     inherited = accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
     assert inherited > 0.5  # four classes: chance is 0.25
+
+
+def test_each_step_runs_one_resolution_and_budget_feasible_random_subnetworks(tmp_path: Path) -> None:
+    splits = _splits()
+    torch.manual_seed(0)
+    net = Supernet(_space())
+    parts = PartCosts()
+    low, high = (parts.costs(spec).macs for spec in (net.space.smallest(), net.space.largest()))
+    budgets = Budgets(macs=(low + high) / 2)
+    seen: list[tuple[int, ArchSpec]] = []
+    forward = net.forward
+
+    def spy(x: torch.Tensor, spec: ArchSpec) -> torch.Tensor:
+        seen.append((x.shape[-1], spec))
+        return forward(x, spec)
+    net.forward = spy  # type: ignore[method-assign]
+    trainer = SupernetTrainer(net, splits, SupernetConfig(epochs=1, batch_size=16, threads=1), seed=0,
+                              checkpoint=tmp_path / "d.pt", budgets=budgets)
+    trainer.run()
+    steps = [seen[i:i + 4] for i in range(0, len(seen), 4)]  # largest, smallest, two random
+    assert len(steps) == trainer.steps == 6
+    for step in steps:
+        assert len({r for r, _ in step} | {spec.resolution for _, spec in step}) == 1  # one resolution a batch
+        assert step[0][1].format() == dataclasses.replace(net.space.largest(), resolution=step[0][0]).format()
+        assert all(trainer.sampler.fits(spec) for _, spec in step[2:])  # random ones within the budget
+    assert {step[0][0] for step in steps} == set(SPACE.resolutions)  # the largest trains at every resolution
