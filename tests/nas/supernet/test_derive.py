@@ -9,6 +9,7 @@ import pytest
 from nas.core.config import Budgets, load_search_config
 from nas.core.errors import UserError
 from nas.cost.costs import count_costs
+from nas.cli.supernet import _print_space
 from nas.search.on_supernet import supernet_space
 from nas.supernet.derive import MAX_WIDTH_RANGE, SLACK, derive_space
 from nas.supernet.sampling import SubnetSampler
@@ -78,3 +79,13 @@ def test_config_refuses_unknown_space_and_sampling() -> None:
         dataclasses.replace(CFG.supernet, space="wide")
     with pytest.raises(UserError, match="supernet.sampling"):
         dataclasses.replace(CFG.supernet, sampling="flops")
+
+
+def test_train_says_what_it_left_out_or_warns_about_a_given_space(capsys: pytest.CaptureFixture[str]) -> None:
+    _print_space(CFG, 1, 10)
+    derived = capsys.readouterr().out
+    assert derived.startswith("supernet space derived from space and search.budgets") and "widths 1.25" in derived
+    given = dataclasses.replace(CFG, supernet=dataclasses.replace(CFG.supernet, space="given"))
+    _print_space(given, 1, 10)
+    warned = capsys.readouterr().out
+    assert warned.startswith("warning: supernet.space: given keeps a space too wide") and "15.64 M MACs" in warned
