@@ -51,7 +51,12 @@ def markdown(payload: dict[str, Any]) -> str:
              "`population: 4` (4 random start-up trials instead of 8). `X@real`: X "
              "replayed under the real runs' conditions (each epoch's validation accuracy also measured, as "
              "benchmarks/search_real.py does), to set beside the real runs; every replay also pays the real runs' "
-             "median time between trials (tables, plot and models rewritten after each trial).", ""]
+             "median time between trials (tables, plot and models rewritten after each trial). `supernet` (Fashion-MNIST "
+             "only): TPE on the supernet benchmarks/supernet.py trained (benchmarks/search_supernet.py), the clock "
+             "starting at its training seconds, each candidate's accuracy its real inherited one (BatchNorm "
+             "re-estimated) and its time the measured inherit-and-score seconds plus the surrogate's export and "
+             "measurement; `supernet/amortised4`: the training shared by the four fronts searched from it (host CPU, "
+             "Jetson Nano, Raspberry Pi 4, Edge TPU). Its front holds inherited accuracies: retrain before deploying.", ""]
     for data in ("fmnist", "cifar10"):
         if data not in payload:
             continue

@@ -164,7 +164,8 @@ def stages(data: str, ws: Path, a: argparse.Namespace) -> dict[str, Any]:
                         "--trials", str(a.device_trials)], ws / f"device-{profile}.log")
             mark_done(ws, f"device_{profile}", {"wall_seconds": wall})
         out[f"device_{profile}"] = stage_done(ws, f"device_{profile}")
-    out["finals"] = stage_done(ws, "finals") or mark_done(ws, "finals", finals(ws, a.final_epochs, a.final_models))
+    if not a.no_retrain:
+        out["finals"] = stage_done(ws, "finals") or mark_done(ws, "finals", finals(ws, a.final_epochs, a.final_models))
     return out
 
 
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--final-epochs", type=int, default=5, help="epochs of the scratch vs fine-tune finals")
     parser.add_argument("--final-models", type=int, default=3, help="front trials in the scratch vs fine-tune finals")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--no-retrain", action="store_true", help="skip the scratch vs fine-tune finals stage")
     parser.add_argument("--finals", type=int, default=10, help="rank subnetworks also trained at the final budget")
     parser.add_argument("--rank-only", action="store_true", help="train the supernet and judge its rank; no searches")
     parser.add_argument("--standalone-only", action="store_true",
