@@ -95,6 +95,7 @@ def final_trained(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> dict[str, 
     splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
     cache = ws / "final.json"
     done: dict[str, float] = _cached(cache)
+    (ws / "final-checkpoints").mkdir(parents=True, exist_ok=True)
     for i, spec in enumerate(specs):
         if spec.format() in done:
             continue
