@@ -215,7 +215,6 @@ def stage_supernet() -> None:
             scores.save()
             write_atomic(out, json.dumps({"strategy": strategy, "seed": seed, "counts": replay.counts,
                                           "sampler_s": replay.sampler_s, "start_s": train_s / profiles,
-                                          "inherited_test": replay.inherited_test,
                                           "events": [e.__dict__ for e in events]}).encode())
         print(f"fmnist: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
 
