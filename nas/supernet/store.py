@@ -47,7 +47,8 @@ class SupernetFile:
 def save_supernet(path: Path, net: Supernet, splits: Splits, meta: dict[str, Any]) -> str:
     """Write the supernet file; returns its sha256."""
     state = {"format": FORMAT, "space": json.dumps(dataclasses.asdict(net.space.cfg)), "dataset": splits.name,
-             "classes": list(splits.classes), "preprocess": json.dumps(dataclasses.asdict(splits.preprocess)),
+             # plain str: an image folder's class names may be numpy strings, which weights_only refuses
+             "classes": [str(c) for c in splits.classes], "preprocess": json.dumps(dataclasses.asdict(splits.preprocess)),
              "meta": json.dumps(meta), "state_dict": {k: v.detach().cpu().contiguous()
                                                       for k, v in net.state_dict().items()}}
     buffer = io.BytesIO()

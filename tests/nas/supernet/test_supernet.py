@@ -152,6 +152,10 @@ def test_file_round_trip_and_mismatches(tmp_path: Path) -> None:
     (tmp_path / "bad.pt").write_bytes(b"not a supernet")
     with pytest.raises(UserError, match="not a readable supernet file"):
         load_supernet(tmp_path / "bad.pt")
+    # image folders name their classes with numpy strings: the file must still load with weights_only
+    numpy_names = dataclasses.replace(splits, classes=tuple(np.array(["a", "b", "c", "d"])))
+    save_supernet(tmp_path / "folder.pt", net, numpy_names, {"epochs": 0})
+    assert load_supernet(tmp_path / "folder.pt").classes == ("a", "b", "c", "d")
 
 
 class _Stop(KeyboardInterrupt):
