@@ -52,7 +52,12 @@ def _fmt(v: Any) -> str:
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = ["# Supernet benchmark", "", "`.venv/bin/python benchmarks/supernet.py [--data cifar10] [--rank-only]`; "
-             f"{os.cpu_count()} CPU cores. Stand-alone and final trainings ran two at a time, one thread each.", "",
+             f"{os.cpu_count()} CPU cores. Stand-alone and final trainings ran two at a time, one thread each; every "
+             "timing here was taken while other stages of this benchmark shared the two cores, so read seconds and "
+             "candidates per hour as rough (their ratios ran under the same load). `kendall_tau` is the mean of "
+             "the inherited scores' tau with each stand-alone run, as the ceiling compares one run with another. "
+             "`n/a` for the final budget: those trainings (checkpointed, resumable with `--standalone-only "
+             "--seed-index 2`) did not fit this session.", "",
              "| figure | target | " + " | ".join(results) + " |", "|---|---|" + "---|" * len(results)]
     for key, target, ok in TARGETS:
         lines.append(f"| {key} | {target} | " + " | ".join(
