@@ -65,6 +65,7 @@ class Replay:
     counts: dict[str, int] = field(default_factory=lambda: {"trained": 0, "stopped": 0, "rejected": 0,
                                                             "duplicates": 0})
     sampler_s: float = 0.0
+    violations: dict[str, float] = field(default_factory=dict)  # of the last candidate gated
 
     def run(self) -> list[Event]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -89,17 +90,26 @@ class Replay:
             clock = self._evaluate(study, trial, spec, clock, rng) + self.surrogate.between_s
         return [e for e in self.events if e.end_s <= self.budget_s]
 
-    def _evaluate(self, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, clock: float,
-                  rng: np.random.Generator) -> float:
+    def gate(self, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec) -> ModelCosts | None:
+        """The search's budget gate: constraints set on the trial as the search sets them; None (the
+        trial told PRUNED) when over budget. The violations stay in ``self.violations``."""
         costs: ModelCosts = self.price(spec)
         values = {"macs": float(costs.macs), "peak_memory_mb": round(costs.memory_mb, 6)}
-        violations = budget_violations(values, self.cfg.search.budgets)
-        for key, excess in violations.items():
+        self.violations = budget_violations(values, self.cfg.search.budgets)
+        for key, excess in self.violations.items():
             trial.set_constraint(key, excess)
-        if any(v > 0 for v in violations.values()):
+        if any(v > 0 for v in self.violations.values()):
             self.counts["rejected"] += 1
             study.tell(trial, state=TrialState.PRUNED)
+            return None
+        return costs
+
+    def _evaluate(self, study: optuna.Study, trial: optuna.Trial, spec: ArchSpec, clock: float,
+                  rng: np.random.Generator) -> float:
+        costs = self.gate(study, trial, spec)
+        if costs is None:
             return clock + self.surrogate.reject_s
+        violations = self.violations
         figures = self.surrogate.draw(features(spec, costs), rng)
         stopping = self.cfg.search.early_stopping
         if stopping is not None:

@@ -30,12 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
 from nas.core.files import write_atomic
-from nas.cost.costs import ModelCosts
 from nas.data.splits import Splits
-from nas.search.evaluate import budget_violations
 from nas.space.arch import ArchSpec
 from nas.supernet.inherit import accuracy, recalibrate_bn
 from nas.supernet.store import SupernetFile
@@ -92,14 +89,8 @@ class SupernetReplay(Replay):
                   rng: np.random.Generator) -> float:
         assert self.scores is not None
         clock = max(clock, self.start_s)  # nothing is scored before the supernet exists
-        costs: ModelCosts = self.price(spec)
-        values = {"macs": float(costs.macs), "peak_memory_mb": round(costs.memory_mb, 6)}
-        violations = budget_violations(values, self.cfg.search.budgets)
-        for key, excess in violations.items():
-            trial.set_constraint(key, excess)
-        if any(v > 0 for v in violations.values()):
-            self.counts["rejected"] += 1
-            study.tell(trial, state=TrialState.PRUNED)
+        costs = self.gate(study, trial, spec)
+        if costs is None:
             return clock + self.surrogate.reject_s
         figures = self.surrogate.draw(features(spec, costs), rng)
         val, _, seconds = self.scores(spec)
