@@ -216,6 +216,8 @@ def stage_supernet() -> None:
             write_atomic(out, json.dumps({"strategy": strategy, "seed": seed, "counts": replay.counts,
                                           "sampler_s": replay.sampler_s, "start_s": train_s / profiles,
                                           "events": [e.__dict__ for e in events]}).encode())
+            print(f"fmnist: {strategy} seed {seed} ({SEEDS.index(seed) + 1}/{len(SEEDS)}): {len(events)} candidates "
+                  f"scored, {len(scores.done)} subnetworks scored so far", flush=True)
         print(f"fmnist: {strategy} replayed over {len(SEEDS)} seeds", flush=True)
 
 

@@ -34,11 +34,11 @@ import optuna
 from nas.core.files import write_atomic
 from nas.data.splits import Splits
 from nas.space.arch import ArchSpec
-from nas.supernet.inherit import accuracy, recalibrate_bn
 from nas.supernet.store import SupernetFile
 
 from search_replay import Event, Replay
 from search_table import features
+from supernet_rank import inherited_accuracy
 
 STRATEGIES = {"supernet": 1, "supernet/amortised4": 4}  # strategy: device profiles sharing the training
 
@@ -60,19 +60,16 @@ class InheritedScores:
         if self.cache.exists():
             self.done = json.loads(self.cache.read_text())
 
-    def __call__(self, spec: ArchSpec) -> tuple[float, float, float]:
+    def __call__(self, spec: ArchSpec) -> tuple[float, float]:
+        """Validation accuracy and seconds to extract, re-estimate and validate."""
         key = spec.format()
         if key not in self.done:
-            s, started = self.splits, time.perf_counter()
-            model = self.supernet.net.extract(spec)
-            recalibrate_bn(model, s.x_train, s.preprocess, spec.resolution, n_images=self.bn_images, seed=self.seed)
-            val = accuracy(model, s.x_val, s.y_val, s.preprocess, spec.resolution)
-            seconds = time.perf_counter() - started
-            self.done[key] = [val, float("nan"), seconds]  # test accuracy not scored: the front is retrained
+            started = time.perf_counter()
+            val = inherited_accuracy(self.supernet.net, spec, self.splits, bn_images=self.bn_images, seed=self.seed)
+            self.done[key] = [val, float("nan"), time.perf_counter() - started]  # test not scored: the front is retrained
             if len(self.done) % 20 == 0:
                 self.save()
-        val, test, seconds = self.done[key]
-        return val, test, seconds
+        return self.done[key][0], self.done[key][-1]
 
     def save(self) -> None:
         write_atomic(self.cache, json.dumps(self.done).encode())
@@ -93,7 +90,7 @@ class SupernetReplay(Replay):
         if costs is None:
             return clock + self.surrogate.reject_s
         figures = self.surrogate.draw(features(spec, costs), rng)
-        val, _, seconds = self.scores(spec)
+        val, seconds = self.scores(spec)
         clock += seconds + figures["after_s"]
         self.counts["trained"] += 1  # "trained": scored, here by inheriting
         objective = {"accuracy": val, "latency_ms": figures["latency_ms"], "macs": float(costs.macs)}

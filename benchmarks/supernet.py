@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -39,7 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nas.core.config import load_search_config  # noqa: E402
-from nas.search.study import config_to_dict, load_splits  # noqa: E402
+from nas.search.study import config_to_dict  # noqa: E402
 from results_page import record_run  # noqa: E402  (benchmarks/ is on the path when run as a script)
 from supernet_rank import (final_trained, inherited, median_seconds, rank_figures, rank_subnets,  # noqa: E402
                            standalone)

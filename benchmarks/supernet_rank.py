@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from nas.search.on_supernet import searched_space
 from nas.search.study import load_splits
 from nas.space.arch import ArchSpec
 from nas.space.builder import build
+from nas.data.splits import Splits
 from nas.supernet.inherit import accuracy, recalibrate_bn
+from nas.supernet.net import Supernet
 from nas.supernet.space import SupernetSpace
 from nas.supernet.store import load_supernet
 from nas.train.final import FinalTrainer
@@ -65,52 +68,63 @@ def _add_seconds(path: Path, spec: ArchSpec, seconds: float) -> None:
     path.write_text(json.dumps(done, indent=1))
 
 
+def _each(specs: list[ArchSpec], cache: Path, label: str, fit: Callable[[int, ArchSpec], float]) -> dict[str, float]:
+    """``fit(i, spec)`` (a validation accuracy) for each spec not yet in ``cache``, cached and timed
+    (``<cache>_seconds.json``) one at a time; a line per spec with n/N and ETA."""
+    done: dict[str, float] = _cached(cache)
+    began, fitted = time.perf_counter(), 0
+    for i, spec in enumerate(specs):
+        if spec.format() in done:
+            continue
+        started = time.perf_counter()
+        done[spec.format()] = fit(i, spec)
+        _add_seconds(cache.with_name(f"{cache.stem}_seconds.json"), spec, time.perf_counter() - started)
+        cache.write_text(json.dumps(done, indent=1))
+        fitted += 1
+        left = sum(s.format() not in done for s in specs)
+        print(f"{label} {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}% in {time.perf_counter() - started:.0f} s,"
+              f" ETA {(time.perf_counter() - began) / fitted * left / 60:.0f} min  {spec.format()}", flush=True)
+    return done
+
+
 def standalone(cfg_path: Path, ws: Path, specs: list[ArchSpec], seed_index: int) -> dict[str, float]:
     """Validation accuracy of each subnetwork trained alone at the proxy budget with seed
     ``cfg.seed + seed_index``; cached per arch in standalone_<seed_index>.json."""
     cfg = load_search_config(cfg_path)
     splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
     seed = cfg.seed + seed_index
-    cache = ws / f"standalone_{seed_index}.json"
-    done: dict[str, float] = _cached(cache)
-    for i, spec in enumerate(specs):
-        if spec.format() in done:
-            continue
-        started = time.perf_counter()
+
+    def fit(_: int, spec: ArchSpec) -> float:
         torch.manual_seed(seed)
         alone = build(spec)
         train(alone, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
               cfg=cfg.train, seed=seed)
-        done[spec.format()] = accuracy(alone, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
-        _add_seconds(ws / f"standalone_{seed_index}_seconds.json", spec, time.perf_counter() - started)
-        cache.write_text(json.dumps(done, indent=1))
-        print(f"standalone seed {seed} {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}% in "
-              f"{time.perf_counter() - started:.0f} s  {spec.format()}", flush=True)
-    return done
+        return accuracy(alone, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
+    return _each(specs, ws / f"standalone_{seed_index}.json", f"standalone seed {seed}", fit)
 
 
 def final_trained(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> dict[str, float]:
-    """Validation accuracy of each subnetwork trained at the ``final`` budget (cached, resumable)."""
+    """Validation accuracy of each subnetwork trained at the ``final`` budget (cached; each training
+    checkpointed per epoch, so a killed run resumes)."""
     cfg = load_search_config(cfg_path)
     splits = load_splits(cfg, cache_dir=ROOT / "runs" / ".cache")
-    cache = ws / "final.json"
-    done: dict[str, float] = _cached(cache)
     (ws / "final-checkpoints").mkdir(parents=True, exist_ok=True)
-    for i, spec in enumerate(specs):
-        if spec.format() in done:
-            continue
-        started = time.perf_counter()
+
+    def fit(i: int, spec: ArchSpec) -> float:
         torch.manual_seed(cfg.seed)
         model = build(spec)
         trainer = FinalTrainer(ws / "final-checkpoints" / f"{i:02d}.pt", splits.x_val, splits.y_val)
         trainer(model, splits.x_train, splits.y_train, preprocess=splits.preprocess, resolution=spec.resolution,
                 cfg=cfg.final, seed=cfg.seed)
-        done[spec.format()] = accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
-        _add_seconds(ws / "final_seconds.json", spec, time.perf_counter() - started)
-        cache.write_text(json.dumps(done, indent=1))
-        print(f"final ({cfg.final.epochs} epochs) {i + 1}/{len(specs)}: {100 * done[spec.format()]:.2f}% in "
-              f"{time.perf_counter() - started:.0f} s  {spec.format()}", flush=True)
-    return done
+        return accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
+    return _each(specs, ws / "final.json", f"final ({cfg.final.epochs} epochs)", fit)
+
+
+def inherited_accuracy(net: Supernet, spec: ArchSpec, splits: Splits, *, bn_images: int, seed: int) -> float:
+    """Validation accuracy of ``spec`` with ``net``'s weights, BatchNorm re-estimated (PyTorch)."""
+    model = net.extract(spec)
+    recalibrate_bn(model, splits.x_train, splits.preprocess, spec.resolution, n_images=bn_images, seed=seed)
+    return accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution)
 
 
 def inherited(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> list[dict[str, Any]]:
@@ -121,11 +135,8 @@ def inherited(cfg_path: Path, ws: Path, specs: list[ArchSpec]) -> list[dict[str,
     rows = []
     for spec in specs:
         started = time.perf_counter()
-        model = sn.net.extract(spec)
-        recalibrate_bn(model, splits.x_train, splits.preprocess, spec.resolution, n_images=cfg.supernet.bn_images,
-                       seed=cfg.seed)
-        rows.append({"arch": spec.format(), "macs": count_costs(spec).macs,
-                     "inherited": accuracy(model, splits.x_val, splits.y_val, splits.preprocess, spec.resolution),
+        score = inherited_accuracy(sn.net, spec, splits, bn_images=cfg.supernet.bn_images, seed=cfg.seed)
+        rows.append({"arch": spec.format(), "macs": count_costs(spec).macs, "inherited": score,
                      "inherit_seconds": time.perf_counter() - started})
     return rows
 

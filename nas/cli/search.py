@@ -23,11 +23,11 @@ from nas.search.baselines import baseline_grid, baselines_study_name, finished_b
 from nas.search.budget_scan import coverage_note, scan_budgets
 from nas.search.dashboard_storage import UserStudies
 from nas.search.deploy_steps import target_of
+from nas.search.on_supernet import searched_space
 from nas.search.progress import Progress
 from nas.search.reexport import reexport
 from nas.search.report import KEEP_MARK, export_trial_files, front_table
 from nas.search.run_folder import STORAGE_ENV, default_storage, inside, run_storage
-from nas.search.on_supernet import searched_space
 from nas.search.slots import counts
 from nas.search.storage import redact, storage_from_url
 from nas.search.study import create_run, find_study, load_run_config, load_splits, prepare_search, run_search

@@ -17,7 +17,7 @@ from nas.core.files import write_atomic
 from nas.search.on_supernet import default_supernet_dir, supernet_path, supernet_space
 from nas.search.study import load_splits
 from nas.space.kinds import elastic_kinds
-from nas.supernet.derive import derive_space
+from nas.supernet.derive import DerivedSpace
 from nas.supernet.inherit import accuracy, recalibrate_bn
 from nas.supernet.net import Supernet
 from nas.supernet.space import SupernetSpace
@@ -39,10 +39,10 @@ def _printer(every: int) -> Callable[[StepReport], None]:
     return show
 
 
-def _print_space(cfg: SearchConfig, in_chs: int, num_classes: int) -> None:
+def _print_space(cfg: SearchConfig, derived: DerivedSpace) -> None:
     """Say what the supernet leaves out of the search space (derive), or why the space as written
     will train poorly (given)."""
-    notes = derive_space(cfg.space, cfg.search.budgets, in_chs=in_chs, num_classes=num_classes).notes
+    notes = derived.notes
     if not notes:
         return
     if cfg.supernet.space == "derive":
@@ -61,9 +61,9 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
     pick_device(cfg.supernet.device)  # cuda without a GPU: refused before reading data
     splits = load_splits(cfg, cache_dir=out.parent / ".cache")
     in_chs, classes = splits.preprocess.channels, len(splits.classes)
-    _print_space(cfg, in_chs, classes)
-    space = SupernetSpace(supernet_space(cfg, in_chs=in_chs, num_classes=classes).space, in_chs=in_chs,
-                          num_classes=classes)
+    derived = supernet_space(cfg, in_chs=in_chs, num_classes=classes)
+    _print_space(cfg, derived)
+    space = SupernetSpace(derived.space, in_chs=in_chs, num_classes=classes)
     torch.manual_seed(cfg.seed)
     net = Supernet(space)
     checkpoint = out / "checkpoint.pt"

@@ -10,10 +10,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from nas.core.config import SearchConfig
+from nas.core.config import SearchConfig, SpaceConfig
 from nas.data.splits import Splits
 from nas.search.evaluate import EvalContext
-from nas.core.config import SpaceConfig
 from nas.supernet.derive import DerivedSpace, derive_space
 from nas.supernet.inherit import Inheritor
 from nas.supernet.space import check_elastic
@@ -33,10 +32,10 @@ def supernet_path(cfg: SearchConfig) -> Path:
 def supernet_space(cfg: SearchConfig, *, in_chs: int, num_classes: int) -> DerivedSpace:
     """The space a supernet of ``cfg`` trains and a supernet search of ``cfg`` searches:
     ``space`` narrowed to the budgets (``supernet.space: derive``, :mod:`nas.supernet.derive`)
-    or as written (``given``)."""
-    if cfg.supernet.space == "given":
-        return DerivedSpace(cfg.space, ())
-    return derive_space(cfg.space, cfg.search.budgets, in_chs=in_chs, num_classes=num_classes)
+    or as written (``given``); the notes say what derivation leaves out, in both cases (with
+    ``given``: why the space as written is too wide)."""
+    derived = derive_space(cfg.space, cfg.search.budgets, in_chs=in_chs, num_classes=num_classes)
+    return DerivedSpace(cfg.space, derived.notes) if cfg.supernet.space == "given" else derived
 
 
 def searched_space(cfg: SearchConfig, splits: Splits) -> SpaceConfig:

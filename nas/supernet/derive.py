@@ -20,11 +20,12 @@ space to those ranges:
   first, then the largest expansion, kernel and resolution, in that order;
 - widths kept within ``MAX_WIDTH_RANGE`` of the largest.
 
-:func:`too_wide` gives the same reasons for a space used as written (``supernet.space: given``).
+The same notes say why a space used as written (``supernet.space: given``) is too wide.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from nas.core.config import Budgets, SpaceConfig
@@ -40,12 +41,12 @@ _SHRINK_ORDER = ("widths", "exp_ratios", "kernels", "resolutions")
 @dataclass(frozen=True)
 class DerivedSpace:
     space: SpaceConfig
-    notes: tuple[str, ...]  # what was left out of the search space, and why
+    notes: tuple[str, ...]  # what derivation leaves out of the search space, and why
 
 
-def _largest_over(space: SpaceConfig, budgets: Budgets, in_chs: int, num_classes: int) -> str | None:
+def _largest_over(space: SpaceConfig, budgets: Budgets, in_chs: int, num_classes: int, parts: PartCosts) -> str | None:
     """Why the largest subnetwork is too far over a budget, or None."""
-    costs = PartCosts().costs(SupernetSpace(space, in_chs=in_chs, num_classes=num_classes).largest())
+    costs = parts.costs(SupernetSpace(space, in_chs=in_chs, num_classes=num_classes).largest())
     over = []
     if budgets.macs and costs.macs > SLACK * budgets.macs:
         over.append(f"{costs.macs / 1e6:.2f} M MACs against a budget of {budgets.macs / 1e6:.2f} M")
@@ -65,14 +66,16 @@ def _one_kind(space: SpaceConfig) -> tuple[SpaceConfig, list[str]]:
     return dataclasses.replace(space, stages=tuple(stages)), notes
 
 
+@functools.lru_cache(maxsize=16)  # a search start asks several times; the inputs are frozen
 def derive_space(space: SpaceConfig, budgets: Budgets, *, in_chs: int, num_classes: int) -> DerivedSpace:
     """``space`` narrowed to what a supernet trains well under ``budgets`` (module docstring);
     deriving a derived space changes nothing."""
+    parts = PartCosts()
     space, notes = _one_kind(space)
     if 1 in space.exp_ratios and len(space.exp_ratios) > 1:
         space = dataclasses.replace(space, exp_ratios=tuple(e for e in space.exp_ratios if e != 1))
         notes.append("expansion 1 left out (no expansion conv: its hidden channels would be the block's input)")
-    while (why := _largest_over(space, budgets, in_chs, num_classes)) is not None:
+    while (why := _largest_over(space, budgets, in_chs, num_classes, parts)) is not None:
         name = next((n for n in _SHRINK_ORDER if len(getattr(space, n)) > 1), None)
         if name is None:
             notes.append(f"the largest subnetwork stays over budget ({why}): the budget is below the space's smallest "
@@ -88,8 +91,3 @@ def derive_space(space: SpaceConfig, budgets: Budgets, *, in_chs: int, num_class
                      f"most {MAX_WIDTH_RANGE:g}x (per-stage channel ranges of AttentiveNAS and once-for-all)")
         space = dataclasses.replace(space, widths=narrow)
     return DerivedSpace(space, tuple(notes))
-
-
-def too_wide(space: SpaceConfig, budgets: Budgets, *, in_chs: int, num_classes: int) -> list[str]:
-    """Why ``space`` as written is too wide for a supernet to rank its subnetworks (empty: fine)."""
-    return list(derive_space(space, budgets, in_chs=in_chs, num_classes=num_classes).notes)

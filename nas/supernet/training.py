@@ -3,8 +3,8 @@
 Each step draws one resolution for the batch; at it the largest subnetwork learns the labels
 (label smoothing ``label_smoothing``), the smallest and ``random_subnets`` random subnetworks
 (drawn at MAC targets within the search's budgets, :mod:`nas.supernet.sampling`) learn the
-largest's softened outputs; one optimizer step for their summed gradients. After each epoch the hidden channels are sorted by importance
-(:meth:`Supernet.reorder`, optimizer state permuted with them). The batch order and the random
+largest's softened outputs; one optimizer step for their summed gradients. After each epoch the
+hidden channels are sorted by importance (:meth:`Supernet.reorder`, optimizer state permuted with them). The batch order and the random
 subnetworks of step ``s`` of epoch ``e`` depend on ``(seed, e, s)`` only, so a run resumed from
 its checkpoint (written every epoch and every ``checkpoint_minutes``) continues exactly.
 """

@@ -82,10 +82,10 @@ def test_config_refuses_unknown_space_and_sampling() -> None:
 
 
 def test_train_says_what_it_left_out_or_warns_about_a_given_space(capsys: pytest.CaptureFixture[str]) -> None:
-    _print_space(CFG, 1, 10)
+    _print_space(CFG, supernet_space(CFG, in_chs=1, num_classes=10))
     derived = capsys.readouterr().out
     assert derived.startswith("supernet space derived from space and search.budgets") and "widths 1.25" in derived
     given = dataclasses.replace(CFG, supernet=dataclasses.replace(CFG.supernet, space="given"))
-    _print_space(given, 1, 10)
+    _print_space(given, supernet_space(given, in_chs=1, num_classes=10))
     warned = capsys.readouterr().out
     assert warned.startswith("warning: supernet.space: given keeps a space too wide") and "15.64 M MACs" in warned
